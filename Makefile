@@ -1,0 +1,78 @@
+# Closeloop's interface: `make run` (the system with a demo feed) and `make test` (everything CI runs).
+# Both do all set-up on a fresh machine: uv, the virtualenv, PostgreSQL, Kafka, migrations, topics.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+UV_VERSION := 0.13.9
+UV := python3 -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest
+PACKAGES := -p closeloop_common -p closeloop_ingest -p closeloop_scoring -p closeloop_orchestrator -p closeloop_notifier -p closeloop_devtools
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.synced: pyproject.toml uv.lock libs/common/pyproject.toml services/*/pyproject.toml tools/devtools/pyproject.toml
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create the virtualenv from uv.lock
+
+.PHONY: infra-up
+infra-up: venv ## start PostgreSQL and Kafka (idempotent) and create the topics
+	scripts/postgres.sh up
+	scripts/kafka.sh up
+	$(BIN)/closeloop-topics create
+
+.PHONY: infra-down
+infra-down: ## stop Kafka and the PostgreSQL this project started
+	scripts/kafka.sh down
+	scripts/postgres.sh down
+
+.PHONY: migrate
+migrate: venv ## apply every service's migrations to DATABASE_URL
+	for s in ingest scoring orchestrator notifier; do $(BIN)/closeloop-$$s migrate; done
+
+.PHONY: run
+run: infra-up ## run the four services, an SMTP sink and a demo feed (Ctrl-C stops)
+	$(BIN)/closeloop-demo
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+
+.PHONY: test-unit
+test-unit: venv ## unit tests: no broker, no database
+	$(PYTEST) -m "not integration and not e2e"
+
+.PHONY: test-integration
+test-integration: infra-up ## integration tests against the real broker and database
+	$(PYTEST) -m integration
+
+.PHONY: test-e2e
+test-e2e: infra-up ## the four services as processes, end to end
+	$(PYTEST) -m e2e
+
+.PHONY: test
+test: lint infra-up ## lint, then every test against the real Kafka and PostgreSQL
+	$(PYTEST)
+
+.PHONY: contracts
+contracts: venv ## regenerate contracts/ (JSON Schemas and AsyncAPI) from the event models
+	$(BIN)/python -m closeloop_common.contracts contracts
+
+.PHONY: bench
+bench: infra-up ## measure POST-to-email latency and throughput; writes bench/results.md
+	$(BIN)/python -m closeloop_devtools.bench --out bench/results.md
+
+.PHONY: clean
+clean: infra-down ## stop everything and remove the virtualenv and local infra data
+	rm -rf $(VENV) .infra

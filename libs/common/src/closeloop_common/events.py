@@ -1,0 +1,306 @@
+"""Closeloop's event contracts: the only thing services (and CRMs) share on the wire.
+
+Every event is a CloudEvents 1.0 envelope in *structured mode*: the Kafka record value is the whole
+event as JSON (`content-type: application/cloudevents+json` header), so it survives tools that drop
+headers (sinks to object storage, replays, `kcat`). Extension attributes:
+- `tenantid`: the tenant (company) the event belongs to; every key and query includes it.
+- `partitionkey`: the Kafka record key, `<tenant>:<customer id>`, so one customer's events stay in
+  order on one partition.
+
+Contracts are frozen and versioned: the version is part of the `type`
+(`dev.closeloop.response.received.v1`). A breaking change is a new model with a new version that is
+published beside the old one for a deprecation period, never an edit of an existing model.
+Generated JSON Schemas and an AsyncAPI document live in `contracts/` (see `contracts.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from closeloop_common.clock import Clock
+from closeloop_common.settings import TENANT_ID_PATTERN
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+SCHEMA_URN_PREFIX = "urn:closeloop:schema:"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+
+
+class Topic(StrEnum):
+    """Logical topic names; the broker name is `<KAFKA_TOPIC_PREFIX>.<logical name>`."""
+
+    RESPONSES = "responses"
+    NPS = "nps"
+    CASES = "cases"
+    NOTIFICATIONS = "notifications"
+    DEADLETTER = "deadletter"
+
+    def address(self, prefix: str) -> str:
+        return f"{prefix}.{self.value}"
+
+
+class Category(StrEnum):
+    PROMOTER = "promoter"
+    PASSIVE = "passive"
+    DETRACTOR = "detractor"
+
+
+def categorize(score: int) -> Category:
+    """NPS category of a 0-10 answer: 9-10 promoter, 7-8 passive, 0-6 detractor."""
+    if not 0 <= score <= 10:
+        raise ValueError(f"an NPS score is 0..10, got {score}")
+    if score >= 9:
+        return Category.PROMOTER
+    if score >= 7:
+        return Category.PASSIVE
+    return Category.DETRACTOR
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Customer(Contract):
+    """The person who answered; `id` is the survey tool's or CRM's customer id."""
+
+    id: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(None, max_length=320, pattern=EMAIL_PATTERN)
+    name: str | None = Field(None, max_length=200)
+    locale: str | None = Field(
+        None, max_length=35, pattern=LOCALE_PATTERN, examples=["pl-PL", "en"]
+    )
+
+
+class Segments(Contract):
+    """Segment attributes a response is scored under (besides survey and account)."""
+
+    product: str | None = Field(None, min_length=1, max_length=100)
+    region: str | None = Field(None, min_length=1, max_length=100)
+    channel: str | None = Field(None, min_length=1, max_length=100)
+    touchpoint: str | None = Field(None, min_length=1, max_length=100)
+
+
+class EventData(Contract):
+    """Base of every event payload. Subclasses name their CloudEvents type and topic."""
+
+    EVENT_TYPE: ClassVar[str]
+    TOPIC: ClassVar[Topic]
+
+    def customer_key(self) -> str:
+        """The part of the partition key after the tenant: keeps a customer's events ordered."""
+        raise NotImplementedError
+
+
+class ResponseReceivedV1(EventData):
+    """A survey response was accepted by ingest (first delivery only; duplicates emit nothing)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.response.received.v1"
+    TOPIC: ClassVar[Topic] = Topic.RESPONSES
+
+    response_id: str = Field(min_length=1, max_length=200)
+    survey_id: str = Field(min_length=1, max_length=200)
+    customer: Customer
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    score: int = Field(ge=0, le=10)
+    category: Category
+    comment: str | None = Field(None, max_length=10_000)
+    answered_at: AwareDatetime
+    received_at: AwareDatetime
+    segments: Segments = Segments()
+    source: str = Field(description="where it came from: `api` or a survey tool's name")
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class SegmentScore(Contract):
+    """All-time counts of one segment after a response was counted; NPS is derived from them."""
+
+    dimension: Literal["overall", "survey", "account", "product", "region", "channel", "touchpoint"]
+    segment: str
+    promoters: int = Field(ge=0)
+    passives: int = Field(ge=0)
+    detractors: int = Field(ge=0)
+    nps: float = Field(ge=-100, le=100, description="% promoters - % detractors")
+
+
+class NpsUpdatedV1(EventData):
+    """Scoring counted a response; carries the new totals of every segment it touched."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.nps.updated.v1"
+    TOPIC: ClassVar[Topic] = Topic.NPS
+
+    response_id: str
+    customer_id: str
+    category: Category
+    answered_at: AwareDatetime
+    scores: tuple[SegmentScore, ...]
+
+    def customer_key(self) -> str:
+        return self.customer_id
+
+
+class Playbook(StrEnum):
+    """What the follow-up of a case is for, by NPS category."""
+
+    APOLOGY_CALLBACK = "apology_callback"  # detractor: apologise, call back, find the root cause
+    IMPROVEMENT_ASK = "improvement_ask"  # passive: ask for one or two improvements
+    THANKS_REFERRAL = "thanks_referral"  # promoter: thank, invite a review or referral
+
+
+class Owner(Contract):
+    id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
+
+
+class CaseOpenedV1(EventData):
+    """The orchestrator opened a follow-up case for a response and assigned it an owner."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.opened.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    case_id: uuid.UUID
+    response_id: str
+    survey_id: str
+    customer: Customer
+    account_id: str | None
+    score: int = Field(ge=0, le=10)
+    category: Category
+    comment: str | None
+    playbook: Playbook
+    owner: Owner
+    key_account: bool
+    opened_at: AwareDatetime
+    first_contact_due_at: AwareDatetime
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class NotificationSentV1(EventData):
+    """The notifier handed a message to the mail server (SMTP accepted it)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.notification.sent.v1"
+    TOPIC: ClassVar[Topic] = Topic.NOTIFICATIONS
+
+    message_id: uuid.UUID
+    case_id: uuid.UUID
+    response_id: str
+    customer_id: str
+    template: str
+    locale: str
+    channel: Literal["email"]
+    recipient: str
+    subject: str
+    attempts: int = Field(ge=1)
+    sent_at: AwareDatetime
+
+    def customer_key(self) -> str:
+        return self.customer_id
+
+
+class NotificationFailedV1(EventData):
+    """A message will not be sent: the customer opted out, has no address, or delivery gave up."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.notification.failed.v1"
+    TOPIC: ClassVar[Topic] = Topic.NOTIFICATIONS
+
+    message_id: uuid.UUID
+    case_id: uuid.UUID
+    response_id: str
+    customer_id: str
+    template: str
+    channel: Literal["email"]
+    reason: Literal["opted_out", "no_recipient", "delivery_failed"]
+    detail: str | None = None
+    attempts: int = Field(ge=0)
+    failed_at: AwareDatetime
+
+    def customer_key(self) -> str:
+        return self.customer_id
+
+
+CONTRACTS: tuple[type[EventData], ...] = (
+    ResponseReceivedV1,
+    NpsUpdatedV1,
+    CaseOpenedV1,
+    NotificationSentV1,
+    NotificationFailedV1,
+)
+CONTRACTS_BY_TYPE: dict[str, type[EventData]] = {c.EVENT_TYPE: c for c in CONTRACTS}
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+def schema_urn(event_type: str) -> str:
+    return f"{SCHEMA_URN_PREFIX}{event_type}"
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 envelope around one contract's data (structured mode)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=200, description="unique per source; the dedup key")
+    source: str = Field(min_length=1, description="the producing service, e.g. /closeloop/ingest")
+    type: str = Field(description="contract name with version, e.g. dev.closeloop.case.opened.v1")
+    subject: str | None = None
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    tenantid: str = Field(pattern=TENANT_ID_PATTERN)
+    partitionkey: str = Field(min_length=1)
+    data: DataT
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def new_event(
+    data: DataT, *, tenant_id: str, source: str, clock: Clock, subject: str | None = None
+) -> CloudEvent[DataT]:
+    """Wrap contract data in a fresh envelope (new id, now, partition key from the customer)."""
+    envelope: CloudEvent[DataT] = CloudEvent[type(data)](  # type: ignore[misc,operator]
+        id=str(uuid.uuid4()),
+        source=source,
+        type=data.EVENT_TYPE,
+        subject=subject,
+        time=clock.now(),
+        dataschema=schema_urn(data.EVENT_TYPE),
+        tenantid=tenant_id,
+        partitionkey=f"{tenant_id}:{data.customer_key()}",
+        data=data,
+    )
+    return envelope
+
+
+class UndecodableEvent(ValueError):
+    """The bytes are not a valid event of a known contract: a poison message."""
+
+
+class UnknownEventType(ValueError):
+    """A well-formed event of a type this build does not know (e.g. a newer version)."""
+
+
+def decode_event(raw: bytes) -> CloudEvent[Any]:
+    """Parse and validate a structured-mode record value against its contract."""
+    try:
+        envelope = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableEvent(f"not JSON: {exc}") from exc
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+        raise UndecodableEvent("not a CloudEvent: no string `type` attribute")
+    contract = CONTRACTS_BY_TYPE.get(envelope["type"])
+    if contract is None:
+        raise UnknownEventType(envelope["type"])
+    try:
+        return CloudEvent[contract].model_validate(envelope)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise UndecodableEvent(f"invalid {envelope['type']}: {exc}") from exc

@@ -1,0 +1,75 @@
+"""Topic bootstrap: every topic is created explicitly with a documented partition count.
+
+Partitions: `KAFKA_TOPIC_PARTITIONS` (default 6). Record keys are `<tenant>:<customer id>`, so a
+customer's events stay ordered on one partition while customers spread across partitions.
+Auto-creation is off on the broker; `closeloop-topics create` is run by `make infra-up`,
+the compose `bootstrap` service and the Kubernetes Job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from closeloop_common.events import Topic
+from closeloop_common.settings import CommonSettings
+
+RETENTION_MS = {
+    Topic.DEADLETTER: 30 * 24 * 3600 * 1000,  # a month to inspect and replay poison messages
+}
+DEFAULT_RETENTION_MS = 14 * 24 * 3600 * 1000
+
+
+def topic_addresses(prefix: str) -> list[str]:
+    return [t.address(prefix) for t in Topic]
+
+
+async def ensure_topics(settings: CommonSettings) -> dict[str, str]:
+    """Create missing topics (idempotent); returns topic -> "created" | "exists"."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        outcome: dict[str, str] = {}
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=t.address(settings.kafka_topic_prefix),
+                num_partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs={"retention.ms": str(RETENTION_MS.get(t, DEFAULT_RETENTION_MS))},
+            )
+            for t in Topic
+        ]
+        missing = [nt for nt in wanted if nt.name not in existing]
+        for nt in wanted:
+            outcome[nt.name] = "exists" if nt.name in existing else "created"
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent bootstrap won
+                await admin.create_topics(missing)
+        return outcome
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="closeloop-topics", description=__doc__)
+    parser.add_argument("command", choices=["create", "list"])
+    args = parser.parse_args(argv)
+    settings = CommonSettings()
+    if args.command == "list":
+        for name in topic_addresses(settings.kafka_topic_prefix):
+            print(name)
+        return 0
+    outcome = asyncio.run(ensure_topics(settings))
+    for name, state in outcome.items():
+        print(f"{name}: {state} ({settings.kafka_topic_partitions} partitions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Prometheus metrics shared by every service (one service per process, so no service label:
+Prometheus adds `job`/`instance` when it scrapes)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+HTTP_REQUESTS = Counter(
+    "closeloop_http_requests_total", "HTTP requests served", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "closeloop_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENTS_CONSUMED = Counter(
+    "closeloop_events_consumed_total",
+    "Kafka records seen by a consumer, by outcome (processed, duplicate, skipped, dead_lettered)",
+    ["group", "event_type", "outcome"],
+)
+HANDLER_FAILURES = Counter(
+    "closeloop_event_handler_failures_total",
+    "Handler attempts that raised",
+    ["group", "event_type", "kind"],
+)
+HANDLE_LATENCY = Histogram(
+    "closeloop_event_handle_duration_seconds",
+    "Time to handle one event, commit included",
+    ["group", "event_type"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_AGE = Histogram(
+    "closeloop_event_age_seconds",
+    "Age of an event (its CloudEvents time) when handled",
+    ["group", "event_type"],
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_PUBLISHED = Counter(
+    "closeloop_outbox_published_total", "Events the outbox relay published", ["topic"]
+)
+OUTBOX_DELAY = Histogram(
+    "closeloop_outbox_delay_seconds",
+    "Time from outbox write to broker acknowledgement",
+    buckets=LATENCY_BUCKETS,
+)

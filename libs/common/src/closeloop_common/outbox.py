@@ -1,0 +1,142 @@
+"""The transactional outbox: events are written in the same transaction as the state they describe,
+and a relay publishes them to Kafka afterwards, so state and events never disagree.
+
+Delivery is at least once (a crash between the broker's ack and marking the row published
+re-publishes it); consumers dedupe by event id in their inbox, so the effect is exactly once.
+One relay publishes at a time per schema (a transaction-scoped advisory lock), in `seq` order,
+so a customer's events reach their partition in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from closeloop_common.clock import Clock
+from closeloop_common.db import on_commit, transaction
+from closeloop_common.events import CloudEvent
+from closeloop_common.kafka.producer import EventProducer, OutboundRecord
+from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Adds events to a service's outbox inside the caller's transaction."""
+
+    def __init__(self, table: sa.Table, *, topic_prefix: str) -> None:
+        self._table = table
+        self._prefix = topic_prefix
+        self._committed = asyncio.Event()
+
+    async def add(self, session: AsyncSession, event: CloudEvent[Any]) -> None:
+        await session.execute(
+            sa.insert(self._table).values(
+                event_id=event.id,
+                tenant_id=event.tenantid,
+                topic=event.data.TOPIC.address(self._prefix),
+                event_type=event.type,
+                key=event.partitionkey,
+                payload=event.encode(),
+                created_at=event.time,
+            )
+        )
+        # Wake the relay when the row is visible, not before.
+        on_commit(session, self._committed.set)
+
+    async def wait_for_commit(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._committed.wait(), timeout)
+        self._committed.clear()
+
+
+class OutboxRelay:
+    """Publishes unpublished outbox rows in order, marking them once the broker has acked."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        table: sa.Table,
+        outbox: Outbox,
+        producer: EventProducer,
+        clock: Clock,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._outbox = outbox
+        self._producer = producer
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._retention = retention
+        self._lock_name = f"closeloop.outbox.{table.schema}"
+
+    async def run(self) -> None:
+        """Publish until cancelled; failures are logged and retried with backoff."""
+        failures = 0
+        last_prune = self._clock.now() - timedelta(days=1)
+        while True:
+            try:
+                published = await self.publish_batch()
+                failures = 0
+                if self._clock.now() - last_prune > timedelta(minutes=10):
+                    await self.prune()
+                    last_prune = self._clock.now()
+            except Exception:
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.exception("outbox relay pass failed; retrying", extra={"retry_in_s": delay})
+                await asyncio.sleep(delay)
+                continue
+            if published < self._batch_size:
+                await self._outbox.wait_for_commit(self._poll_interval)
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many rows it published (0 if another relay holds the lock)."""
+        t = self._table
+        async with transaction(self._sessions) as session:
+            locked = await session.scalar(
+                sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(self._lock_name)))
+            )
+            if not locked:
+                return 0
+            rows = (
+                await session.execute(
+                    sa.select(t.c.seq, t.c.topic, t.c.key, t.c.payload, t.c.created_at)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.seq)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self._producer.send_batch(
+                [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
+            )
+            now = self._clock.now()
+            await session.execute(
+                sa.update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=now)
+            )
+        for r in rows:
+            OUTBOX_PUBLISHED.labels(r.topic).inc()
+            OUTBOX_DELAY.observe(max(0.0, (now - r.created_at).total_seconds()))
+        return len(rows)
+
+    async def prune(self) -> int:
+        """Delete rows published longer ago than the retention period."""
+        cutoff = self._clock.now() - self._retention
+        async with transaction(self._sessions) as session:
+            result = await session.execute(
+                sa.delete(self._table).where(self._table.c.published_at < cutoff)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,180 @@
+"""The HTTP shell every service shares: RFC 9457 problem details, health, readiness, metrics.
+
+Errors leave as `application/problem+json` with a stable `type` URN per kind of problem, so a
+client can branch on `type` rather than parse `detail`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from closeloop_common.runtime import ServiceRuntime
+from closeloop_common.settings import TENANT_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_URN = "urn:closeloop:problem:"
+
+
+class Problem(Exception):
+    """An error a client can act on; rendered as RFC 9457 problem details."""
+
+    def __init__(
+        self, status: int, kind: str, title: str, detail: str | None = None, **extensions: Any
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.type = PROBLEM_URN + kind
+        self.title = title
+        self.detail = detail
+        self.extensions = extensions
+
+
+def problem_response(
+    request: Request, status: int, type_: str, title: str, detail: str | None, **extensions: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    body.update(extensions)
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(
+            request, exc.status, exc.type, exc.title, exc.detail, **exc.extensions
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "location": list(e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "kind": e.get("type", ""),
+            }
+            for e in exc.errors()
+        ]
+        return problem_response(
+            request,
+            422,
+            PROBLEM_URN + "validation",
+            "The request is not valid",
+            f"{len(errors)} field(s) failed validation",
+            errors=errors,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        title = HTTPStatus(exc.status_code).phrase
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem_response(request, exc.status_code, "about:blank", title, detail)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(
+            request,
+            500,
+            PROBLEM_URN + "internal",
+            "Internal server error",
+            "The error was logged; nothing was accepted from this request.",
+        )
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+
+
+async def _tenant_id(request: Request, x_tenant_id: Annotated[str | None, Header()] = None) -> str:
+    """The tenant named by `X-Tenant-Id`, or the service's configured default tenant."""
+    if x_tenant_id is None:
+        runtime: ServiceRuntime = request.app.state.runtime
+        return runtime.settings.default_tenant_id
+    if not _TENANT_RE.match(x_tenant_id):
+        raise Problem(
+            400,
+            "invalid-tenant",
+            "Invalid tenant id",
+            f"X-Tenant-Id must match {TENANT_ID_PATTERN}",
+        )
+    return x_tenant_id
+
+
+TenantId = Annotated[str, Depends(_tenant_id)]
+
+
+def create_app(
+    *, title: str, runtime: ServiceRuntime, routers: Sequence[APIRouter], version: str = "0.1.0"
+) -> FastAPI:
+    """A FastAPI app whose lifespan starts and stops the service runtime."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="The database and the broker are reachable")
+    async def readyz(request: Request) -> Response:
+        checks = await runtime.readiness()
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ready", "checks": checks})
+        return problem_response(
+            request,
+            503,
+            PROBLEM_URN + "not-ready",
+            "Service not ready",
+            ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+            checks=checks,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,256 @@
+"""Outbox, inbox and dead-letter plumbing against the real Kafka broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from closeloop_common.clock import SystemClock
+from closeloop_common.db import make_engine, make_sessionmaker, schema_metadata, transaction
+from closeloop_common.events import (
+    CloudEvent,
+    Customer,
+    ResponseReceivedV1,
+    Topic,
+    categorize,
+    new_event,
+)
+from closeloop_common.kafka.consumer import EventConsumer
+from closeloop_common.kafka.producer import EventProducer, OutboundRecord
+from closeloop_common.outbox import Outbox, OutboxRelay
+from closeloop_common.settings import CommonSettings
+
+SCHEMA = "common_it"
+metadata = schema_metadata(SCHEMA)
+effects = sa.Table(
+    "effects",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("response_id", sa.Text, nullable=False),
+)
+OUTBOX = metadata.tables[f"{SCHEMA}.outbox"]
+INBOX = metadata.tables[f"{SCHEMA}.inbox"]
+
+
+@pytest.fixture(scope="module")
+def settings(infra: dict[str, str]) -> CommonSettings:
+    return CommonSettings()
+
+
+@pytest.fixture
+async def engine(settings: CommonSettings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(settings.database_url, pool_size=2)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        await conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def producer(settings: CommonSettings) -> AsyncIterator[EventProducer]:
+    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="common-it")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def response_event(response_id: str, customer_id: str = "c-1", score: int = 3) -> CloudEvent[Any]:
+    now = datetime.now(UTC)
+    data = ResponseReceivedV1(
+        response_id=response_id,
+        survey_id="s",
+        customer=Customer(id=customer_id),
+        score=score,
+        category=categorize(score),
+        answered_at=now,
+        received_at=now,
+        source="test",
+    )
+    return new_event(data, tenant_id="t-it", source="/test", clock=SystemClock())
+
+
+class TopicTail:
+    """Reads a topic from the beginning, keeping every record seen so far."""
+
+    def __init__(self, settings: CommonSettings, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.records: list[Any] = []
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self) -> list[Any]:
+        for batch in (await self._consumer.getmany(timeout_ms=200)).values():
+            self.records.extend(batch)
+        return self.records
+
+    async def until(self, done: Callable[[list[Any]], bool], timeout: float = 20) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while not done(await self.poll()):
+                pass
+        return self.records
+
+
+async def test_relay_publishes_outbox_rows_in_order_and_marks_them(
+    settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
+) -> None:
+    sessions = make_sessionmaker(engine)
+    outbox = Outbox(OUTBOX, topic_prefix=settings.kafka_topic_prefix)
+    relay = OutboxRelay(
+        sessions=sessions, table=OUTBOX, outbox=outbox, producer=producer, clock=SystemClock()
+    )
+    events = [response_event(f"order-{i}-{uuid.uuid4().hex[:6]}") for i in range(3)]
+    async with transaction(sessions) as session:
+        for event in events:
+            await outbox.add(session, event)
+
+    assert await relay.publish_batch() == 3
+    assert await relay.publish_batch() == 0
+
+    ids = [e.id for e in events]
+    async with TopicTail(settings, Topic.RESPONSES.address(settings.kafka_topic_prefix)) as tail:
+        records = await tail.until(
+            lambda rs: sum(1 for r in rs if any(i.encode() in r.value for i in ids)) >= 3
+        )
+    ours = [r for r in records if any(i.encode() in r.value for i in ids)]
+    assert [CloudEvent[ResponseReceivedV1].model_validate_json(r.value).id for r in ours] == ids
+    assert {r.key for r in ours} == {b"t-it:c-1"}
+    assert dict(ours[0].headers)["content-type"].startswith(b"application/cloudevents+json")
+    async with sessions() as session:
+        unpublished = await session.scalar(
+            sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+        )
+    assert unpublished == 0
+
+
+async def test_redelivered_event_has_one_effect_and_poison_goes_to_dead_letter(
+    settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
+) -> None:
+    sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
+    prefix = settings.kafka_topic_prefix
+    topic = Topic.RESPONSES.address(prefix)
+    group = f"it-{uuid.uuid4().hex[:8]}"
+    good = response_event(f"good-{uuid.uuid4().hex[:6]}")
+    failing = response_event("always-fails", customer_id="c-2")  # its handler always raises
+    poison = b"{not json"
+
+    async def handler(session: AsyncSession, event: CloudEvent[Any]) -> None:
+        if event.data.response_id == "always-fails":
+            raise ValueError("this handler cannot take it")
+        await session.execute(
+            sa.insert(effects).values(event_id=event.id, response_id=event.data.response_id)
+        )
+
+    def make_consumer() -> EventConsumer:
+        return EventConsumer(
+            group_id=group,
+            topics=[topic],
+            handlers={good.type: handler},
+            sessions=sessions,
+            inbox=INBOX,
+            producer=producer,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic_prefix=prefix,
+            clock=SystemClock(),
+            max_attempts=2,
+        )
+
+    async def effect_rows() -> list[str]:
+        """Effects of this test's events (the topic also holds other tests' events)."""
+        mine = [good.data.response_id, failing.data.response_id]
+        async with sessions() as session:
+            found = await session.scalars(
+                sa.select(effects.c.response_id).where(effects.c.response_id.in_(mine))
+            )
+            return list(found.all())
+
+    async def consume_until(consumer: EventConsumer, done: Callable[[], Any]) -> None:
+        """Run the consumer until `done()` holds (polled), then stop it like a shutdown would."""
+        await consumer.start()
+        task = asyncio.create_task(consumer.run())
+        try:
+            async with asyncio.timeout(30):
+                while not await done():
+                    await asyncio.sleep(0.2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await consumer.stop()
+
+    # The same event delivered twice (a producer retry or a replay), a poison record, a failing one.
+    await producer.send_batch(
+        [
+            OutboundRecord(topic, good.partitionkey, good.encode()),
+            OutboundRecord(topic, good.partitionkey, good.encode()),
+            OutboundRecord(topic, "t-it:poison", poison),
+            OutboundRecord(topic, failing.partitionkey, failing.encode()),
+        ]
+    )
+
+    def dead_letters_of_group(records: list[Any]) -> list[Any]:
+        return [r for r in records if ("closeloop.dlq.group", group.encode()) in r.headers]
+
+    dlq = TopicTail(settings, Topic.DEADLETTER.address(prefix))
+    await dlq.__aenter__()
+
+    async def first_pass_done() -> bool:
+        dead = dead_letters_of_group(await dlq.poll())
+        return len(dead) >= 2 and await effect_rows() == [good.data.response_id]
+
+    await consume_until(make_consumer(), first_pass_done)
+    assert await effect_rows() == [good.data.response_id]
+    dead = dead_letters_of_group(dlq.records)
+    assert len(dead) == 2
+    assert {dict(r.headers)["closeloop.dlq.reason"] for r in dead} == {
+        b"undecodable",
+        b"handler_failed",
+    }
+    assert {r.value for r in dead} == {poison, failing.encode()}
+
+    # A crash before the offsets were committed: the group starts again from the beginning.
+    rewind = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await rewind.start()
+    partitions = [TopicPartition(topic, p) for p in (rewind.partitions_for_topic(topic) or set())]
+    if not partitions:
+        await rewind._client.force_metadata_update()
+        partitions = [
+            TopicPartition(topic, p) for p in (rewind.partitions_for_topic(topic) or set())
+        ]
+    rewind.assign(partitions)
+    await rewind.commit({tp: OffsetAndMetadata(0, "") for tp in partitions})
+    await rewind.stop()
+
+    second = make_consumer()
+
+    async def second_pass_done() -> bool:
+        # Dead-lettering is at least once: the replay sends both bad records again.
+        return len(dead_letters_of_group(await dlq.poll())) >= 4
+
+    try:
+        await consume_until(second, second_pass_done)
+    finally:
+        await dlq.__aexit__()
+    assert await effect_rows() == [good.data.response_id]

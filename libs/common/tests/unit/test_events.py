@@ -1,0 +1,197 @@
+"""Event contracts: NPS categories, the CloudEvents envelope on the wire, and poison detection."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from closeloop_common.clock import FixedClock
+from closeloop_common.events import (
+    Category,
+    CloudEvent,
+    Customer,
+    ResponseReceivedV1,
+    Segments,
+    UndecodableEvent,
+    UnknownEventType,
+    categorize,
+    decode_event,
+    new_event,
+)
+
+NOW = datetime(2024, 5, 6, 10, 30, tzinfo=UTC)
+TENANT = "acme"
+
+
+@pytest.fixture
+def response() -> ResponseReceivedV1:
+    return ResponseReceivedV1(
+        response_id="r-1",
+        survey_id="s-2024",
+        customer=Customer(id="c-42", email="anna@example.com", name="Anna Nowak", locale="pl-PL"),
+        account_id="acc-7",
+        score=3,
+        category=Category.DETRACTOR,
+        comment="Too slow.\nŻółw byłby szybszy.",
+        answered_at=datetime(2024, 5, 6, 9, 0, tzinfo=UTC),
+        received_at=NOW,
+        segments=Segments(product="api", region="eu"),
+        source="api",
+    )
+
+
+@pytest.fixture
+def event(response: ResponseReceivedV1) -> CloudEvent[ResponseReceivedV1]:
+    return new_event(response, tenant_id=TENANT, source="/closeloop/ingest", clock=FixedClock(NOW))
+
+
+# --- categorize ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "category"),
+    [
+        (0, Category.DETRACTOR),
+        (6, Category.DETRACTOR),
+        (7, Category.PASSIVE),
+        (8, Category.PASSIVE),
+        (9, Category.PROMOTER),
+        (10, Category.PROMOTER),
+    ],
+)
+def test_categorize_puts_boundary_scores_in_the_right_category(
+    score: int, category: Category
+) -> None:
+    assert categorize(score) is category
+
+
+@pytest.mark.parametrize("score", [-1, 11])
+def test_categorize_refuses_scores_outside_0_to_10(score: int) -> None:
+    with pytest.raises(ValueError, match=r"0\.\.10"):
+        categorize(score)
+
+
+@given(st.integers(min_value=0, max_value=10))
+def test_categorize_follows_the_nps_thresholds_for_every_valid_score(score: int) -> None:
+    expected = (
+        Category.PROMOTER if score >= 9 else Category.PASSIVE if score >= 7 else Category.DETRACTOR
+    )
+    assert categorize(score) is expected
+
+
+# --- envelope --------------------------------------------------------------------------------
+
+
+def test_new_event_fills_the_envelope_from_the_contract_and_the_clock(
+    event: CloudEvent[ResponseReceivedV1],
+) -> None:
+    assert event.specversion == "1.0"
+    assert event.type == "dev.closeloop.response.received.v1"
+    assert event.dataschema == "urn:closeloop:schema:dev.closeloop.response.received.v1"
+    assert event.tenantid == TENANT
+    assert event.partitionkey == "acme:c-42"
+    assert event.source == "/closeloop/ingest"
+    assert event.time == NOW
+    assert event.id
+
+
+def test_new_event_gives_every_event_a_fresh_id(response: ResponseReceivedV1) -> None:
+    clock = FixedClock(NOW)
+    ids = {new_event(response, tenant_id=TENANT, source="/x", clock=clock).id for _ in range(20)}
+    assert len(ids) == 20
+
+
+def test_encoded_event_is_structured_mode_json_with_the_data_inline(
+    event: CloudEvent[ResponseReceivedV1],
+) -> None:
+    wire = json.loads(event.encode())
+    assert wire["type"] == "dev.closeloop.response.received.v1"
+    assert wire["tenantid"] == TENANT
+    assert wire["partitionkey"] == "acme:c-42"
+    assert wire["data"]["score"] == 3
+    assert wire["data"]["customer"]["id"] == "c-42"
+
+
+def test_encode_then_decode_gives_back_the_same_event(
+    event: CloudEvent[ResponseReceivedV1], response: ResponseReceivedV1
+) -> None:
+    decoded = decode_event(event.encode())
+
+    assert decoded == event
+    assert isinstance(decoded.data, ResponseReceivedV1)
+    assert decoded.data == response
+    assert decoded.id == event.id
+    assert decoded.tenantid == TENANT
+    assert decoded.partitionkey == "acme:c-42"
+    assert decoded.type == "dev.closeloop.response.received.v1"
+    assert decoded.dataschema == "urn:closeloop:schema:dev.closeloop.response.received.v1"
+
+
+# --- decode_event: poison and unknown types --------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"{", b"\xff\xfe\x00"])
+def test_decode_event_calls_non_json_undecodable(raw: bytes) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode_event(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"id": "1", "data": {}}', b'{"type": 7}', b"[]", b"null", b'"a string"'],
+)
+def test_decode_event_calls_json_without_a_string_type_undecodable(raw: bytes) -> None:
+    with pytest.raises(UndecodableEvent):
+        decode_event(raw)
+
+
+def test_decode_event_calls_a_known_type_with_invalid_data_undecodable(
+    event: CloudEvent[ResponseReceivedV1],
+) -> None:
+    wire = json.loads(event.encode())
+    wire["data"]["score"] = 11
+    with pytest.raises(UndecodableEvent, match=r"response\.received\.v1"):
+        decode_event(json.dumps(wire).encode())
+
+
+def test_decode_event_calls_a_known_type_with_an_extra_data_field_undecodable(
+    event: CloudEvent[ResponseReceivedV1],
+) -> None:
+    wire = json.loads(event.encode())
+    wire["data"]["mood"] = "grumpy"
+    with pytest.raises(UndecodableEvent):
+        decode_event(json.dumps(wire).encode())
+
+
+def test_decode_event_reports_a_well_formed_newer_version_as_unknown_not_poison(
+    event: CloudEvent[ResponseReceivedV1],
+) -> None:
+    wire = json.loads(event.encode())
+    wire["type"] = "dev.closeloop.response.received.v2"
+    with pytest.raises(UnknownEventType, match=r"response\.received\.v2") as caught:
+        decode_event(json.dumps(wire).encode())
+    assert not isinstance(caught.value, UndecodableEvent)
+
+
+# --- contract models -------------------------------------------------------------------------
+
+
+def test_contract_models_are_frozen(response: ResponseReceivedV1) -> None:
+    with pytest.raises(ValidationError):
+        response.score = 10  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        response.customer.name = "Someone Else"  # type: ignore[misc]
+    assert response.score == 3
+    assert response.customer.name == "Anna Nowak"
+
+
+def test_contract_models_forbid_extra_fields(response: ResponseReceivedV1) -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        Customer(id="c-1", nickname="Ania")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="extra"):
+        ResponseReceivedV1.model_validate({**response.model_dump(), "nps": 42})

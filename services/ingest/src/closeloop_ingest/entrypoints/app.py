@@ -1,0 +1,111 @@
+"""Ingest's HTTP API: `POST /v1/responses` (canonical JSON) and `GET /v1/responses/{id}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Response, status
+
+from closeloop_common.clock import Clock
+from closeloop_common.db import transaction
+from closeloop_common.runtime import ServiceRuntime
+from closeloop_common.settings import CommonSettings
+from closeloop_common.web import Problem, TenantId, create_app
+from closeloop_ingest.adapters.tables import metadata, responses
+from closeloop_ingest.domain.responses import CanonicalResponse
+from closeloop_ingest.service_layer.accept import (
+    AnsweredInFuture,
+    ResponseConflict,
+    accept_response,
+)
+
+
+class IngestSettings(CommonSettings):
+    pass
+
+
+def build_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["responses"])
+
+    @router.post(
+        "/responses",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Accept a survey response (idempotent by response_id)",
+        responses={
+            200: {"description": "Already accepted with the same content; nothing changed"},
+            409: {"description": "Already accepted with different content"},
+            422: {"description": "Not a valid response"},
+        },
+    )
+    async def post_response(
+        body: CanonicalResponse, tenant: TenantId, response: Response
+    ) -> dict[str, Any]:
+        try:
+            async with transaction(runtime.sessions) as session:
+                accepted = await accept_response(
+                    session=session,
+                    outbox=runtime.outbox,
+                    clock=runtime.clock,
+                    tenant_id=tenant,
+                    response=body,
+                    source="api",
+                    event_source=runtime.source,
+                )
+        except ResponseConflict as exc:
+            raise Problem(
+                409,
+                "response-conflict",
+                "Response id already used",
+                f"response {exc} was accepted earlier with different content; "
+                "use a new response_id for a new answer",
+            ) from exc
+        except AnsweredInFuture as exc:
+            raise Problem(
+                422,
+                "answered-in-future",
+                "Answer time is in the future",
+                f"answered_at {exc} is later than now",
+            ) from exc
+        if accepted.status == "duplicate":
+            response.status_code = status.HTTP_200_OK
+        return {
+            "status": accepted.status,
+            "tenant_id": accepted.tenant_id,
+            "response_id": accepted.response_id,
+            "category": accepted.category.value,
+            "event_id": accepted.event_id,
+        }
+
+    @router.get("/responses/{response_id}", summary="An accepted response")
+    async def get_response(response_id: str, tenant: TenantId) -> dict[str, Any]:
+        async with runtime.sessions() as session:
+            row = (
+                await session.execute(
+                    sa.select(responses).where(
+                        responses.c.tenant_id == tenant, responses.c.response_id == response_id
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise Problem(404, "not-found", "No such response", f"no response {response_id}")
+        return {
+            "tenant_id": row.tenant_id,
+            "response_id": row.response_id,
+            "category": row.category,
+            "received_at": row.received_at,
+            "source": row.source,
+            "event_id": row.event_id,
+            "response": row.payload,
+        }
+
+    return router
+
+
+def create_ingest_app(
+    settings: IngestSettings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    runtime = ServiceRuntime(
+        name="ingest", settings=settings or IngestSettings(), metadata=metadata, clock=clock
+    )
+    return create_app(title="Closeloop ingest", runtime=runtime, routers=[build_router(runtime)])

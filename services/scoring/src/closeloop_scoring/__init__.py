@@ -1,0 +1,1 @@
+"""Scoring: counts responses per segment and day, and answers NPS questions from those counts."""

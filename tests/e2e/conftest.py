@@ -1,0 +1,56 @@
+"""The four services as real processes (console scripts, uvicorn) plus an SMTP sink, for e2e tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from closeloop_devtools.mailsink import MailSink
+from closeloop_devtools.stack import Stack
+
+SMTP_PORT = 11025
+PORT_OFFSET = 10000  # services on 18001-18004, clear of a `make run` on the same machine
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def maildir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mail")
+
+
+@pytest.fixture(scope="session")
+def stack(
+    infra: dict[str, str], maildir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    sink = MailSink(maildir, port=SMTP_PORT)
+    sink.start()
+    running = Stack(
+        env={**infra, "NOTIFIER_SMTP_PORT": str(SMTP_PORT)},
+        log_dir=tmp_path_factory.mktemp("logs"),
+        port_offset=PORT_OFFSET,
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        sink.stop()
+
+
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something other than None (or fail after `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,227 @@
+"""`make run`: start the SMTP sink and the four services, feed them a realistic stream of survey
+responses, and keep printing where to look: service URLs, the NPS, open cases, the sink's mail.
+
+Ctrl-C stops everything. The first response is a detractor, so an apology reaches the sink within
+seconds of start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
+from closeloop_devtools.stack import Stack
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    region: str
+    locale: str
+
+
+ACCOUNTS = (
+    Account("hurtownia-nowak", "PL", "pl-PL"),
+    Account("baltic-logistics", "PL", "pl-PL"),
+    Account("mazowsze-med", "PL", "pl-PL"),
+    Account("northwind-uk", "UK", "en-GB"),
+    Account("acme-retail", "UK", "en-GB"),
+    Account("rheinwerk", "DE", "en"),
+)
+PRODUCTS = ("billing", "mobile-app", "delivery", "support-portal")
+CHANNELS = ("email", "in-app", "sms")
+TOUCHPOINTS = ("onboarding", "support-ticket", "renewal", "delivery")
+PEOPLE_PL = (
+    "Anna Kowalska",
+    "Piotr Zieliński",
+    "Katarzyna Wójcik",
+    "Marek Lewandowski",
+    "Joanna Dąbrowska",
+)
+PEOPLE_EN = ("Oliver Smith", "Amelia Jones", "Harry Taylor", "Isla Brown", "Jack Wilson")
+
+COMMENTS = {
+    ("detractor", "pl"): (
+        "Faktura znowu była błędna, a na korektę czekałem trzy tygodnie.",
+        "Dostawa spóźniła się o tydzień i nikt nas nie poinformował.",
+        "Aplikacja mobilna ciągle się wylogowuje, nie da się pracować.",
+        "Infolinia nie odbiera, zgłoszenie wisi bez odpowiedzi.",
+    ),
+    ("detractor", "en"): (
+        "The invoice was wrong again and the correction took three weeks.",
+        "Delivery was a week late and nobody told us.",
+        "Support never called back about my ticket.",
+        "The app keeps logging me out; it is unusable on the road.",
+    ),
+    ("passive", "pl"): (
+        "Ogólnie w porządku, ale ceny rosną szybciej niż jakość.",
+        "Produkt dobry, wdrożenie mogłoby być krótsze.",
+    ),
+    ("passive", "en"): (
+        "Fine overall, but onboarding took longer than promised.",
+        "Good product; the reporting could be clearer.",
+    ),
+    ("promoter", "pl"): (
+        "Świetny kontakt z opiekunem, wszystko działa jak należy.",
+        "Polecam, szybka dostawa i rzetelna obsługa.",
+    ),
+    ("promoter", "en"): (
+        "Great account manager, everything just works.",
+        "Fast delivery and a support team that actually listens.",
+    ),
+}
+
+
+def category_of(score: int) -> str:
+    return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+
+
+def make_response(
+    rng: random.Random, run_id: str, n: int, now: datetime, *, score: int | None = None
+) -> dict[str, Any]:
+    account = rng.choice(ACCOUNTS)
+    polish = account.locale.startswith("pl")
+    name = rng.choice(PEOPLE_PL if polish else PEOPLE_EN)
+    if score is None:
+        score = rng.choices(range(11), weights=(2, 1, 2, 3, 3, 4, 6, 9, 12, 14, 12))[0]
+    comments = COMMENTS[(category_of(score), "pl" if polish else "en")]
+    customer_id = f"{account.id}-{name.split()[0].lower()}"
+    return {
+        "response_id": f"demo-{run_id}-{n:05d}",
+        "survey_id": "relationship-nps-2026",
+        "customer": {
+            "id": customer_id,
+            "email": f"{customer_id}@customers.example.com",
+            "name": name,
+            "locale": account.locale,
+        },
+        "account_id": account.id,
+        "score": score,
+        "comment": rng.choice(comments) if rng.random() < 0.85 else None,
+        "answered_at": (now - timedelta(seconds=rng.randint(0, 3600))).isoformat(),
+        "segments": {
+            "product": rng.choice(PRODUCTS),
+            "region": account.region,
+            "channel": rng.choice(CHANNELS),
+            "touchpoint": rng.choice(TOUCHPOINTS),
+        },
+    }
+
+
+def feed(stack: Stack, *, count: int, interval: float, stop: threading.Event, seed: int) -> None:
+    rng = random.Random(seed)
+    run_id = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as client:
+        for n in range(count):
+            if stop.is_set():
+                return
+            response = make_response(rng, run_id, n, datetime.now(UTC), score=2 if n == 0 else None)
+            reply = client.post("/v1/responses", json=response)
+            if reply.status_code >= 300:
+                print(f"  feed: {reply.status_code} {reply.text}", flush=True)
+            stop.wait(interval)
+
+
+def print_status(stack: Stack, maildir: Path) -> None:
+    with httpx.Client(timeout=5) as client:
+        overall = client.get(f"{stack.url('scoring')}/v1/nps").json()
+        regions = client.get(f"{stack.url('scoring')}/v1/nps/region").json()["segments"]
+        cases = client.get(
+            f"{stack.url('orchestrator')}/v1/cases", params={"status": "open", "limit": 500}
+        ).json()["cases"]
+    mails = read_mailbox(maildir)
+    nps = overall["nps"]
+    print(
+        f"\n[{datetime.now().strftime('%H:%M:%S')}] responses {overall['responses']}  "
+        f"NPS {'n/a' if nps is None else f'{nps:+.1f}'}"
+        + (
+            f" ± {overall['margin_of_error_95']:.1f}"
+            if overall["margin_of_error_95"] is not None
+            else ""
+        )
+        + f"  (promoters {overall['promoters']}, passives {overall['passives']}, detractors {overall['detractors']})",
+        flush=True,
+    )
+    print(
+        "  by region: "
+        + ", ".join(f"{s['segment']} {s['nps']:+.0f} (n={s['responses']})" for s in regions)
+    )
+    by_playbook: dict[str, int] = {}
+    for case in cases:
+        by_playbook[case["playbook"]] = by_playbook.get(case["playbook"], 0) + 1
+    print(f"  open cases: {len(cases)} {by_playbook}  messages in the sink: {len(mails)}")
+    apologies = [m for m in mails if m["X-Closeloop-Template"] == "apology"]
+    if apologies:
+        latest = apologies[-1]
+        print(f"  latest apology: to {latest['To']} | {latest['Subject']}")
+        print("    " + "\n    ".join(body_text(latest).splitlines()[:8]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="closeloop-demo", description=__doc__)
+    parser.add_argument("--count", type=int, default=300, help="responses to post")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between responses")
+    parser.add_argument("--status-every", type=float, default=10.0)
+    parser.add_argument("--state-dir", type=Path, default=Path(".infra"))
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after N seconds (0: Ctrl-C)"
+    )
+    args = parser.parse_args(argv)
+
+    maildir = args.state_dir / "mail"
+    sink = MailSink(maildir, port=1025)
+    sink.start()
+    stack = Stack(env={"LOG_FORMAT": "json"}, log_dir=args.state_dir / "logs")
+    stop = threading.Event()
+    started = time.monotonic()
+    try:
+        print("migrating schemas ...", flush=True)
+        stack.migrate()
+        print("starting services ...", flush=True)
+        stack.start()
+        print("\nCloseloop is running:")
+        for name in ("ingest", "scoring", "orchestrator", "notifier"):
+            print(
+                f"  {name:<13} {stack.url(name)}   (docs: {stack.url(name)}/docs, metrics: /metrics)"
+            )
+        print(f"  SMTP sink     127.0.0.1:1025 -> {maildir}/new")
+        print(f"  service logs  {args.state_dir / 'logs'}")
+        print("Feeding demo responses; Ctrl-C stops everything.", flush=True)
+        feeder = threading.Thread(
+            target=feed,
+            args=(stack,),
+            daemon=True,
+            kwargs={
+                "count": args.count,
+                "interval": args.interval,
+                "stop": stop,
+                "seed": args.seed,
+            },
+        )
+        feeder.start()
+        while not stop.is_set():
+            stop.wait(args.status_every)
+            try:
+                print_status(stack, maildir)
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                print(f"  status unavailable: {exc!r}")
+            if args.duration and time.monotonic() - started > args.duration:
+                break
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        stop.set()
+        stack.stop()
+        sink.stop()
+    return 0

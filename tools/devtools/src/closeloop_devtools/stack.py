@@ -1,0 +1,114 @@
+"""Runs the four services as real processes (migrate, then serve) and waits until they are ready.
+
+Used by `make run` (through the demo) and by the end-to-end tests, so both exercise the same
+start-up path as production: console scripts, uvicorn, the real broker and database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    name: str  # console script suffix
+    port: int
+
+
+SERVICES = (
+    ServiceSpec("ingest", 8001),
+    ServiceSpec("scoring", 8002),
+    ServiceSpec("orchestrator", 8003),
+    ServiceSpec("notifier", 8004),
+)
+
+
+def _script(name: str) -> str:
+    return str(Path(sys.executable).parent / f"closeloop-{name}")
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path
+    port_offset: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def url(self, name: str) -> str:
+        spec = next(s for s in SERVICES if s.name == name)
+        return f"http://127.0.0.1:{spec.port + self.port_offset}"
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def migrate(self) -> None:
+        for spec in SERVICES:
+            result = subprocess.run(
+                [_script(spec.name), "migrate"], env=self._env(), capture_output=True, check=False
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"{spec.name} migrate failed:\n{result.stderr.decode()[-4000:]}")
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for spec in SERVICES:
+            log = (self.log_dir / f"{spec.name}.log").open("ab")
+            self._logs.append(log)
+            self.processes[spec.name] = subprocess.Popen(
+                [_script(spec.name), "serve", "--port", str(spec.port + self.port_offset)],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [s.name for s in SERVICES]
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                name = pending[0]
+                proc = self.processes[name]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+                try:
+                    if client.get(f"{self.url(name)}/readyz").status_code == 200:
+                        pending.pop(0)
+                        continue
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready in {timeout:.0f} s:\n{self.tail(name)}")
+                time.sleep(0.2)
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+        self.processes.clear()
+        self._logs.clear()
