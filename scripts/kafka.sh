@@ -82,8 +82,10 @@ up() {
     return 0
   fi
   if port_open "$port"; then
-    say "port $port is taken by another process; stop it or set KAFKA_PORT/KAFKA_BOOTSTRAP_SERVERS"
-    exit 1
+    # Another checkout's broker (or the user's own): reuse it; the topic bootstrap that follows
+    # fails clearly if whatever listens there is not Kafka.
+    say "something already listens on 127.0.0.1:$port (not started from here): using it as the broker"
+    return 0
   fi
   fetch
   write_config

@@ -49,7 +49,9 @@ def make_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout; a connection that died with a database
+        # restart fails once, is invalidated, and consumers retry it as a transient error.
+        pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 
