@@ -10,8 +10,6 @@ so a customer's events reach their partition in the order they were written.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from datetime import timedelta
 from typing import Any
 
@@ -22,9 +20,10 @@ from closeloop_common.clock import Clock
 from closeloop_common.db import on_commit, transaction
 from closeloop_common.events import CloudEvent
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
+from closeloop_common.loop import repeat
 from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_PUBLISHED
 
-log = logging.getLogger(__name__)
+PRUNE_EVERY = timedelta(minutes=10)
 
 
 class Outbox:
@@ -33,7 +32,7 @@ class Outbox:
     def __init__(self, table: sa.Table, *, topic_prefix: str) -> None:
         self._table = table
         self._prefix = topic_prefix
-        self._committed = asyncio.Event()
+        self.committed = asyncio.Event()  # set when a transaction that added rows commits
 
     async def add(self, session: AsyncSession, event: CloudEvent[Any]) -> None:
         await session.execute(
@@ -48,12 +47,7 @@ class Outbox:
             )
         )
         # Wake the relay when the row is visible, not before.
-        on_commit(session, self._committed.set)
-
-    async def wait_for_commit(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._committed.wait(), timeout)
-        self._committed.clear()
+        on_commit(session, self.committed.set)
 
 
 class OutboxRelay:
@@ -80,26 +74,20 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._retention = retention
         self._lock_name = f"closeloop.outbox.{table.schema}"
+        self._last_prune = clock.now() - PRUNE_EVERY
 
     async def run(self) -> None:
-        """Publish until cancelled; failures are logged and retried with backoff."""
-        failures = 0
-        last_prune = self._clock.now() - timedelta(days=1)
-        while True:
-            try:
-                published = await self.publish_batch()
-                failures = 0
-                if self._clock.now() - last_prune > timedelta(minutes=10):
-                    await self.prune()
-                    last_prune = self._clock.now()
-            except Exception:
-                failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.exception("outbox relay pass failed; retrying", extra={"retry_in_s": delay})
-                await asyncio.sleep(delay)
-                continue
-            if published < self._batch_size:
-                await self._outbox.wait_for_commit(self._poll_interval)
+        """Publish until cancelled, pruning old published rows now and then."""
+        await repeat(
+            self._step, wake=self._outbox.committed, idle=self._poll_interval, name="outbox relay"
+        )
+
+    async def _step(self) -> bool:
+        published = await self.publish_batch()
+        if self._clock.now() - self._last_prune > PRUNE_EVERY:
+            await self.prune()
+            self._last_prune = self._clock.now()
+        return published == self._batch_size
 
     async def publish_batch(self) -> int:
         """Publish one batch; returns how many rows it published (0 if another relay holds the lock)."""

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from closeloop_common.events import (
     NotificationSentV1,
     new_event,
 )
+from closeloop_common.loop import repeat
 from closeloop_common.outbox import Outbox
 from closeloop_notifier.adapters.smtp import DeliveryError, OutgoingEmail, SmtpSender
 from closeloop_notifier.adapters.tables import messages, opt_outs
@@ -169,17 +169,9 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until cancelled; sleeps when nothing is due, wakes on new messages."""
-        while True:
-            try:
-                sent_any = await self.dispatch_one()
-            except Exception:
-                log.exception("dispatch pass failed; retrying")
-                await asyncio.sleep(self._idle_poll)
-                continue
-            if not sent_any:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self._idle_poll)
-                self.wake.clear()
+        await repeat(
+            self.dispatch_one, wake=self.wake, idle=self._idle_poll, name="SMTP dispatcher"
+        )
 
     async def dispatch_one(self) -> bool:
         """Try to deliver the most overdue pending message; False when none is due."""

@@ -1,0 +1,41 @@
+"""The loop behind every background worker (outbox relay, SMTP dispatcher, later SLA watchers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_wake(wake: asyncio.Event, timeout: float) -> None:
+    """Sleep until `wake` is set or `timeout` seconds pass, then re-arm it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout)
+    wake.clear()
+
+
+async def repeat(
+    step: Callable[[], Awaitable[bool]], *, wake: asyncio.Event, idle: float, name: str
+) -> None:
+    """Run `step` until cancelled.
+
+    `step` returns True when there may be more work (it runs again at once) and False when it
+    found none (the loop sleeps until `wake` is set or `idle` seconds pass). An exception is
+    logged and the step retried after a backoff that grows to 30 s while failures last.
+    """
+    failures = 0
+    while True:
+        try:
+            more = await step()
+        except Exception:
+            failures += 1
+            delay = min(30.0, 0.25 * 2 ** min(failures, 7))
+            log.exception(f"{name} failed; retrying", extra={"retry_in_s": delay})
+            await asyncio.sleep(delay)
+            continue
+        failures = 0
+        if not more:
+            await wait_for_wake(wake, idle)
