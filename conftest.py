@@ -55,6 +55,7 @@ def infra() -> Iterator[dict[str, str]]:
         )
         assert result.returncode == 0, result.stderr.decode()[-3000:]
     settings = CommonSettings()
+    asyncio.run(_retire_earlier_runs(settings.database_url))
     asyncio.run(ensure_topics(settings))
     yield TEST_ENV
     asyncio.run(
@@ -62,6 +63,31 @@ def infra() -> Iterator[dict[str, str]]:
             settings.kafka_bootstrap_servers, topic_addresses(settings.kafka_topic_prefix)
         )
     )
+
+
+async def _retire_earlier_runs(database_url: str) -> None:
+    """An aborted earlier run can leave outbox rows for topics that were deleted with it (and
+    pending messages); the relay would wait on them forever, so they are retired first."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for schema in ("ingest", "scoring", "orchestrator", "notifier"):
+                await conn.execute(
+                    text(
+                        f"UPDATE {schema}.outbox SET published_at = now() WHERE published_at IS NULL"
+                    )
+                )
+            await conn.execute(
+                text(
+                    "UPDATE notifier.messages SET status = 'failed', next_attempt_at = NULL, "
+                    "last_error = 'retired by the test set-up' WHERE status = 'pending'"
+                )
+            )
+    finally:
+        await engine.dispose()
 
 
 async def _delete_topics(bootstrap: str, names: list[str]) -> None:

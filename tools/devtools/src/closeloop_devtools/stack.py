@@ -62,19 +62,32 @@ class Stack:
     def start(self, *, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for spec in SERVICES:
-            log = (self.log_dir / f"{spec.name}.log").open("ab")
-            self._logs.append(log)
-            self.processes[spec.name] = subprocess.Popen(
-                [_script(spec.name), "serve", "--port", str(spec.port + self.port_offset)],
-                env=self._env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_ready(timeout)
+            self._spawn(spec)
+        self.wait_ready([s.name for s in SERVICES], timeout)
 
-    def wait_ready(self, timeout: float) -> None:
+    def _spawn(self, spec: ServiceSpec) -> None:
+        log = (self.log_dir / f"{spec.name}.log").open("ab")
+        self._logs.append(log)
+        self.processes[spec.name] = subprocess.Popen(
+            [_script(spec.name), "serve", "--port", str(spec.port + self.port_offset)],
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service: no shutdown hooks run, as in a crash or an OOM kill."""
+        proc = self.processes[name]
+        proc.kill()
+        proc.wait()
+
+    def restart(self, name: str, *, timeout: float = 60.0) -> None:
+        self._spawn(next(s for s in SERVICES if s.name == name))
+        self.wait_ready([name], timeout)
+
+    def wait_ready(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        pending = [s.name for s in SERVICES]
+        pending = list(names)
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 name = pending[0]

@@ -67,7 +67,12 @@ class SmtpSender:
                     smtp.login(self.username, self.password)
                 smtp.send_message(email.to_mime())
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"recipient refused: {exc.recipients}", permanent=True) from exc
+            # Final only if every refusal is 5xx; a 4xx (greylisting, mailbox busy) is retried.
+            codes = [code for code, _ in exc.recipients.values()]
+            permanent = all(500 <= code < 600 for code in codes)
+            raise DeliveryError(
+                f"recipient refused: {exc.recipients}", permanent=permanent
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             # 5xx replies are final (bad address, policy); 4xx are worth retrying.
             raise DeliveryError(

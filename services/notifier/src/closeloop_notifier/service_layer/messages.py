@@ -188,6 +188,11 @@ class Dispatcher:
             ).one_or_none()
             if row is None:
                 return False
+            if await is_opted_out(session, row.tenant_id, row.recipient):
+                # The customer opted out after the message was prepared (say, while it waited for
+                # a retry): it is suppressed, not sent.
+                await self._suppress(session, row)
+                return True
             attempts = row.attempts + 1
             try:
                 await self._sender.send(self._email(row))
@@ -241,6 +246,29 @@ class Dispatcher:
                 ("X-Closeloop-Template", row.template),
                 ("Content-Language", row.locale),
             ),
+        )
+
+    async def _suppress(self, session: AsyncSession, row: sa.Row[Any]) -> None:
+        now = self._clock.now()
+        await session.execute(
+            sa.update(messages)
+            .where(messages.c.tenant_id == row.tenant_id, messages.c.message_id == row.message_id)
+            .values(status="suppressed", next_attempt_at=None)
+        )
+        failed = NotificationFailedV1(
+            message_id=row.message_id,
+            case_id=row.case_id,
+            response_id=row.response_id,
+            customer_id=row.customer_id,
+            template=row.template,
+            channel="email",
+            reason="opted_out",
+            attempts=row.attempts,
+            failed_at=now,
+        )
+        await self._outbox.add(
+            session,
+            new_event(failed, tenant_id=row.tenant_id, source=self._source, clock=self._clock),
         )
 
     async def _record_failure(

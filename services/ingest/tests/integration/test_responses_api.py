@@ -1,0 +1,358 @@
+"""Ingest's HTTP API in-process, with its lifespan (producer and outbox relay), against the real
+PostgreSQL and Kafka broker: accept, deduplicate, refuse, publish, and the operations endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from closeloop_common.events import ResponseReceivedV1, Topic, decode_event
+from closeloop_common.runtime import ServiceRuntime
+from closeloop_common.settings import CommonSettings
+from closeloop_ingest.adapters.tables import metadata
+from closeloop_ingest.entrypoints.app import create_ingest_app
+
+OUTBOX = metadata.tables["ingest.outbox"]
+PROBLEM = "application/problem+json"
+RECEIVED = ResponseReceivedV1.EVENT_TYPE
+
+
+@pytest.fixture(scope="module")
+async def app(infra: dict[str, str]) -> AsyncIterator[FastAPI]:
+    """One ingest app for the module, running its lifespan (producer and outbox relay)."""
+    app = create_ingest_app()
+    async with app.router.lifespan_context(app):
+        yield app
+        # Let the relay publish what the tests queued, so no row of this run's topics (deleted at
+        # the end of the run) is left behind for a later run's relay.
+        await _wait_until_relayed(_runtime(app).sessions, _runtime(app).settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    return _runtime(app).sessions
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"it-ingest-{uuid.uuid4().hex[:12]}"
+
+
+def _runtime(app: FastAPI) -> ServiceRuntime:
+    runtime = app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
+    return runtime
+
+
+async def _wait_until_relayed(
+    sessions: async_sessionmaker[AsyncSession], settings: CommonSettings, timeout: float = 15
+) -> None:
+    prefix = f"{settings.kafka_topic_prefix}."
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        async with sessions() as session:
+            left = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(OUTBOX)
+                .where(OUTBOX.c.published_at.is_(None), OUTBOX.c.topic.startswith(prefix))
+            )
+        if left == 0:
+            return
+        await asyncio.sleep(0.1)
+
+
+def a_response(**overrides: Any) -> dict[str, Any]:
+    """A valid canonical response with a fresh response id and customer id."""
+    body: dict[str, Any] = {
+        "response_id": f"r-{uuid.uuid4().hex}",
+        "survey_id": "relationship-2026",
+        "customer": {
+            "id": f"cust-{uuid.uuid4().hex[:10]}",
+            "email": "jan.kowalski@klient.example.pl",
+            "name": "Jan Kowalski",
+            "locale": "pl-PL",
+        },
+        "account_id": "hurtownia-kowalski",
+        "score": 3,
+        "comment": "Dostawa spóźniła się o tydzień.",
+        "answered_at": (datetime.now(UTC) - timedelta(minutes=10)).isoformat(),
+        "segments": {"product": "billing", "region": "PL", "channel": "email"},
+    }
+    body.update(overrides)
+    return body
+
+
+async def outbox_rows(sessions: async_sessionmaker[AsyncSession], tenant: str) -> list[Any]:
+    """The `response.received` rows this tenant (unique per test) put into the ingest outbox."""
+    async with sessions() as session:
+        rows = await session.execute(
+            sa.select(OUTBOX.c.event_id, OUTBOX.c.key, OUTBOX.c.payload).where(
+                OUTBOX.c.tenant_id == tenant, OUTBOX.c.event_type == RECEIVED
+            )
+        )
+        return list(rows.all())
+
+
+def field_errors(problem: dict[str, Any]) -> list[tuple[list[Any], str]]:
+    return [(e["location"], e["kind"]) for e in problem["errors"]]
+
+
+class TopicTail:
+    """Reads a topic from the beginning, keeping every record seen so far."""
+
+    def __init__(self, settings: CommonSettings, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def until(
+        self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 20
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        async with asyncio.timeout(timeout):
+            while not done(self.records):
+                for batch in (await self._consumer.getmany(timeout_ms=200)).values():
+                    self.records.extend(batch)
+        return self.records
+
+
+async def test_accepted_response_is_readable_by_its_tenant_only(
+    client: httpx.AsyncClient, tenant: str
+) -> None:
+    body = a_response(score=2)
+
+    posted = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+
+    assert posted.status_code == 202, posted.text
+    accepted = posted.json()
+    assert accepted["status"] == "accepted"
+    assert accepted["category"] == "detractor"
+    assert accepted["tenant_id"] == tenant
+    assert accepted["response_id"] == body["response_id"]
+    assert accepted["event_id"]
+
+    got = await client.get(f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": tenant})
+    assert got.status_code == 200, got.text
+    stored = got.json()
+    assert stored["tenant_id"] == tenant
+    assert stored["event_id"] == accepted["event_id"]
+    assert stored["category"] == "detractor"
+    assert stored["source"] == "api"
+    assert stored["response"]["score"] == 2
+    assert stored["response"]["customer"] == body["customer"]
+
+    other = await client.get(
+        f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": f"{tenant}-other"}
+    )
+    assert other.status_code == 404
+    assert other.headers["content-type"] == PROBLEM
+    assert other.json()["type"] == "urn:closeloop:problem:not-found"
+
+
+async def test_repeated_response_is_a_duplicate_with_one_outbox_event(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    body = a_response(score=9)
+    headers = {"X-Tenant-Id": tenant}
+
+    first = await client.post("/v1/responses", json=body, headers=headers)
+    again = await client.post("/v1/responses", json=body, headers=headers)
+
+    assert first.status_code == 202, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["category"] == "promoter"
+    assert again.json()["event_id"] == first.json()["event_id"]
+    rows = await outbox_rows(sessions, tenant)
+    assert [r.event_id for r in rows] == [first.json()["event_id"]]
+    assert body["response_id"].encode() in rows[0].payload
+
+
+async def test_same_instant_written_with_another_offset_is_a_duplicate(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    answered = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    body = a_response(answered_at=answered.isoformat())
+    warsaw = answered.astimezone(timezone(timedelta(hours=2))).isoformat()
+    headers = {"X-Tenant-Id": tenant}
+
+    first = await client.post("/v1/responses", json=body, headers=headers)
+    again = await client.post(
+        "/v1/responses", json={**body, "answered_at": warsaw}, headers=headers
+    )
+
+    assert first.status_code == 202, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "duplicate"
+    assert len(await outbox_rows(sessions, tenant)) == 1
+
+
+async def test_reused_response_id_with_another_score_is_a_conflict_and_keeps_the_original(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    body = a_response(score=3)
+    headers = {"X-Tenant-Id": tenant}
+    first = await client.post("/v1/responses", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+
+    conflicting = await client.post("/v1/responses", json={**body, "score": 10}, headers=headers)
+
+    assert conflicting.status_code == 409
+    assert conflicting.headers["content-type"] == PROBLEM
+    assert conflicting.json()["type"] == "urn:closeloop:problem:response-conflict"
+    stored = (await client.get(f"/v1/responses/{body['response_id']}", headers=headers)).json()
+    assert stored["response"]["score"] == 3
+    assert stored["category"] == "detractor"
+    assert stored["event_id"] == first.json()["event_id"]
+    assert len(await outbox_rows(sessions, tenant)) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "drop", "location", "kind"),
+    [
+        pytest.param({"score": 11}, None, ["body", "score"], "less_than_equal", id="score-11"),
+        pytest.param({"score": "7"}, None, ["body", "score"], "int_type", id="score-as-string"),
+        pytest.param({}, "customer", ["body", "customer"], "missing", id="missing-customer"),
+        pytest.param(
+            {"channel": "sms"}, None, ["body", "channel"], "extra_forbidden", id="extra-field"
+        ),
+    ],
+)
+async def test_invalid_body_is_a_validation_problem_naming_the_field(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    change: dict[str, Any],
+    drop: str | None,
+    location: list[str],
+    kind: str,
+) -> None:
+    body = a_response(**change)
+    if drop is not None:
+        del body[drop]
+
+    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    problem = answer.json()
+    assert problem["type"] == "urn:closeloop:problem:validation"
+    assert field_errors(problem) == [(location, kind)]
+    assert await outbox_rows(sessions, tenant) == []
+
+
+async def test_answer_a_day_in_the_future_is_refused(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    body = a_response(answered_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
+
+    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["type"] == "urn:closeloop:problem:answered-in-future"
+    missing = await client.get(
+        f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": tenant}
+    )
+    assert missing.status_code == 404
+    assert await outbox_rows(sessions, tenant) == []
+
+
+async def test_invalid_tenant_header_is_a_bad_request(client: httpx.AsyncClient) -> None:
+    body = a_response()
+
+    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": "Bad Tenant"})
+
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["type"] == "urn:closeloop:problem:invalid-tenant"
+
+
+async def test_accepted_response_is_published_as_a_cloudevent_keyed_by_tenant_and_customer(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str
+) -> None:
+    settings = _runtime(app).settings
+    body = a_response(score=8)
+    customer_id = body["customer"]["id"]
+    posted = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+    assert posted.status_code == 202, posted.text
+    event_id = posted.json()["event_id"]
+
+    def ours(records: list[ConsumerRecord[bytes, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
+        return [r for r in records if event_id.encode() in (r.value or b"")]
+
+    async with TopicTail(settings, Topic.RESPONSES.address(settings.kafka_topic_prefix)) as tail:
+        records = ours(await tail.until(lambda rs: bool(ours(rs))))
+
+    assert len(records) == 1
+    record = records[0]
+    assert record.key == f"{tenant}:{customer_id}".encode()
+    assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
+    event = decode_event(record.value or b"")
+    assert event.id == event_id
+    assert event.type == RECEIVED
+    assert event.tenantid == tenant
+    assert event.partitionkey == f"{tenant}:{customer_id}"
+    assert event.source == "/closeloop/ingest"
+    data = event.data
+    assert isinstance(data, ResponseReceivedV1)
+    assert (data.response_id, data.score, data.category.value) == (
+        body["response_id"],
+        8,
+        "passive",
+    )
+    assert data.source == "api"
+
+
+async def test_readiness_reports_database_and_broker_ok(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/readyz")
+
+    assert answer.status_code == 200, answer.text
+    ready = answer.json()
+    assert ready["status"] == "ready"
+    assert ready["checks"]["database"] == "ok"
+    assert ready["checks"]["kafka"] == "ok"
+    assert ready["checks"]["outbox-relay"] == "ok"
+
+
+async def test_metrics_count_http_requests_by_route_and_status(
+    client: httpx.AsyncClient, tenant: str
+) -> None:
+    posted = await client.post("/v1/responses", json=a_response(), headers={"X-Tenant-Id": tenant})
+    assert posted.status_code == 202, posted.text
+
+    answer = await client.get("/metrics")
+
+    assert answer.status_code == 200
+    assert (
+        'closeloop_http_requests_total{method="POST",route="/v1/responses",status="202"}'
+        in answer.text
+    )
