@@ -105,14 +105,17 @@ class ServiceRuntime:
                 "background task died", exc_info=task.exception(), extra={"task": task.get_name()}
             )
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop tasks, then clients; each step is bounded so a dead broker cannot hang shutdown."""
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        for consumer in self.consumers:
-            await consumer.stop()
-        await self.producer.stop()
-        await self.engine.dispose()
+        steps = [*(c.stop() for c in self.consumers), self.producer.stop(), self.engine.dispose()]
+        for step in steps:
+            try:
+                await asyncio.wait_for(step, timeout)
+            except Exception:
+                log.warning("shutdown step failed or timed out", exc_info=True)
         log.info("service stopped")
 
     async def readiness(self) -> dict[str, str]:

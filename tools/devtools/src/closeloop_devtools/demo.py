@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import threading
 import time
 import uuid
@@ -184,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     sink.start()
     stack = Stack(env={"LOG_FORMAT": "json"}, log_dir=args.state_dir / "logs")
     stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        print(f"\n{signal.Signals(signum).name}: stopping ...", flush=True)
+        stop.set()
+
+    # Explicit handlers: Ctrl-C in a terminal, SIGTERM from a supervisor, and SIGINT even when a
+    # non-interactive shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     started = time.monotonic()
     try:
         print("migrating schemas ...", flush=True)
@@ -210,16 +220,13 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         feeder.start()
-        while not stop.is_set():
-            stop.wait(args.status_every)
+        while not stop.wait(args.status_every):
             try:
                 print_status(stack, maildir)
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 print(f"  status unavailable: {exc!r}")
             if args.duration and time.monotonic() - started > args.duration:
                 break
-    except KeyboardInterrupt:
-        print("\nstopping ...", flush=True)
     finally:
         stop.set()
         stack.stop()

@@ -52,12 +52,20 @@ class Stack:
         return {**os.environ, **self.env}
 
     def migrate(self) -> None:
-        for spec in SERVICES:
-            result = subprocess.run(
-                [_script(spec.name), "migrate"], env=self._env(), capture_output=True, check=False
+        """Run every service's migrations, in parallel (each owns its own schema)."""
+        running = {
+            spec.name: subprocess.Popen(
+                [_script(spec.name), "migrate"],
+                env=self._env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-            if result.returncode != 0:
-                raise RuntimeError(f"{spec.name} migrate failed:\n{result.stderr.decode()[-4000:]}")
+            for spec in SERVICES
+        }
+        for name, proc in running.items():
+            output, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} migrate failed:\n{output.decode()[-4000:]}")
 
     def start(self, *, timeout: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
