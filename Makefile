@@ -10,6 +10,7 @@ UV := python3 -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
+TEST_DIRS := conftest.py tests libs/common/tests services/*/tests
 PACKAGES := -p closeloop_common -p closeloop_ingest -p closeloop_scoring -p closeloop_orchestrator -p closeloop_notifier -p closeloop_devtools
 
 .PHONY: help
@@ -44,10 +45,11 @@ run: infra-up ## run the four services, an SMTP sink and a demo feed (Ctrl-C sto
 	$(BIN)/closeloop-demo
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy --strict
+lint: venv ## ruff (lint + format check) and mypy --strict on code and tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/mypy --explicit-package-bases $(TEST_DIRS)
 
 .PHONY: test-unit
 test-unit: venv ## unit tests: no broker, no database

@@ -80,7 +80,8 @@ def test_detractor_answer_reaches_nps_case_and_apology_email_once(
         assert owner in [o.model_dump() for o in DEMO_TEAM]
 
         mail = eventually(
-            lambda: (mails_of_case(maildir, case["case_id"]) or [None])[0], what="the apology email"
+            lambda: next(iter(mails_of_case(maildir, case["case_id"])), None),
+            what="the apology email",
         )
         assert mail["To"] == "anna.nowak@klient.example.pl"
         assert mail["Reply-To"] == owner["email"]

@@ -118,6 +118,11 @@ class ServiceRuntime:
                 log.warning("shutdown step failed or timed out", exc_info=True)
         log.info("service stopped")
 
+    def dead_tasks(self) -> list[str]:
+        """Background tasks that ended on their own (they only end on a bug): the process is
+        broken for good and should be restarted, which `/healthz` tells the orchestrator."""
+        return [name for name, task in self._tasks.items() if task.done() and not task.cancelled()]
+
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
         for name, probe in (("database", ping(self.engine)), ("kafka", self.producer.ping())):

@@ -172,9 +172,19 @@ def create_app(
 
     app.add_middleware(MetricsMiddleware)
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", tags=["operations"], summary="The process is alive and its workers run")
+    async def healthz(request: Request) -> Response:
+        dead = runtime.dead_tasks()
+        if not dead:
+            return JSONResponse({"status": "ok"})
+        return problem_response(
+            request,
+            503,
+            PROBLEM_URN + "worker-died",
+            "A background worker died",
+            "restart the process: " + ", ".join(dead),
+            tasks=dead,
+        )
 
     @app.get("/readyz", tags=["operations"], summary="The database and the broker are reachable")
     async def readyz(request: Request) -> Response:
