@@ -56,15 +56,20 @@ test-unit: venv ## unit tests: no broker, no database
 	$(PYTEST) -m "not integration and not e2e"
 
 .PHONY: test-integration
-test-integration: infra-up ## integration tests against the real broker and database
+test-integration: infra-up test-tools ## integration tests against the real broker and database
 	$(PYTEST) -m integration
 
 .PHONY: test-e2e
 test-e2e: infra-up ## the four services as processes, end to end
 	$(PYTEST) -m e2e
 
+.PHONY: test-tools
+test-tools: ## kcat (librdkafka): the non-Python Kafka client the contract tests read with
+	@command -v kcat >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
+	@command -v kcat >/dev/null || { echo "the contract tests need kcat: install Debian's kcat package"; exit 1; }
+
 .PHONY: test
-test: lint infra-up ## lint, then every test against the real Kafka and PostgreSQL
+test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
 
 .PHONY: contracts

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,13 +45,9 @@ def infra() -> Iterator[dict[str, str]]:
     """Migrated test database and this run's topics; the topics are deleted afterwards."""
     from closeloop_common.kafka.topics import ensure_topics, topic_addresses
     from closeloop_common.settings import CommonSettings
+    from closeloop_devtools.stack import Stack
 
-    bin_dir = Path(sys.executable).parent
-    for service in ("ingest", "scoring", "orchestrator", "notifier"):
-        result = subprocess.run(
-            [str(bin_dir / f"closeloop-{service}"), "migrate"], capture_output=True, check=False
-        )
-        assert result.returncode == 0, result.stderr.decode()[-3000:]
+    Stack(env=TEST_ENV, log_dir=Path(".infra/logs")).migrate()
     settings = CommonSettings()
     asyncio.run(_retire_earlier_runs(settings.database_url))
     asyncio.run(ensure_topics(settings))

@@ -1,0 +1,182 @@
+"""What CRMs see: every contract's event, read back with kcat (librdkafka, not our Python client),
+carries its key and content type and validates against the JSON Schema published in contracts/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from closeloop_common.clock import SystemClock
+from closeloop_common.contracts import schema_filename
+from closeloop_common.events import (
+    CONTRACTS,
+    CaseOpenedV1,
+    Category,
+    CloudEvent,
+    Customer,
+    EventData,
+    NotificationFailedV1,
+    NotificationSentV1,
+    NpsUpdatedV1,
+    Owner,
+    Playbook,
+    ResponseReceivedV1,
+    Segments,
+    SegmentScore,
+    new_event,
+)
+from closeloop_common.kafka.producer import EventProducer, OutboundRecord
+from closeloop_common.settings import CommonSettings
+
+SCHEMAS = Path(__file__).resolve().parents[4] / "contracts" / "schemas"
+
+
+def one_of_each(run: str) -> list[EventData]:
+    now = datetime.now(UTC)
+    customer = Customer(id=f"kcat-{run}", email="ola@example.pl", name="Ola Wrona", locale="pl-PL")
+    case_id, message_id = uuid.uuid4(), uuid.uuid4()
+    return [
+        ResponseReceivedV1(
+            response_id=f"r-{run}",
+            survey_id="s",
+            customer=customer,
+            account_id="a",
+            score=4,
+            category=Category.DETRACTOR,
+            comment="Zła obsługa",
+            answered_at=now,
+            received_at=now,
+            segments=Segments(region="PL"),
+            source="api",
+        ),
+        NpsUpdatedV1(
+            response_id=f"r-{run}",
+            customer_id=customer.id,
+            category=Category.DETRACTOR,
+            answered_at=now,
+            scores=(
+                SegmentScore(
+                    dimension="overall",
+                    segment="all",
+                    promoters=0,
+                    passives=0,
+                    detractors=1,
+                    nps=-100.0,
+                ),
+            ),
+        ),
+        CaseOpenedV1(
+            case_id=case_id,
+            response_id=f"r-{run}",
+            survey_id="s",
+            customer=customer,
+            account_id="a",
+            score=4,
+            category=Category.DETRACTOR,
+            comment="Zła obsługa",
+            playbook=Playbook.APOLOGY_CALLBACK,
+            owner=Owner(id="o", name="Owner", email="o@example.com"),
+            key_account=False,
+            opened_at=now,
+            first_contact_due_at=now,
+        ),
+        NotificationSentV1(
+            message_id=message_id,
+            case_id=case_id,
+            response_id=f"r-{run}",
+            customer_id=customer.id,
+            template="apology",
+            locale="pl",
+            channel="email",
+            recipient="ola@example.pl",
+            subject="Przepraszamy",
+            attempts=1,
+            sent_at=now,
+        ),
+        NotificationFailedV1(
+            message_id=uuid.uuid4(),
+            case_id=case_id,
+            response_id=f"r-{run}",
+            customer_id=customer.id,
+            template="thanks",
+            channel="email",
+            reason="opted_out",
+            attempts=0,
+            failed_at=now,
+        ),
+    ]
+
+
+def kcat_read(bootstrap: str, topic: str, marker: str) -> list[dict[str, Any]]:
+    """All records of `topic` whose value mentions `marker`, as kcat's JSON envelope."""
+    result = subprocess.run(
+        ["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    records = [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+    return [r for r in records if marker in (r.get("payload") or "")]
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by `make test-tools`")
+async def test_every_contract_read_by_kcat_validates_against_its_published_schema(
+    infra: dict[str, str],
+) -> None:
+    settings = CommonSettings()
+    run = uuid.uuid4().hex[:8]
+    events = [
+        new_event(data, tenant_id="kcat-tenant", source="/test", clock=SystemClock())
+        for data in one_of_each(run)
+    ]
+    assert {type(e.data) for e in events} == set(CONTRACTS)
+    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="kcat-test")
+    await producer.start()
+    try:
+        await producer.send_batch(
+            [
+                OutboundRecord(
+                    e.data.TOPIC.address(settings.kafka_topic_prefix), e.partitionkey, e.encode()
+                )
+                for e in events
+            ]
+        )
+    finally:
+        await producer.stop()
+
+    for event in events:
+        topic = event.data.TOPIC.address(settings.kafka_topic_prefix)
+        found = [
+            r
+            for r in kcat_read(settings.kafka_bootstrap_servers, topic, run)
+            if event.id in r["payload"]
+        ]
+        assert len(found) == 1, f"{event.type}: {len(found)} records"
+        record = found[0]
+        assert record["key"] == f"kcat-tenant:kcat-{run}"
+        headers = dict(zip(record["headers"][::2], record["headers"][1::2], strict=True))
+        assert headers["content-type"].startswith("application/cloudevents+json")
+        payload = json.loads(record["payload"])
+        schema = json.loads(
+            (SCHEMAS / schema_filename(type(event.data))).read_text(encoding="utf-8")
+        )
+        Draft202012Validator(schema).validate(payload)
+        assert payload["type"] == event.type
+        assert payload["tenantid"] == "kcat-tenant"
+        assert CloudEvent[type(event.data)].model_validate(payload) == event  # type: ignore[misc]
+
+
+def test_published_schema_refuses_an_event_of_another_type() -> None:
+    schema = json.loads((SCHEMAS / schema_filename(CaseOpenedV1)).read_text(encoding="utf-8"))
+    response = one_of_each("x")[0]
+    event = new_event(response, tenant_id="t", source="/test", clock=SystemClock())
+    errors = list(Draft202012Validator(schema).iter_errors(json.loads(event.encode())))
+    assert errors, "a response.received event must not validate as case.opened"
