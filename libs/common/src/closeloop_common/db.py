@@ -48,7 +48,7 @@ def make_engine(
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,  # DATABASE_POOL_SIZE is the real cap per process
         # No pre-ping: it costs a round trip per checkout; a connection that died with a database
         # restart fails once, is invalidated, and consumers retry it as a transient error.
         pool_pre_ping=False,

@@ -293,8 +293,10 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
     """Parse and validate a structured-mode record value against its contract."""
     try:
         envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableEvent(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers too long to convert; RecursionError,
+        # nesting too deep. All are poison, never a reason to stop consuming.
+        raise UndecodableEvent(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise UndecodableEvent("not a CloudEvent: no string `type` attribute")
     contract = CONTRACTS_BY_TYPE.get(envelope["type"])

@@ -25,11 +25,22 @@ async def repeat(
     `step` returns True when there may be more work (it runs again at once) and False when it
     found none (the loop sleeps until `wake` is set or `idle` seconds pass). An exception is
     logged and the step retried after a backoff that grows to 30 s while failures last.
+
+    Cancellation (a graceful stop) never cuts a step in half: the step under way is finished
+    first, so work like "send this email, then record that it was sent" is not interrupted
+    between its side effect and its commit. Steps must therefore be bounded in time.
     """
     failures = 0
     while True:
+        running = asyncio.ensure_future(step())
         try:
-            more = await step()
+            more = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            try:
+                await running
+            except Exception:
+                log.exception(f"{name} failed while stopping")
+            raise
         except Exception:
             failures += 1
             delay = min(30.0, 0.25 * 2 ** min(failures, 7))

@@ -14,6 +14,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from closeloop_common.db import NAMING_CONVENTION
 from closeloop_common.messaging_tables import inbox_table, outbox_table
 
 
@@ -52,7 +53,7 @@ def run_migrations(target_metadata: MetaData) -> None:
 
 def create_messaging_tables(schema: str) -> None:
     """Create the outbox (events waiting for Kafka) and inbox (events already handled) of a schema."""
-    metadata = MetaData(schema=schema)
+    metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     outbox_table(metadata)
     inbox_table(metadata)
     metadata.create_all(op.get_bind())

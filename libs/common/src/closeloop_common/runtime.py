@@ -109,7 +109,11 @@ class ServiceRuntime:
         """Stop tasks, then clients; each step is bounded so a dead broker cannot hang shutdown."""
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self._tasks:
+            # Workers finish the step under way (see loop.repeat); a stuck one is abandoned.
+            _, stuck = await asyncio.wait(self._tasks.values(), timeout=timeout)
+            for task in stuck:
+                log.warning("task did not stop in time", extra={"task": task.get_name()})
         steps = [*(c.stop() for c in self.consumers), self.producer.stop(), self.engine.dispose()]
         for step in steps:
             try:

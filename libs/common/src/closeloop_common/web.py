@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -47,14 +47,23 @@ class Problem(Exception):
 
 
 def problem_response(
-    request: Request, status: int, type_: str, title: str, detail: str | None, **extensions: Any
+    request: Request,
+    status: int,
+    type_: str,
+    title: str,
+    detail: str | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body["instance"] = request.url.path
     body.update(extensions)
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -87,7 +96,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         title = HTTPStatus(exc.status_code).phrase
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(request, exc.status_code, "about:blank", title, detail)
+        # Keep the exception's headers: a 405 must say `Allow`, a 401 `WWW-Authenticate`.
+        return problem_response(
+            request, exc.status_code, "about:blank", title, detail, headers=exc.headers
+        )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})

@@ -68,3 +68,10 @@ async def test_unknown_route_and_unexpected_error_are_problems_too(
     assert crashed.status_code == 500
     assert crashed.json()["type"] == "urn:closeloop:problem:internal"
     assert "boom" not in crashed.text
+
+
+async def test_method_not_allowed_problem_keeps_the_allow_header(client: httpx.AsyncClient) -> None:
+    reply = await client.get("/things")
+    assert reply.status_code == 405
+    assert reply.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert reply.headers["allow"] == "POST"

@@ -12,7 +12,8 @@ Contract of one record's trip (`EventConsumer._process`):
   record is dead-lettered with the error in its headers.
 - commit: the partition's offset is committed only after every record before it is durable. A crash
   in between redelivers records the inbox then skips. Records are handled one at a time, in
-  partition order, so a rebalance never finds work half done (it happens inside `getmany`).
+  partition order. A rebalance may revoke a partition while one of its records is being handled:
+  the commit then fails (logged), the new owner redelivers, and the inbox skips what was done.
 """
 
 from __future__ import annotations
@@ -48,9 +49,40 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, CloudEvent[Any]], Awaitable[None]]
 
 
+# SQLSTATE classes that say the database (or its configuration) is the problem, not the message:
+# 08 connection exception, 53 insufficient resources (too many clients), 57P operator intervention
+# (shutting down, starting up), 28 invalid authorization, 3D000 no such database, and the two
+# conflicts a retry resolves (serialization failure, deadlock).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "28", "3D000", "40001", "40P01")
+
+
+def _sqlstates(exc: BaseException) -> list[str]:
+    """SQLSTATE codes found on the exception, the driver error it wraps, and their causes."""
+    found: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str):
+            found.append(code)
+        orig = getattr(current, "orig", None)
+        pending += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
+    return found
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors of the infrastructure rather than of the message: worth retrying without limit."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if any(code.startswith(_TRANSIENT_SQLSTATE_PREFIXES) for code in _sqlstates(exc)):
         return True
     return isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError | TimeoutError | KafkaError
@@ -132,8 +164,9 @@ class EventConsumer:
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             event = decode_event(record.value or b"")
-        except UnknownEventType as exc:
-            EVENTS_CONSUMED.labels(self.group_id, str(exc), "skipped").inc()
+        except UnknownEventType:
+            # Not the type as label: a record's content must not mint metric series.
+            EVENTS_CONSUMED.labels(self.group_id, "unknown", "skipped").inc()
             return
         except UndecodableEvent as exc:
             await self._dead_letter(record, "undecodable", str(exc))
@@ -143,28 +176,30 @@ class EventConsumer:
         if handler is None:
             EVENTS_CONSUMED.labels(self.group_id, event.type, "skipped").inc()
             return
-        attempt = 0
+        failures = 0  # consecutive failures of any kind: they set the backoff
+        errors = 0  # failures that were not the infrastructure's: only these count to the limit
         while True:
-            attempt += 1
             started = time.perf_counter()
             try:
                 handled = await self._handle_once(record, event, handler)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failures += 1
                 transient = is_transient(exc)
+                errors += 0 if transient else 1
                 HANDLER_FAILURES.labels(
                     self.group_id, event.type, "transient" if transient else "error"
                 ).inc()
-                if not transient and attempt >= self._max_attempts:
+                if errors >= self._max_attempts:
                     log.exception(
                         "handler failed for good; dead-lettering",
-                        extra={"event_id": event.id, "event_type": event.type, "attempts": attempt},
+                        extra={"event_id": event.id, "event_type": event.type, "attempts": errors},
                     )
                     await self._dead_letter(record, "handler_failed", repr(exc))
                     EVENTS_CONSUMED.labels(self.group_id, event.type, "dead_lettered").inc()
                     return
-                delay = backoff(attempt)
+                delay = backoff(failures)
                 log.warning(
                     "handler failed; retrying",
                     extra={"event_id": event.id, "error": repr(exc), "retry_in_s": delay},

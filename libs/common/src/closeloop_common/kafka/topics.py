@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +17,11 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from closeloop_common.events import Topic
 from closeloop_common.settings import CommonSettings
+
+
+class TopicBootstrapError(RuntimeError):
+    """The broker refused to create a topic (say, a replication factor it cannot meet)."""
+
 
 RETENTION_MS = {
     Topic.DEADLETTER: 30 * 24 * 3600 * 1000,  # a month to inspect and replay poison messages
@@ -49,8 +53,14 @@ async def ensure_topics(settings: CommonSettings) -> dict[str, str]:
         for nt in wanted:
             outcome[nt.name] = "exists" if nt.name in existing else "created"
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent bootstrap won
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            # Per-topic errors come back in the response, not as exceptions.
+            failed = []
+            for name, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):  # 36: a concurrent bootstrap won
+                    failed.append(f"{name}: error {code} {message[0] if message else ''}".strip())
+            if failed:
+                raise TopicBootstrapError("could not create topics: " + "; ".join(failed))
         return outcome
     finally:
         await admin.close()
@@ -65,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in topic_addresses(settings.kafka_topic_prefix):
             print(name)
         return 0
-    outcome = asyncio.run(ensure_topics(settings))
+    try:
+        outcome = asyncio.run(ensure_topics(settings))
+    except TopicBootstrapError as exc:
+        print(f"closeloop-topics: {exc}", file=sys.stderr)
+        return 1
     for name, state in outcome.items():
         print(f"{name}: {state} ({settings.kafka_topic_partitions} partitions)")
     return 0

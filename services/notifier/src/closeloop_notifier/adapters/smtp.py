@@ -60,12 +60,15 @@ class SmtpSender:
 
     def _send_blocking(self, email: OutgoingEmail) -> None:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if self.username and self.password:
-                    smtp.login(self.username, self.password)
-                smtp.send_message(email.to_mime())
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
+        try:
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if self.username and self.password:
+                smtp.login(self.username, self.password)
+            smtp.send_message(email.to_mime())
         except smtplib.SMTPRecipientsRefused as exc:
             # Final only if every refusal is 5xx; a 4xx (greylisting, mailbox busy) is retried.
             codes = [code for code, _ in exc.recipients.values()]
@@ -80,3 +83,9 @@ class SmtpSender:
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
+        finally:
+            # The server has the message (or refused it) by now: a failing QUIT changes nothing.
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()

@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("payload", postgresql.JSONB, nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "response_id", name="pk_responses"),
-        sa.CheckConstraint("score BETWEEN 0 AND 10", name="ck_responses_score_range"),
+        sa.CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
         schema="ingest",
     )
 
