@@ -28,6 +28,7 @@ from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.outbox import Outbox, OutboxRelay
 from closeloop_common.settings import CommonSettings
+from closeloop_devtools.topic_tail import TopicTail
 
 SCHEMA = "common_it"
 metadata = schema_metadata(SCHEMA)
@@ -80,38 +81,6 @@ def response_event(response_id: str, customer_id: str = "c-1", score: int = 3) -
     return new_event(data, tenant_id="t-it", source="/test", clock=SystemClock())
 
 
-class TopicTail:
-    """Reads a topic from the beginning, keeping every record seen so far."""
-
-    def __init__(self, settings: CommonSettings, topic: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        self.records: list[Any] = []
-
-    async def __aenter__(self) -> TopicTail:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def poll(self) -> list[Any]:
-        for batch in (await self._consumer.getmany(timeout_ms=200)).values():
-            self.records.extend(batch)
-        return self.records
-
-    async def until(self, done: Callable[[list[Any]], bool], timeout: float = 20) -> list[Any]:
-        async with asyncio.timeout(timeout):
-            while not done(await self.poll()):
-                pass
-        return self.records
-
-
 async def test_relay_publishes_outbox_rows_in_order_and_marks_them(
     settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
 ) -> None:
@@ -129,7 +98,9 @@ async def test_relay_publishes_outbox_rows_in_order_and_marks_them(
     assert await relay.publish_batch() == 0
 
     ids = [e.id for e in events]
-    async with TopicTail(settings, Topic.RESPONSES.address(settings.kafka_topic_prefix)) as tail:
+    async with TopicTail(
+        settings.kafka_bootstrap_servers, Topic.RESPONSES.address(settings.kafka_topic_prefix)
+    ) as tail:
         records = await tail.until(
             lambda rs: sum(1 for r in rs if any(i.encode() in r.value for i in ids)) >= 3
         )
@@ -211,7 +182,7 @@ async def test_redelivered_event_has_one_effect_and_poison_goes_to_dead_letter(
     def dead_letters_of_group(records: list[Any]) -> list[Any]:
         return [r for r in records if ("closeloop.dlq.group", group.encode()) in r.headers]
 
-    dlq = TopicTail(settings, Topic.DEADLETTER.address(prefix))
+    dlq = TopicTail(settings.kafka_bootstrap_servers, Topic.DEADLETTER.address(prefix))
     await dlq.__aenter__()
 
     async def first_pass_done() -> bool:

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.events import ResponseReceivedV1, Topic, decode_event
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
+from closeloop_devtools.topic_tail import TopicTail
 from closeloop_ingest.adapters.tables import metadata
 from closeloop_ingest.entrypoints.app import create_ingest_app
 
@@ -112,36 +113,6 @@ async def outbox_rows(sessions: async_sessionmaker[AsyncSession], tenant: str) -
 
 def field_errors(problem: dict[str, Any]) -> list[tuple[list[Any], str]]:
     return [(e["location"], e["kind"]) for e in problem["errors"]]
-
-
-class TopicTail:
-    """Reads a topic from the beginning, keeping every record seen so far."""
-
-    def __init__(self, settings: CommonSettings, topic: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        self.records: list[ConsumerRecord[bytes, bytes]] = []
-
-    async def __aenter__(self) -> TopicTail:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def until(
-        self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 20
-    ) -> list[ConsumerRecord[bytes, bytes]]:
-        async with asyncio.timeout(timeout):
-            while not done(self.records):
-                for batch in (await self._consumer.getmany(timeout_ms=200)).values():
-                    self.records.extend(batch)
-        return self.records
 
 
 async def test_accepted_response_is_readable_by_its_tenant_only(
@@ -309,7 +280,9 @@ async def test_accepted_response_is_published_as_a_cloudevent_keyed_by_tenant_an
     def ours(records: list[ConsumerRecord[bytes, bytes]]) -> list[ConsumerRecord[bytes, bytes]]:
         return [r for r in records if event_id.encode() in (r.value or b"")]
 
-    async with TopicTail(settings, Topic.RESPONSES.address(settings.kafka_topic_prefix)) as tail:
+    async with TopicTail(
+        settings.kafka_bootstrap_servers, Topic.RESPONSES.address(settings.kafka_topic_prefix)
+    ) as tail:
         records = ours(await tail.until(lambda rs: bool(ours(rs))))
 
     assert len(records) == 1

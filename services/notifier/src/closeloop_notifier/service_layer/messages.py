@@ -249,12 +249,22 @@ class Dispatcher:
         )
 
     async def _suppress(self, session: AsyncSession, row: sa.Row[Any]) -> None:
-        now = self._clock.now()
         await session.execute(
             sa.update(messages)
             .where(messages.c.tenant_id == row.tenant_id, messages.c.message_id == row.message_id)
             .values(status="suppressed", next_attempt_at=None)
         )
+        await self._publish_failed(session, row, "opted_out", attempts=row.attempts)
+
+    async def _publish_failed(
+        self,
+        session: AsyncSession,
+        row: sa.Row[Any],
+        reason: Literal["opted_out", "delivery_failed"],
+        *,
+        attempts: int,
+        detail: str | None = None,
+    ) -> None:
         failed = NotificationFailedV1(
             message_id=row.message_id,
             case_id=row.case_id,
@@ -262,9 +272,10 @@ class Dispatcher:
             customer_id=row.customer_id,
             template=row.template,
             channel="email",
-            reason="opted_out",
-            attempts=row.attempts,
-            failed_at=now,
+            reason=reason,
+            detail=detail,
+            attempts=attempts,
+            failed_at=self._clock.now(),
         )
         await self._outbox.add(
             session,
@@ -296,19 +307,6 @@ class Dispatcher:
             )
         )
         if final:
-            failed = NotificationFailedV1(
-                message_id=row.message_id,
-                case_id=row.case_id,
-                response_id=row.response_id,
-                customer_id=row.customer_id,
-                template=row.template,
-                channel="email",
-                reason="delivery_failed",
-                detail=str(exc)[:500],
-                attempts=attempts,
-                failed_at=now,
-            )
-            await self._outbox.add(
-                session,
-                new_event(failed, tenant_id=row.tenant_id, source=self._source, clock=self._clock),
+            await self._publish_failed(
+                session, row, "delivery_failed", attempts=attempts, detail=str(exc)[:500]
             )
