@@ -6,7 +6,8 @@ SHELL := /bin/bash
 
 export UV_PYTHON_DOWNLOADS := never
 UV_VERSION := 0.13.9
-UV := python3 -m uv
+# A uv on PATH is used as it is; otherwise it is installed from PyPI for python3.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
@@ -18,7 +19,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.synced: pyproject.toml uv.lock libs/common/pyproject.toml services/*/pyproject.toml tools/devtools/pyproject.toml
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
+	  || python3 -m pip install --quiet --user --break-system-packages "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --python 3.11
 	@touch $@
 

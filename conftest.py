@@ -17,9 +17,21 @@ from pathlib import Path
 import pytest
 
 RUN_ID = uuid.uuid4().hex[:8]
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://closeloop:closeloop@127.0.0.1:5432/closeloop_test"
-)
+
+
+def _test_database_url() -> str:
+    """TEST_DATABASE_URL, else DATABASE_URL's server with the database `<name>_test`, else the
+    local `closeloop_test` that `make infra-up` creates. The test database must exist."""
+    if explicit := os.environ.get("TEST_DATABASE_URL"):
+        return explicit
+    if user_url := os.environ.get("DATABASE_URL"):
+        base, _, rest = user_url.rpartition("/")
+        name, sep, query = rest.partition("?")
+        return f"{base}/{name}_test{sep}{query}"
+    return "postgresql+asyncpg://closeloop:closeloop@127.0.0.1:5432/closeloop_test"
+
+
+TEST_DATABASE_URL = _test_database_url()
 TEST_ENV = {
     "ENVIRONMENT": "test",
     "DATABASE_URL": TEST_DATABASE_URL,

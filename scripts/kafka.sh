@@ -7,7 +7,8 @@
 #   scripts/kafka.sh status  exit 0 when the broker answers on its port
 #
 # Idempotent: a second `up` reuses the jars, the formatted storage and a running broker.
-# When KAFKA_BOOTSTRAP_SERVERS is set the user runs their own broker and this script does nothing.
+# When KAFKA_BOOTSTRAP_SERVERS names another broker the user runs their own and this script does
+# nothing. To move the local broker, set both: KAFKA_PORT=19092 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,10 @@ running_pid() {
   [[ -f $pidfile ]] || return 1
   local pid
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  # After a reboot the pid may belong to another process: it must be our broker.
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $state/server.properties" || return 1
+  echo "$pid"
 }
 
 fetch() {
@@ -73,7 +77,7 @@ PROPS
 }
 
 up() {
-  if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+  if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} && $KAFKA_BOOTSTRAP_SERVERS != "127.0.0.1:$port" ]]; then
     say "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: using that broker"
     return 0
   fi

@@ -98,10 +98,15 @@ down() {
   local started
   started=$(cat "$state/started-cluster")
   if [[ $started == private ]]; then
-    "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl" -D "$state/data" -m fast stop >/dev/null
+    local bindir
+    bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    if "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
+      "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null
+    fi
   else
+    # Exit code 2: the cluster is already stopped (a reboot, or someone else stopped it).
     # shellcheck disable=SC2086 # "version name"
-    pg_ctlcluster --skip-systemctl-redirect $started stop
+    pg_ctlcluster --skip-systemctl-redirect $started stop || [[ $? == 2 ]]
   fi
   rm -f "$state/started-cluster"
   say "stopped"
