@@ -233,6 +233,18 @@ async def outbox_events(
         return [decode_event(p) for p in payloads.all()]
 
 
+async def opt_out(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, email: str, clock: FixedClock
+) -> None:
+    """Record an opt-out as the API stores it (lower case)."""
+    async with transaction(sessions) as session:
+        await session.execute(
+            sa.insert(opt_outs).values(
+                tenant_id=tenant, email=email.lower(), created_at=clock.now()
+            )
+        )
+
+
 def mails_of_case(sink: MailSink, case_id: uuid.UUID) -> list[EmailMessage]:
     return [m for m in read_mailbox(sink.maildir) if m["X-Closeloop-Case-Id"] == str(case_id)]
 
@@ -406,12 +418,7 @@ async def test_opted_out_address_is_suppressed_whatever_its_case(
     start_sink: Callable[[int], MailSink],
 ) -> None:
     sink = start_sink(free_port())
-    async with transaction(sessions) as session:
-        await session.execute(
-            sa.insert(opt_outs).values(
-                tenant_id=tenant, email="anna.nowak@klient.example.pl", created_at=clock.now()
-            )
-        )
+    await opt_out(sessions, tenant, "anna.nowak@klient.example.pl", clock)
     event = case_opened(tenant, clock, email="Anna.Nowak@Klient.Example.PL")
 
     assert await prepare(sessions, outbox, clock, event) == "suppressed"
@@ -435,14 +442,7 @@ async def test_opt_out_of_another_tenant_does_not_suppress_the_message(
     start_sink: Callable[[int], MailSink],
 ) -> None:
     sink = start_sink(free_port())
-    async with transaction(sessions) as session:
-        await session.execute(
-            sa.insert(opt_outs).values(
-                tenant_id=f"{tenant}-other",
-                email="anna.nowak@klient.example.pl",
-                created_at=clock.now(),
-            )
-        )
+    await opt_out(sessions, f"{tenant}-other", "anna.nowak@klient.example.pl", clock)
     event = case_opened(tenant, clock)
 
     assert await prepare(sessions, outbox, clock, event) == "pending"
@@ -521,12 +521,8 @@ async def test_opt_out_registered_while_a_retry_is_pending_stops_the_message(
     event = case_opened(tenant, clock)
     assert await prepare(sessions, outbox, clock, event) == "pending"
     assert await send.dispatch_one() is True  # failed; a retry is scheduled
-    async with transaction(sessions) as session:  # the customer opts out before the retry
-        await session.execute(
-            sa.insert(opt_outs).values(
-                tenant_id=tenant, email="anna.nowak@klient.example.pl", created_at=clock.now()
-            )
-        )
+    # The customer opts out before the retry.
+    await opt_out(sessions, tenant, "anna.nowak@klient.example.pl", clock)
     sink = start_sink(port)
     clock.advance(timedelta(hours=1))
 
