@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 from closeloop_devtools.mailsink import MailSink
 from closeloop_devtools.stack import Stack
 
-SMTP_PORT = 11025
-PORT_OFFSET = 10000  # services on 18001-18004, clear of a `make run` on the same machine
+# Overridable so that several checkouts can run their e2e tests side by side on one machine.
+SMTP_PORT = int(os.environ.get("E2E_SMTP_PORT", "11025"))
+# Services on 18001-18004 by default, clear of a `make run` on the same machine.
+PORT_OFFSET = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
 
 T = TypeVar("T")
 
