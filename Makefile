@@ -82,6 +82,10 @@ contracts: venv ## regenerate contracts/ (JSON Schemas and AsyncAPI) from the ev
 bench: infra-up ## measure POST-to-email latency and throughput; writes bench/results.md
 	$(BIN)/python -m closeloop_devtools.bench --out bench/results.md
 
+.PHONY: bench-consumer
+bench-consumer: infra-up ## consumer events/s, one transaction per event vs batches; writes bench/consumer.md
+	$(BIN)/python -m closeloop_devtools.bench_consumer --out bench/consumer.md
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra

@@ -52,6 +52,8 @@ def make_engine(
         # No pre-ping: it costs a round trip per checkout; a connection that died with a database
         # restart fails once, is invalidated, and consumers retry it as a transient error.
         pool_pre_ping=False,
+        # Errors and logs show statements, never their values: those are emails and comments.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

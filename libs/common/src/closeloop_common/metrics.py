@@ -26,11 +26,22 @@ HANDLER_FAILURES = Counter(
     "Handler attempts that raised",
     ["group", "event_type", "kind"],
 )
-HANDLE_LATENCY = Histogram(
-    "closeloop_event_handle_duration_seconds",
-    "Time to handle one event, commit included",
-    ["group", "event_type"],
+CONSUMER_BATCH_DURATION = Histogram(
+    "closeloop_consumer_batch_duration_seconds",
+    "Time to handle one batch of records in one transaction, commit included",
+    ["group"],
     buckets=LATENCY_BUCKETS,
+)
+CONSUMER_BATCH_SIZE = Histogram(
+    "closeloop_consumer_batch_records",
+    "Records per consumer batch (one transaction)",
+    ["group"],
+    buckets=(1, 2, 5, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+)
+DEAD_LETTERS_DROPPED = Counter(
+    "closeloop_dead_letters_dropped_total",
+    "Records the broker refused for good on the dead-letter topic (logged with their offsets)",
+    ["group", "reason"],
 )
 EVENT_AGE = Histogram(
     "closeloop_event_age_seconds",

@@ -1,7 +1,9 @@
 """What every service's Alembic `env.py` does, once: online async migrations into its own schema.
 
 A service's env.py is just `run_migrations(metadata)`; its first revision calls
-`create_messaging_tables(schema)` for the outbox and inbox that `closeloop_common` relies on.
+`create_messaging_tables(schema)` for the outbox and inbox that `closeloop_common` relies on, and a
+later one `add_messaging_retention_indexes(schema)`. These helpers are history: once released,
+what they create never changes (a change is a new helper called by a new revision).
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import asyncio
 import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy import MetaData
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from closeloop_common.db import NAMING_CONVENTION
-from closeloop_common.messaging_tables import inbox_table, outbox_table
 
 
 def run_migrations(target_metadata: MetaData) -> None:
@@ -53,7 +53,55 @@ def run_migrations(target_metadata: MetaData) -> None:
 
 def create_messaging_tables(schema: str) -> None:
     """Create the outbox (events waiting for Kafka) and inbox (events already handled) of a schema."""
-    metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
-    outbox_table(metadata)
-    inbox_table(metadata)
-    metadata.create_all(op.get_bind())
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False),
+        sa.Column("event_id", sa.Text, nullable=False),
+        sa.Column("tenant_id", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("payload", postgresql.BYTEA, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("seq", name="pk_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["seq"],
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer_group", sa.Text, nullable=False),
+        sa.Column("event_id", sa.Text, nullable=False),
+        sa.Column("tenant_id", sa.Text, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer_group", "event_id", name="pk_inbox"),
+        schema=schema,
+    )
+
+
+def add_messaging_retention_indexes(schema: str) -> None:
+    """Indexes that make deleting old outbox and inbox rows by age cheap."""
+    op.create_index(
+        "ix_outbox_published_at",
+        "outbox",
+        ["published_at"],
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], schema=schema)
+
+
+def drop_messaging_retention_indexes(schema: str) -> None:
+    op.drop_index("ix_inbox_processed_at", "inbox", schema=schema)
+    op.drop_index("ix_outbox_published_at", "outbox", schema=schema)

@@ -4,16 +4,20 @@ and a relay publishes them to Kafka afterwards, so state and events never disagr
 Delivery is at least once (a crash between the broker's ack and marking the row published
 re-publishes it); consumers dedupe by event id in their inbox, so the effect is exactly once.
 One relay publishes at a time per schema (a transaction-scoped advisory lock), in `seq` order,
-so a customer's events reach their partition in the order they were written.
+so a customer's events reach their partition in the order they were written. A batch is sent as
+many records at once, their acknowledgements awaited together, then marked in one statement.
+Published rows are deleted after a retention period by `prune_outbox` (the runtime's retention worker).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import Clock
@@ -23,7 +27,8 @@ from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.loop import repeat
 from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_PUBLISHED
 
-PRUNE_EVERY = timedelta(minutes=10)
+# PostgreSQL takes at most 32,767 bind parameters per statement; an outbox row has 7.
+_ROWS_PER_INSERT = 4000
 
 
 class Outbox:
@@ -35,19 +40,29 @@ class Outbox:
         self.committed = asyncio.Event()  # set when a transaction that added rows commits
 
     async def add(self, session: AsyncSession, event: CloudEvent[Any]) -> None:
-        await session.execute(
-            sa.insert(self._table).values(
-                event_id=event.id,
-                tenant_id=event.tenantid,
-                topic=event.data.TOPIC.address(self._prefix),
-                event_type=event.type,
-                key=event.partitionkey,
-                payload=event.encode(),
-                created_at=event.time,
+        await self.add_many(session, [event])
+
+    async def add_many(self, session: AsyncSession, events: Sequence[CloudEvent[Any]]) -> None:
+        """Queue events in the caller's transaction, in order, with few statements."""
+        rows = [
+            {
+                "event_id": event.id,
+                "tenant_id": event.tenantid,
+                "topic": event.data.TOPIC.address(self._prefix),
+                "event_type": event.type,
+                "key": event.partitionkey,
+                "payload": event.encode(),
+                "created_at": event.time,
+            }
+            for event in events
+        ]
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            await session.execute(
+                sa.insert(self._table).values(rows[start : start + _ROWS_PER_INSERT])
             )
-        )
-        # Wake the relay when the row is visible, not before.
-        on_commit(session, self.committed.set)
+        if rows:
+            # Wake the relay when the rows are visible, not before.
+            on_commit(session, self.committed.set)
 
 
 class OutboxRelay:
@@ -61,9 +76,8 @@ class OutboxRelay:
         outbox: Outbox,
         producer: EventProducer,
         clock: Clock,
-        batch_size: int = 200,
+        batch_size: int = 1000,
         poll_interval: float = 0.5,
-        retention: timedelta = timedelta(days=7),
     ) -> None:
         self._sessions = sessions
         self._table = table
@@ -72,22 +86,16 @@ class OutboxRelay:
         self._clock = clock
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._retention = retention
         self._lock_name = f"closeloop.outbox.{table.schema}"
-        self._last_prune = clock.now() - PRUNE_EVERY
 
     async def run(self) -> None:
-        """Publish until cancelled, pruning old published rows now and then."""
+        """Publish until cancelled (the producer must be started)."""
         await repeat(
             self._step, wake=self._outbox.committed, idle=self._poll_interval, name="outbox relay"
         )
 
     async def _step(self) -> bool:
-        published = await self.publish_batch()
-        if self._clock.now() - self._last_prune > PRUNE_EVERY:
-            await self.prune()
-            self._last_prune = self._clock.now()
-        return published == self._batch_size
+        return await self.publish_batch() == self._batch_size
 
     async def publish_batch(self) -> int:
         """Publish one batch; returns how many rows it published (0 if another relay holds the lock)."""
@@ -112,19 +120,38 @@ class OutboxRelay:
                 [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
             )
             now = self._clock.now()
+            seqs = sa.bindparam(
+                "seqs", [r.seq for r in rows], type_=postgresql.ARRAY(sa.BigInteger)
+            )
             await session.execute(
-                sa.update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=now)
+                sa.update(t).where(t.c.seq == sa.any_(seqs)).values(published_at=now)
             )
         for r in rows:
             OUTBOX_PUBLISHED.labels(r.topic).inc()
             OUTBOX_DELAY.observe(max(0.0, (now - r.created_at).total_seconds()))
         return len(rows)
 
-    async def prune(self) -> int:
-        """Delete rows published longer ago than the retention period."""
-        cutoff = self._clock.now() - self._retention
-        async with transaction(self._sessions) as session:
-            result = await session.execute(
-                sa.delete(self._table).where(self._table.c.published_at < cutoff)
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+async def prune_outbox(
+    sessions: async_sessionmaker[AsyncSession],
+    table: sa.Table,
+    *,
+    before: datetime,
+    chunk: int = 5000,
+) -> int:
+    """Delete rows published before `before`, a chunk per transaction (short locks)."""
+    doomed = (
+        sa.select(table.c.seq)
+        .where(table.c.published_at < before)
+        .order_by(table.c.published_at)
+        .limit(chunk)
+        .scalar_subquery()
+    )
+    total = 0
+    while True:
+        async with transaction(sessions) as session:
+            result = await session.execute(sa.delete(table).where(table.c.seq.in_(doomed)))
+        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += deleted
+        if deleted < chunk:
+            return total

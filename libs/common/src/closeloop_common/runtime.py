@@ -1,14 +1,24 @@
-"""The parts every service runs: database engine, producer, outbox relay, consumers, workers.
+"""The parts every service runs: database pools, producer, outbox relay, consumer, workers.
 
-`ServiceRuntime.build` wires the real adapters; the app's lifespan calls `start` and `stop`.
-A background task that dies makes the service unready (`/readyz`), so an orchestrator restarts it.
+`ServiceRuntime` wires the real adapters; the app's lifespan calls `start` and `stop`.
+- Handlers are registered by contract class: `runtime.on(ResponseReceivedV1, handler)`, or
+  `runtime.on_batch(...)` for a handler that takes a whole batch; the service's one consumer group
+  subscribes to the topics of the registered contracts.
+- Two connection pools: `sessions` for HTTP requests, `worker_sessions` for the consumer, the relay
+  and background workers, so a burst of reads cannot starve the event handling (or the reverse).
+- Starting never waits for the broker: the producer and the consumer connect in the background
+  and retry until the broker answers. A service that needs no consumer (ingest) is ready while
+  the broker is down and keeps accepting into its outbox; the relay catches up later.
+- A retention worker deletes old published outbox rows and old inbox rows.
+A background task that dies makes the service unhealthy (`/healthz`), so an orchestrator restarts it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,14 +26,19 @@ import sqlalchemy as sa
 from closeloop_common.clock import Clock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, ping
 from closeloop_common.events import Topic
-from closeloop_common.kafka.consumer import EventConsumer, Handler
+from closeloop_common.handlers import BatchHandler, DataT, Handler, HandlerRegistry
+from closeloop_common.inbox import prune_inbox
+from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer
-from closeloop_common.outbox import Outbox, OutboxRelay
+from closeloop_common.loop import repeat
+from closeloop_common.outbox import Outbox, OutboxRelay, prune_outbox
 from closeloop_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
+
+RETENTION_EVERY = timedelta(minutes=10)
 
 
 class ServiceRuntime:
@@ -34,64 +49,122 @@ class ServiceRuntime:
         settings: CommonSettings,
         metadata: sa.MetaData,
         clock: Clock | None = None,
+        broker_required_for_readiness: bool = True,
     ) -> None:
         self.name = name
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.source = f"/closeloop/{name}"
+        self.broker_required_for_readiness = broker_required_for_readiness
         self.engine = make_engine(
             settings.database_url, pool_size=settings.database_pool_size, application_name=name
         )
         self.sessions = make_sessionmaker(self.engine)
+        self.worker_engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_worker_pool_size,
+            application_name=f"{name}-workers",
+        )
+        self.worker_sessions = make_sessionmaker(self.worker_engine)
         schema = metadata.schema
-        self._outbox_table = metadata.tables[f"{schema}.outbox"]
-        self._inbox_table = metadata.tables[f"{schema}.inbox"]
+        self.outbox_table = metadata.tables[f"{schema}.outbox"]
+        self.inbox_table = metadata.tables[f"{schema}.inbox"]
         self.producer = EventProducer(settings.kafka_bootstrap_servers, client_id=name)
-        self.outbox = Outbox(self._outbox_table, topic_prefix=settings.kafka_topic_prefix)
+        self.outbox = Outbox(self.outbox_table, topic_prefix=settings.kafka_topic_prefix)
         self.relay = OutboxRelay(
-            sessions=self.sessions,
-            table=self._outbox_table,
+            sessions=self.worker_sessions,
+            table=self.outbox_table,
             outbox=self.outbox,
             producer=self.producer,
             clock=self.clock,
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval_seconds,
         )
-        self.consumers: list[EventConsumer] = []
+        self.handlers = HandlerRegistry()
+        self.consumer: EventConsumer | None = None
         self._workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def add_consumer(self, topics: list[Topic], handlers: Mapping[str, Handler]) -> EventConsumer:
-        """Subscribe this service's consumer group to `topics`, dispatching by event type."""
-        prefix = self.settings.kafka_topic_prefix
-        consumer = EventConsumer(
-            group_id=f"{prefix}.{self.name}",
-            topics=[t.address(prefix) for t in topics],
-            handlers=handlers,
-            sessions=self.sessions,
-            inbox=self._inbox_table,
-            producer=self.producer,
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            topic_prefix=prefix,
-            clock=self.clock,
-            max_attempts=self.settings.consumer_max_attempts,
-        )
-        self.consumers.append(consumer)
-        return consumer
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.kafka_topic_prefix}.{self.name}"
+
+    def on(self, contract: type[DataT], handler: Handler[DataT]) -> None:
+        """Handle every event of `contract` with `handler`, one event at a time."""
+        self.handlers.on(contract, handler)
+
+    def on_batch(self, contract: type[DataT], handler: BatchHandler[DataT]) -> None:
+        """Handle the events of `contract` a consumer batch at a time (one transaction)."""
+        self.handlers.on_batch(contract, handler)
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """Run `worker` as a background task for the service's lifetime."""
         self._workers[name] = worker
 
+    def make_consumer(self, *, batch_mode: bool = True) -> EventConsumer:
+        prefix = self.settings.kafka_topic_prefix
+        return EventConsumer(
+            group_id=self.group_id,
+            topics=[Topic(t).address(prefix) for t in self.handlers.topics()],
+            registry=self.handlers,
+            sessions=self.worker_sessions,
+            inbox=self.inbox_table,
+            outbox=self.outbox,
+            producer=self.producer,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            topic_prefix=prefix,
+            clock=self.clock,
+            source=self.source,
+            max_attempts=self.settings.consumer_max_attempts,
+            batch_max_records=self.settings.consumer_batch_max_records,
+            linger_ms=self.settings.consumer_batch_linger_ms,
+            batch_mode=batch_mode,
+        )
+
     async def start(self) -> None:
-        await self.producer.start()
-        self._spawn("outbox-relay", self.relay.run)
-        for consumer in self.consumers:
-            await consumer.start()
-            self._spawn(f"consumer:{consumer.group_id}", consumer.run)
+        self._spawn("outbox-relay", self._relay)
+        if self.handlers:
+            self.consumer = self.make_consumer()
+            self._spawn(f"consumer:{self.consumer.group_id}", self.consumer.run)
+        self._spawn("retention", self._retention)
         for name, worker in self._workers.items():
             self._spawn(name, worker)
         log.info("service started", extra={"tasks": sorted(self._tasks)})
+
+    async def _relay(self) -> None:
+        await self.producer.connect()
+        await self.relay.run()
+
+    async def _retention(self) -> None:
+        async def step() -> bool:
+            await self.prune()
+            return False
+
+        await repeat(
+            step,
+            wake=asyncio.Event(),
+            idle=RETENTION_EVERY.total_seconds(),
+            name="retention",
+        )
+
+    async def prune(self) -> tuple[int, int]:
+        """Delete outbox rows published and inbox rows handled longer ago than their retention."""
+        now = self.clock.now()
+        outbox_rows = await prune_outbox(
+            self.worker_sessions,
+            self.outbox_table,
+            before=now - timedelta(hours=self.settings.outbox_retention_hours),
+        )
+        inbox_rows = await prune_inbox(
+            self.worker_sessions,
+            self.inbox_table,
+            before=now - timedelta(days=self.settings.inbox_retention_days),
+        )
+        if outbox_rows or inbox_rows:
+            log.info(
+                "retention", extra={"outbox_deleted": outbox_rows, "inbox_deleted": inbox_rows}
+            )
+        return outbox_rows, inbox_rows
 
     def _spawn(self, name: str, run: Worker) -> None:
         task = asyncio.create_task(run(), name=name)
@@ -114,7 +187,12 @@ class ServiceRuntime:
             _, stuck = await asyncio.wait(self._tasks.values(), timeout=timeout)
             for task in stuck:
                 log.warning("task did not stop in time", extra={"task": task.get_name()})
-        steps = [*(c.stop() for c in self.consumers), self.producer.stop(), self.engine.dispose()]
+        steps = [
+            *([self.consumer.stop()] if self.consumer else []),
+            self.producer.stop(),
+            self.engine.dispose(),
+            self.worker_engine.dispose(),
+        ]
         for step in steps:
             try:
                 await asyncio.wait_for(step, timeout)
@@ -128,13 +206,26 @@ class ServiceRuntime:
         return [name for name, task in self._tasks.items() if task.done() and not task.cancelled()]
 
     async def readiness(self) -> dict[str, str]:
+        """Each dependency's state; `/readyz` fails on any that is not "ok".
+
+        A service that needs no broker to do its job (ingest writes to its outbox) reports the
+        broker as `optional: ...` while it is down, which does not fail readiness."""
         checks: dict[str, str] = {}
-        for name, probe in (("database", ping(self.engine)), ("kafka", self.producer.ping())):
-            try:
-                await probe
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"unreachable ({type(exc).__name__})"
+        try:
+            await ping(self.engine)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable ({type(exc).__name__})"
+        try:
+            await self.producer.ping()
+            checks["kafka"] = "ok"
+        except Exception as exc:
+            state = f"unreachable ({type(exc).__name__})"
+            checks["kafka"] = state if self.broker_required_for_readiness else f"optional: {state}"
         for name, task in self._tasks.items():
             checks[name] = "ok" if not task.done() else "stopped"
         return checks
+
+
+def is_ready(checks: dict[str, str]) -> bool:
+    return all(v == "ok" or v.startswith("optional:") for v in checks.values())

@@ -26,7 +26,16 @@ class CommonSettings(BaseSettings):
         LOCAL_DATABASE_URL,
         description="PostgreSQL URL; postgres:// and postgresql:// are accepted and use asyncpg",
     )
-    database_pool_size: int = Field(10, ge=1, le=100)
+    database_pool_size: int = Field(
+        10, ge=1, le=100, description="connections per process for HTTP requests"
+    )
+    database_worker_pool_size: int = Field(
+        5,
+        ge=2,
+        le=100,
+        description="connections per process for consumers and workers (a pool of their own, so "
+        "a burst of HTTP reads cannot starve them)",
+    )
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port")
     kafka_topic_prefix: str = Field(
         "closeloop",
@@ -46,12 +55,30 @@ class CommonSettings(BaseSettings):
         le=60,
         description="how often the outbox relay looks for rows it was not woken for",
     )
-    outbox_batch_size: int = Field(200, ge=1, le=5000)
+    outbox_batch_size: int = Field(1000, ge=1, le=10_000, description="events per relay send")
+    outbox_retention_hours: float = Field(
+        168, gt=0, description="published outbox rows are deleted after this long"
+    )
+    inbox_retention_days: float = Field(
+        30,
+        ge=15,
+        description="handled-event ids are kept this long; must outlast the topics' retention "
+        "(14 days), since an event can be redelivered while the broker holds it",
+    )
     consumer_max_attempts: int = Field(
         5,
         ge=1,
         le=100,
         description="tries of a failing handler before its message is dead-lettered",
+    )
+    consumer_batch_max_records: int = Field(
+        2000, ge=1, le=20_000, description="records handled in one transaction at most"
+    )
+    consumer_batch_linger_ms: int = Field(
+        0,
+        ge=0,
+        le=5000,
+        description="how long a consumer waits for more records to fill a short batch",
     )
 
     @field_validator("database_url")

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from closeloop_common.runtime import ServiceRuntime
+from closeloop_common.runtime import ServiceRuntime, is_ready
 from closeloop_common.settings import TENANT_ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def create_app(
     @app.get("/readyz", tags=["operations"], summary="The database and the broker are reachable")
     async def readyz(request: Request) -> Response:
         checks = await runtime.readiness()
-        if all(v == "ok" for v in checks.values()):
+        if is_ready(checks):
             return JSONResponse({"status": "ready", "checks": checks})
         return problem_response(
             request,

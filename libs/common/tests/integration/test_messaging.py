@@ -24,6 +24,7 @@ from closeloop_common.events import (
     categorize,
     new_event,
 )
+from closeloop_common.handlers import HandlerContext, HandlerRegistry
 from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.outbox import Outbox, OutboxRelay
@@ -126,24 +127,29 @@ async def test_redelivered_event_has_one_effect_and_poison_goes_to_dead_letter(
     failing = response_event("always-fails", customer_id="c-2")  # its handler always raises
     poison = b"{not json"
 
-    async def handler(session: AsyncSession, event: CloudEvent[Any]) -> None:
+    async def handler(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
         if event.data.response_id == "always-fails":
             raise ValueError("this handler cannot take it")
-        await session.execute(
+        await ctx.session.execute(
             sa.insert(effects).values(event_id=event.id, response_id=event.data.response_id)
         )
+
+    registry = HandlerRegistry()
+    registry.on(ResponseReceivedV1, handler)
 
     def make_consumer() -> EventConsumer:
         return EventConsumer(
             group_id=group,
             topics=[topic],
-            handlers={good.type: handler},
+            registry=registry,
             sessions=sessions,
             inbox=INBOX,
+            outbox=Outbox(OUTBOX, topic_prefix=prefix),
             producer=producer,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic_prefix=prefix,
             clock=SystemClock(),
+            source="/test",
             max_attempts=2,
         )
 

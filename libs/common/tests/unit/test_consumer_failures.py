@@ -8,9 +8,10 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from closeloop_common.clock import SystemClock
+from closeloop_common.errors import describe_error, is_transient
 from closeloop_common.events import (
     Customer,
     ResponseReceivedV1,
@@ -19,8 +20,10 @@ from closeloop_common.events import (
     decode_event,
     new_event,
 )
+from closeloop_common.handlers import HandlerRegistry
 from closeloop_common.kafka import consumer as consumer_module
-from closeloop_common.kafka.consumer import EventConsumer, is_transient
+from closeloop_common.kafka.consumer import Decoded, EventConsumer
+from closeloop_common.kafka.producer import OutboundRecord
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,12 @@ from closeloop_common.kafka.consumer import EventConsumer, is_transient
         asyncpg.exceptions.InvalidPasswordError("password authentication failed"),
         asyncpg.exceptions.SerializationError("could not serialize access"),
         ConnectionRefusedError(111, "Connection refused"),
+        # A burst of HTTP reads holding every pooled connection: the process is busy, not the
+        # message bad.
+        sa.exc.TimeoutError("QueuePool limit of size 5 overflow 0 reached"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.exceptions.LockNotAvailableError("could not obtain lock on row"),
+        sa.exc.DBAPIError("UPDATE", None, asyncpg.exceptions.LockNotAvailableError("lock timeout")),
         sa.exc.DBAPIError(
             "SELECT 1", None, asyncpg.exceptions.CannotConnectNowError("starting up")
         ),
@@ -70,44 +79,63 @@ def test_any_unparseable_value_is_undecodable_not_a_crash(raw: bytes) -> None:
 class ScriptedConsumer(EventConsumer):
     """The consumer's failure handling with its database step replaced by a script of outcomes."""
 
-    def __init__(self, outcomes: list[BaseException | None], max_attempts: int) -> None:
+    def __init__(
+        self,
+        outcomes: list[BaseException | None],
+        max_attempts: int,
+        *,
+        producer: Any = None,
+        fail_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        registry = HandlerRegistry()
+        registry.on(ResponseReceivedV1, self._noop)
         super().__init__(
             group_id="unit",
             topics=["t"],
-            handlers={ResponseReceivedV1.EVENT_TYPE: self._noop},
+            registry=registry,
             sessions=None,  # type: ignore[arg-type]
             inbox=sa.Table("inbox", sa.MetaData()),
-            producer=None,  # type: ignore[arg-type]
+            outbox=None,  # type: ignore[arg-type]
+            producer=producer,
             bootstrap_servers="unused:9092",
             topic_prefix="unit",
             clock=SystemClock(),
+            source="/unit",
             max_attempts=max_attempts,
         )
         self.outcomes = outcomes
+        self.fail_ids = fail_ids
         self.calls = 0
+        self.batches: list[list[str]] = []
+        self.handled: list[str] = []
         self.dead_letters: list[str] = []
 
     @staticmethod
     async def _noop(*_: Any) -> None:
         return None
 
-    async def _handle_once(self, *_: Any) -> bool:
-        outcome = self.outcomes[self.calls]
-        self.calls += 1
-        if outcome is not None:
-            raise outcome
-        return True
+    async def _handle_batch(self, items: Any) -> None:
+        ids = [i.event.data.response_id for i in items]
+        self.batches.append(ids)
+        if self.calls < len(self.outcomes):
+            outcome = self.outcomes[self.calls]
+            self.calls += 1
+            if outcome is not None:
+                raise outcome
+        if self.fail_ids.intersection(ids):
+            raise ValueError("a bad record in this batch")
+        self.handled += ids
 
-    async def _dead_letter(self, record: Any, reason: str, error: str) -> None:
+    async def _dead_letter(self, record: Any, reason: str, exc: BaseException) -> None:
         self.dead_letters.append(reason)
 
 
-def a_record() -> ConsumerRecord[bytes, bytes]:
+def a_record(response_id: str = "r", offset: int = 7) -> ConsumerRecord[bytes, bytes]:
     now = datetime.now(UTC)
     data = ResponseReceivedV1(
-        response_id="r",
+        response_id=response_id,
         survey_id="s",
-        customer=Customer(id="c"),
+        customer=Customer(id="c", email="anna@example.pl", name="Anna Secret"),
         score=5,
         category=categorize(5),
         answered_at=now,
@@ -115,7 +143,13 @@ def a_record() -> ConsumerRecord[bytes, bytes]:
         source="unit",
     )
     value = new_event(data, tenant_id="t", source="/unit", clock=SystemClock()).encode()
-    return ConsumerRecord("t", 0, 7, 0, 0, b"t:c", value, None, len(b"t:c"), len(value), ())
+    return ConsumerRecord("t", 0, offset, 0, 0, b"t:c", value, None, 3, len(value), ())
+
+
+async def decoded(consumer: EventConsumer, record: ConsumerRecord[bytes, bytes]) -> Decoded:
+    item = await consumer._decode(record)
+    assert item is not None
+    return item
 
 
 @pytest.fixture(autouse=True)
@@ -123,10 +157,13 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(consumer_module, "backoff", lambda *_a, **_k: 0.0)
 
 
+TP = TopicPartition("t", 0)
+
+
 async def test_a_long_outage_does_not_use_up_the_attempts() -> None:
     outage = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
     consumer = ScriptedConsumer([outage] * 20 + [None], max_attempts=3)
-    await consumer._process(a_record())
+    await consumer._handle_alone(TP, await decoded(consumer, a_record()))
     assert consumer.calls == 21
     assert consumer.dead_letters == []
 
@@ -135,6 +172,114 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(
     outage = asyncpg.exceptions.CannotConnectNowError("starting up")
     bug = ValueError("bug")
     consumer = ScriptedConsumer([bug, outage, bug, outage, bug, None], max_attempts=3)
-    await consumer._process(a_record())
+    await consumer._handle_alone(TP, await decoded(consumer, a_record()))
     assert consumer.calls == 5  # three errors (outages in between do not count), then given up
     assert consumer.dead_letters == ["handler_failed"]
+
+
+async def test_a_failing_batch_falls_back_to_single_records_and_spares_the_neighbours() -> None:
+    consumer = ScriptedConsumer([], max_attempts=2, fail_ids=frozenset({"r2"}))
+    records = [a_record(f"r{n}", offset=n) for n in range(5)]
+    await consumer._handle_partition(TP, records)
+    assert consumer.batches[0] == ["r0", "r1", "r2", "r3", "r4"]  # one transaction first
+    assert consumer.handled == ["r0", "r1", "r3", "r4"]
+    assert consumer.dead_letters == ["handler_failed"]
+
+
+async def test_an_outage_during_a_batch_is_waited_out_without_splitting_it() -> None:
+    outage = sa.exc.TimeoutError("QueuePool limit reached")
+    consumer = ScriptedConsumer([outage, outage, None], max_attempts=1)
+    records = [a_record(f"r{n}", offset=n) for n in range(3)]
+    await consumer._handle_partition(TP, records)
+    assert consumer.batches == [["r0", "r1", "r2"]] * 3
+    assert consumer.handled == ["r0", "r1", "r2"]
+    assert consumer.dead_letters == []
+
+
+async def test_a_batch_waiting_out_an_outage_gives_up_when_its_partition_is_revoked() -> None:
+    outage = asyncpg.exceptions.CannotConnectNowError("starting up")
+    consumer = ScriptedConsumer([outage] * 1000, max_attempts=1)
+    consumer._revoked.add(TP)
+    with pytest.raises(consumer_module.PartitionRevoked):
+        await consumer._handle_partition(TP, [a_record("r0", 0), a_record("r1", 1)])
+    assert consumer.handled == []
+    assert consumer.dead_letters == []
+
+
+class FakeKafka:
+    """Just enough of AIOKafkaConsumer for `poll_once`: one scripted fetch, an assignment."""
+
+    def __init__(self, fetch: dict[Any, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        self.fetch = fetch
+        self.assigned = set(fetch)
+        self.committed: dict[Any, int] = {}
+
+    async def getmany(self, **_: Any) -> dict[Any, list[ConsumerRecord[bytes, bytes]]]:
+        fetch, self.fetch = self.fetch, {}
+        return fetch
+
+    def assignment(self) -> set[Any]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[Any, Any]) -> None:
+        self.committed.update({tp: meta.offset for tp, meta in offsets.items()})
+
+
+async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_handled() -> None:
+    consumer = ScriptedConsumer([], max_attempts=1)
+    other = TopicPartition("t", 1)
+    kafka = FakeKafka({TP: [a_record("kept", 0)], other: [a_record("revoked", 0)]})
+    consumer._started = kafka
+    consumer._revoked.add(other)  # the rebalance listener ran after the fetch
+    await consumer.poll_once()
+    assert consumer.handled == ["kept"]
+    assert kafka.committed == {TP: 1}
+
+
+class ScriptedProducer:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.sent: list[OutboundRecord] = []
+
+    async def send(self, record: OutboundRecord) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(record)
+
+
+async def test_a_dead_letter_refused_for_good_does_not_block_the_partition() -> None:
+    from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+    producer = ScriptedProducer([KafkaTimeoutError(), MessageSizeTooLargeError()])
+    consumer = ScriptedConsumer([], max_attempts=1, producer=producer)
+    await EventConsumer._dead_letter(consumer, a_record(), "handler_failed", ValueError("x"))
+    assert producer.failures == []  # the timeout was retried, the size refusal given up on
+    assert producer.sent == []
+
+
+async def test_dead_letter_headers_name_the_failure_but_carry_no_input_values() -> None:
+    producer = ScriptedProducer([])
+    consumer = ScriptedConsumer([], max_attempts=1, producer=producer)
+    try:
+        ResponseReceivedV1.model_validate({"score": 99, "customer": {"id": "anna@example.pl"}})
+    except Exception as exc:
+        failure = exc
+    await EventConsumer._dead_letter(consumer, a_record(), "handler_failed", failure)
+    headers = dict(producer.sent[0].headers)
+    error = headers["closeloop.dlq.error"].decode()
+    assert error.startswith("ValidationError")
+    assert "score" in error
+    all_headers = b" ".join(v for _, v in producer.sent[0].headers)
+    assert b"anna@example.pl" not in all_headers
+    assert b"99" not in all_headers
+
+
+def test_describe_error_of_a_database_error_gives_its_sqlstate_not_its_parameters() -> None:
+    exc = sa.exc.DBAPIError(
+        "INSERT INTO x VALUES ($1)",
+        {"email": "anna@example.pl"},
+        asyncpg.exceptions.NotNullViolationError("null value in column anna@example.pl"),
+    )
+    described = describe_error(exc)
+    assert "anna@example.pl" not in described
+    assert described.startswith("DBAPIError")

@@ -1,19 +1,31 @@
-"""A consumer with exactly-once *effect*: decode -> dedupe -> handle -> commit DB -> commit offset.
+"""A consumer with exactly-once *effect*, in batches: fetch -> decode -> dedupe -> handle -> commit.
 
-Contract of one record's trip (`EventConsumer._process`):
-- decode: the value must be a structured CloudEvent of a known contract. Undecodable bytes are
+The steps of one partition's batch (`EventConsumer._handle_partition`):
+- fetch: `getmany` returns records per partition (at most `batch_max_records` in all; with a
+  linger, it waits that long for more before handling a short batch).
+- decode: each value must be a structured CloudEvent of a known contract. Undecodable bytes are
   poison: they go to the dead-letter topic at once. A well-formed event of a type this build does
-  not know (say a newer version) is skipped, not dead-lettered.
-- dedupe + handle: one database transaction inserts `(group, event id)` into the inbox and runs the
-  handler; if the inbox row exists the event was handled before and nothing happens. The handler
-  writes its state and outbox rows in that same transaction.
-- failures: infrastructure errors (database or network down) are retried with backoff for as long as
-  they last, so an outage loses nothing; any other error is retried `max_attempts` times and then the
-  record is dead-lettered with the error in its headers.
-- commit: the partition's offset is committed only after every record before it is durable. A crash
-  in between redelivers records the inbox then skips. Records are handled one at a time, in
-  partition order. A rebalance may revoke a partition while one of its records is being handled:
-  the commit then fails (logged), the new owner redelivers, and the inbox skips what was done.
+  not know (say a newer version), or one no handler is registered for, is skipped.
+- dedupe + handle, in ONE database transaction for the whole batch: the inbox rows of every event
+  are inserted with one statement and only the events that were not there before are given to the
+  handlers (in partition order, a batch handler per run of events of one type); what they emit is
+  written to the outbox; then the transaction commits.
+- commit: the partition's offset is committed only after that transaction committed. A crash in
+  between redelivers records the inbox then skips.
+
+Failures:
+- infrastructure errors (database or broker down, pool exhausted, lock or statement timeouts) are
+  retried with backoff for as long as they last, so an outage loses nothing and dead-letters nothing;
+- any other error of a batch makes the consumer fall back to one record per transaction for that
+  batch, so the record at fault is isolated: each record is retried `max_attempts` times and then
+  dead-lettered, and its neighbours are handled as usual;
+- a dead letter the broker refuses for good (say, a record too large) is logged and counted, and the
+  partition moves on; it is never allowed to block the partition.
+
+Rebalances: while a batch is handled the consumer holds a lock; a revocation waits for that batch
+to commit (and its offsets), then the partition's remaining fetched records are dropped rather than
+handled beside the new owner. A batch stuck in an outage retry gives up when its partition is
+revoked; the new owner redelivers it and the inbox keeps the effect single.
 """
 
 from __future__ import annotations
@@ -21,19 +33,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
+from closeloop_common.errors import backoff, describe_error, is_permanent_kafka_error, is_transient
 from closeloop_common.events import (
     CloudEvent,
     Topic,
@@ -41,56 +53,47 @@ from closeloop_common.events import (
     UnknownEventType,
     decode_event,
 )
+from closeloop_common.handlers import HandlerRegistry, Registration, Transaction
+from closeloop_common.inbox import Delivery, record_new
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
-from closeloop_common.metrics import EVENT_AGE, EVENTS_CONSUMED, HANDLE_LATENCY, HANDLER_FAILURES
+from closeloop_common.metrics import (
+    CONSUMER_BATCH_DURATION,
+    CONSUMER_BATCH_SIZE,
+    DEAD_LETTERS_DROPPED,
+    EVENT_AGE,
+    EVENTS_CONSUMED,
+    HANDLER_FAILURES,
+)
+from closeloop_common.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, CloudEvent[Any]], Awaitable[None]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-# SQLSTATE classes that say the database (or its configuration) is the problem, not the message:
-# 08 connection exception, 53 insufficient resources (too many clients), 57P operator intervention
-# (shutting down, starting up), 28 invalid authorization, 3D000 no such database, and the two
-# conflicts a retry resolves (serialization failure, deadlock).
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "28", "3D000", "40001", "40P01")
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    record: Record
+    event: CloudEvent[Any]
+    registration: Registration[Any]
 
 
-def _sqlstates(exc: BaseException) -> list[str]:
-    """SQLSTATE codes found on the exception, the driver error it wraps, and their causes."""
-    found: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(code, str):
-            found.append(code)
-        orig = getattr(current, "orig", None)
-        pending += [
-            orig if isinstance(orig, BaseException) else None,
-            current.__cause__,
-            current.__context__,
-        ]
-    return found
+class PartitionRevoked(Exception):
+    """The partition was taken away while its batch waited out an outage."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Errors of the infrastructure rather than of the message: worth retrying without limit."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    if any(code.startswith(_TRANSIENT_SQLSTATE_PREFIXES) for code in _sqlstates(exc)):
-        return True
-    return isinstance(
-        exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError | TimeoutError | KafkaError
-    )
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
 
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._consumer._revoked.update(revoked)
+        # Let the batch under way commit (and its offsets) before the partition moves.
+        async with self._consumer._busy:
+            pass
 
-def backoff(attempt: int, *, base: float = 0.2, cap: float = 30.0) -> float:
-    return min(cap, base * 2.0 ** max(0, attempt - 1))
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._consumer._revoked.difference_update(assigned)
 
 
 class EventConsumer:
@@ -99,26 +102,38 @@ class EventConsumer:
         *,
         group_id: str,
         topics: list[str],
-        handlers: Mapping[str, Handler],
+        registry: HandlerRegistry,
         sessions: async_sessionmaker[AsyncSession],
         inbox: sa.Table,
+        outbox: Outbox,
         producer: EventProducer,
         bootstrap_servers: str,
         topic_prefix: str,
         clock: Clock,
+        source: str,
         max_attempts: int = 5,
+        batch_max_records: int = 2000,
+        linger_ms: int = 0,
+        batch_mode: bool = True,
     ) -> None:
         self.group_id = group_id
         self._topics = topics
-        self._handlers = handlers
+        self._registry = registry
         self._sessions = sessions
         self._inbox = inbox
+        self._outbox = outbox
         self._producer = producer
         self._deadletter_topic = Topic.DEADLETTER.address(topic_prefix)
         self._clock = clock
+        self._source = source
         self._max_attempts = max_attempts
+        self._batch_max_records = batch_max_records
+        self._linger_ms = linger_ms
+        self.batch_mode = batch_mode
         self._bootstrap_servers = bootstrap_servers
         self._started: AIOKafkaConsumer | None = None
+        self._busy = asyncio.Lock()
+        self._revoked: set[TopicPartition] = set()
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -127,17 +142,23 @@ class EventConsumer:
         return self._started
 
     async def start(self) -> None:
+        """Connect and join the group; raises if the broker cannot be reached."""
         # aiokafka binds to the running loop, so the client is made here, not in __init__.
         consumer = AIOKafkaConsumer(
-            *self._topics,
             bootstrap_servers=self._bootstrap_servers,
             group_id=self.group_id,
             client_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+            consumer.subscribe(self._topics, listener=_Rebalance(self))
+        except BaseException:
+            await consumer.stop()
+            raise
         self._started = consumer
 
     async def stop(self) -> None:
@@ -146,13 +167,52 @@ class EventConsumer:
             self._started = None
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled; connects first, waiting out a broker that is down."""
+        attempt = 0
+        while self._started is None:
+            try:
+                await self.start()
+            except (KafkaError, OSError) as exc:
+                attempt += 1
+                delay = backoff(attempt, cap=10.0)
+                log.warning(
+                    "cannot reach the broker; retrying",
+                    extra={"group": self.group_id, "error": repr(exc), "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
-            for tp, records in batches.items():
-                for record in records:
-                    await self._process(record)
+            await self.poll_once()
+
+    async def poll_once(self, timeout_ms: int = 500) -> int:
+        """Fetch and handle one round of batches; returns how many records it fetched."""
+        batches = await self._fetch(timeout_ms)
+        for tp, records in batches.items():
+            async with self._busy:
+                if self._is_revoked(tp):
+                    continue  # the new owner handles them
+                try:
+                    await self._handle_partition(tp, records)
+                except PartitionRevoked:
+                    continue
                 await self._commit(tp, records[-1].offset + 1)
+        return sum(len(r) for r in batches.values())
+
+    def _is_revoked(self, tp: TopicPartition) -> bool:
+        return tp in self._revoked or tp not in self._consumer.assignment()
+
+    async def _fetch(self, timeout_ms: int) -> dict[TopicPartition, list[Record]]:
+        limit = self._batch_max_records if self.batch_mode else 200
+        batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
+            timeout_ms=timeout_ms, max_records=limit
+        )
+        fetched = sum(len(r) for r in batches.values())
+        if self.batch_mode and self._linger_ms > 0 and 0 < fetched < limit:
+            more = await self._consumer.getmany(
+                timeout_ms=self._linger_ms, max_records=limit - fetched
+            )
+            for tp, records in more.items():
+                batches.setdefault(tp, []).extend(records)
+        return batches
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -161,87 +221,143 @@ class EventConsumer:
             # Lost the partition in a rebalance: the new owner redelivers, the inbox dedupes.
             log.warning("offset commit failed", extra={"partition": str(tp), "offset": offset})
 
-    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle_partition(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        items = [d for d in [await self._decode(r) for r in records] if d is not None]
+        if not items:
+            return
+        if self.batch_mode and len(items) > 1:
+            try:
+                await self._until_not_transient(tp, items)
+                return
+            except PartitionRevoked:
+                raise
+            except Exception as exc:
+                HANDLER_FAILURES.labels(self.group_id, "batch", "error").inc()
+                log.warning(
+                    "batch failed; handling its records one by one to isolate the bad one",
+                    extra={"group": self.group_id, "partition": str(tp), "error": repr(exc)},
+                )
+        for item in items:
+            await self._handle_alone(tp, item)
+
+    async def _decode(self, record: Record) -> Decoded | None:
         try:
             event = decode_event(record.value or b"")
         except UnknownEventType:
             # Not the type as label: a record's content must not mint metric series.
             EVENTS_CONSUMED.labels(self.group_id, "unknown", "skipped").inc()
-            return
+            return None
         except UndecodableEvent as exc:
-            await self._dead_letter(record, "undecodable", str(exc))
+            await self._dead_letter(record, "undecodable", exc)
             EVENTS_CONSUMED.labels(self.group_id, "undecodable", "dead_lettered").inc()
-            return
-        handler = self._handlers.get(event.type)
-        if handler is None:
+            return None
+        registration = self._registry.get(event.type)
+        if registration is None:
             EVENTS_CONSUMED.labels(self.group_id, event.type, "skipped").inc()
-            return
-        failures = 0  # consecutive failures of any kind: they set the backoff
-        errors = 0  # failures that were not the infrastructure's: only these count to the limit
+            return None
+        return Decoded(record, event, registration)
+
+    async def _until_not_transient(self, tp: TopicPartition, items: Sequence[Decoded]) -> None:
+        """Handle `items` in one transaction, retrying while the infrastructure is down."""
+        outages = 0
         while True:
-            started = time.perf_counter()
             try:
-                handled = await self._handle_once(record, event, handler)
+                await self._handle_batch(items)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                transient = is_transient(exc)
-                errors += 0 if transient else 1
-                HANDLER_FAILURES.labels(
-                    self.group_id, event.type, "transient" if transient else "error"
-                ).inc()
+                if not is_transient(exc):
+                    raise
+                outages += 1
+                HANDLER_FAILURES.labels(self.group_id, items[0].event.type, "transient").inc()
+                delay = backoff(outages)
+                log.warning(
+                    "infrastructure error; retrying the batch",
+                    extra={"group": self.group_id, "error": repr(exc), "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                if tp in self._revoked:
+                    raise PartitionRevoked(str(tp)) from exc
+
+    async def _handle_alone(self, tp: TopicPartition, item: Decoded) -> None:
+        """One record per transaction: outages are waited out, errors dead-letter it in the end."""
+        errors = 0
+        while True:
+            try:
+                await self._until_not_transient(tp, [item])
+                return
+            except (asyncio.CancelledError, PartitionRevoked):
+                raise
+            except Exception as exc:
+                errors += 1
+                HANDLER_FAILURES.labels(self.group_id, item.event.type, "error").inc()
                 if errors >= self._max_attempts:
                     log.exception(
                         "handler failed for good; dead-lettering",
-                        extra={"event_id": event.id, "event_type": event.type, "attempts": errors},
+                        extra={"event_id": item.event.id, "event_type": item.event.type},
                     )
-                    await self._dead_letter(record, "handler_failed", repr(exc))
-                    EVENTS_CONSUMED.labels(self.group_id, event.type, "dead_lettered").inc()
+                    await self._dead_letter(item.record, "handler_failed", exc)
+                    EVENTS_CONSUMED.labels(self.group_id, item.event.type, "dead_lettered").inc()
                     return
-                delay = backoff(failures)
+                delay = backoff(errors)
                 log.warning(
                     "handler failed; retrying",
-                    extra={"event_id": event.id, "error": repr(exc), "retry_in_s": delay},
+                    extra={"event_id": item.event.id, "error": repr(exc), "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
-                continue
-            outcome = "processed" if handled else "duplicate"
-            EVENTS_CONSUMED.labels(self.group_id, event.type, outcome).inc()
-            HANDLE_LATENCY.labels(self.group_id, event.type).observe(time.perf_counter() - started)
-            if handled:
-                age = (self._clock.now() - event.time).total_seconds()
-                EVENT_AGE.labels(self.group_id, event.type).observe(max(0.0, age))
-            return
 
-    async def _handle_once(
-        self, record: ConsumerRecord[bytes, bytes], event: CloudEvent[Any], handler: Handler
-    ) -> bool:
-        """Run the handler once inside the inbox transaction; False if it was handled before."""
+    async def _handle_batch(self, items: Sequence[Decoded]) -> None:
+        """Dedupe and handle `items` in one transaction; metrics only after it committed."""
+        started = time.perf_counter()
         async with transaction(self._sessions) as session:
-            first_time = await session.scalar(
-                pg_insert(self._inbox)
-                .values(
-                    consumer_group=self.group_id,
-                    event_id=event.id,
-                    tenant_id=event.tenantid,
-                    event_type=event.type,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    processed_at=self._clock.now(),
-                )
-                .on_conflict_do_nothing()
-                .returning(self._inbox.c.event_id)
+            new_ids = await record_new(
+                session,
+                self._inbox,
+                group_id=self.group_id,
+                deliveries=[
+                    Delivery(
+                        event_id=i.event.id,
+                        tenant_id=i.event.tenantid,
+                        event_type=i.event.type,
+                        topic=i.record.topic,
+                        partition=i.record.partition,
+                        offset=i.record.offset,
+                    )
+                    for i in items
+                ],
+                now=self._clock.now(),
             )
-            if first_time is None:
-                return False
-            await handler(session, event)
-            return True
+            fresh: list[Decoded] = []
+            for item in items:
+                if item.event.id in new_ids:
+                    new_ids.discard(item.event.id)  # the same event twice in one batch: once
+                    fresh.append(item)
+            tx = Transaction(
+                session=session, clock=self._clock, source=self._source, outbox=self._outbox
+            )
+            for registration, run in _runs(fresh):
+                await registration.batch(tx, [i.event for i in run])
+            await tx.flush()
+        CONSUMER_BATCH_DURATION.labels(self.group_id).observe(time.perf_counter() - started)
+        CONSUMER_BATCH_SIZE.labels(self.group_id).observe(len(items))
+        now = self._clock.now()
+        fresh_ids = {id(i) for i in fresh}
+        for item in items:
+            handled = id(item) in fresh_ids
+            EVENTS_CONSUMED.labels(
+                self.group_id, item.event.type, "processed" if handled else "duplicate"
+            ).inc()
+            if handled:
+                age = (now - item.event.time).total_seconds()
+                EVENT_AGE.labels(self.group_id, item.event.type).observe(max(0.0, age))
 
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], reason: str, error: str
-    ) -> None:
+    async def _dead_letter(self, record: Record, reason: str, exc: BaseException) -> None:
+        """Store the record on the dead-letter topic; headers say where from and why, never what.
+
+        The offset must not move past a record that is stored nowhere, so broker outages are
+        retried; a refusal that will never change (too large, not authorised) is logged with the
+        record's coordinates and counted instead of blocking the partition for good."""
         headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("closeloop.dlq.")]
         headers += [
             ("closeloop.dlq.topic", record.topic.encode()),
@@ -249,18 +365,42 @@ class EventConsumer:
             ("closeloop.dlq.offset", str(record.offset).encode()),
             ("closeloop.dlq.group", self.group_id.encode()),
             ("closeloop.dlq.reason", reason.encode()),
-            ("closeloop.dlq.error", error[:2000].encode()),
+            ("closeloop.dlq.error", describe_error(exc).encode()),
             ("closeloop.dlq.failed_at", self._clock.now().isoformat().encode()),
         ]
         key = (record.key or b"").decode(errors="replace")
         attempt = 0
-        while True:  # the offset must not move past a record that is not stored somewhere
+        while True:
             attempt += 1
             try:
                 await self._producer.send(
                     OutboundRecord(self._deadletter_topic, key, record.value or b"", tuple(headers))
                 )
                 return
-            except KafkaError:
+            except KafkaError as send_error:
+                if is_permanent_kafka_error(send_error):
+                    log.error(
+                        "the broker refused the dead letter for good; moving on",
+                        extra={
+                            "group": self.group_id,
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "error": type(send_error).__name__,
+                        },
+                    )
+                    DEAD_LETTERS_DROPPED.labels(self.group_id, reason).inc()
+                    return
                 log.warning("dead-letter publish failed; retrying", exc_info=True)
                 await asyncio.sleep(backoff(attempt))
+
+
+def _runs(items: Sequence[Decoded]) -> list[tuple[Registration[Any], list[Decoded]]]:
+    """Consecutive items of one registration, in order: each run goes to its batch handler."""
+    runs: list[tuple[Registration[Any], list[Decoded]]] = []
+    for item in items:
+        if runs and runs[-1][0] is item.registration:
+            runs[-1][1].append(item)
+        else:
+            runs.append((item.registration, [item]))
+    return runs

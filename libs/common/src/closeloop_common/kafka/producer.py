@@ -1,14 +1,24 @@
-"""The one Kafka producer of a service: idempotent, acks from all in-sync replicas."""
+"""The one Kafka producer of a service: idempotent, acks from all in-sync replicas.
+
+A service must not need the broker to start: `connect` keeps trying until the broker answers
+(ingest goes on accepting responses into its outbox meanwhile), and every send waits until the
+producer is connected.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from closeloop_common.errors import backoff
 from closeloop_common.events import STRUCTURED_CONTENT_TYPE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +36,7 @@ class EventProducer:
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self._started: AIOKafkaProducer | None = None
+        self._connected = asyncio.Event()
 
     @property
     def _producer(self) -> AIOKafkaProducer:
@@ -33,7 +44,27 @@ class EventProducer:
             raise RuntimeError("EventProducer used before start()")
         return self._started
 
+    @property
+    def connected(self) -> bool:
+        return self._started is not None
+
+    async def connect(self) -> None:
+        """Start, retrying with backoff for as long as the broker cannot be reached."""
+        attempt = 0
+        while self._started is None:
+            try:
+                await self.start()
+            except (KafkaError, OSError) as exc:
+                attempt += 1
+                delay = backoff(attempt, cap=10.0)
+                log.warning(
+                    "cannot reach the broker; retrying",
+                    extra={"error": repr(exc), "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+
     async def start(self) -> None:
+        """Connect once; raises if the broker cannot be reached."""
         # aiokafka binds to the running loop, so the client is made here, not in __init__.
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
@@ -43,16 +74,24 @@ class EventProducer:
             linger_ms=2,
             request_timeout_ms=15_000,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
         self._started = producer
+        self._connected.set()
 
     async def stop(self) -> None:
         if self._started is not None:
+            self._connected.clear()
             await self._started.stop()
             self._started = None
 
     async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
-        """Send records in order and return once the broker acknowledged every one."""
+        """Send records in order and return once the broker acknowledged every one (the sends
+        are queued together and their acknowledgements awaited together)."""
+        await self._connected.wait()
         pending = [
             await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers))
             for r in records
@@ -64,4 +103,6 @@ class EventProducer:
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raise unless a broker answers a metadata request within `timeout` seconds."""
-        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
+        if self._started is None:
+            raise ConnectionError("not connected to the broker yet")
+        await asyncio.wait_for(self._started.client.fetch_all_metadata(), timeout)

@@ -106,6 +106,11 @@ def create_ingest_app(
     settings: IngestSettings | None = None, clock: Clock | None = None
 ) -> FastAPI:
     runtime = ServiceRuntime(
-        name="ingest", settings=settings or IngestSettings(), metadata=metadata, clock=clock
+        name="ingest",
+        settings=settings or IngestSettings(),
+        metadata=metadata,
+        clock=clock,
+        # Ingest's job is to accept into its outbox: a broker outage must not stop it.
+        broker_required_for_readiness=False,
     )
     return create_app(title="Closeloop ingest", runtime=runtime, routers=[build_router(runtime)])

@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CloudEvent, Owner, ResponseReceivedV1, Topic
+from closeloop_common.events import CloudEvent, Owner, ResponseReceivedV1
+from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
 from closeloop_common.web import Problem, TenantId, create_app
@@ -92,9 +92,9 @@ def create_orchestrator_app(
     policy = settings.case_policy()
     runtime = ServiceRuntime(name="orchestrator", settings=settings, metadata=metadata, clock=clock)
 
-    async def on_response(session: AsyncSession, event: CloudEvent[Any]) -> None:
+    async def on_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
         await open_case(
-            session=session,
+            session=ctx.session,
             outbox=runtime.outbox,
             clock=runtime.clock,
             source=runtime.source,
@@ -102,7 +102,7 @@ def create_orchestrator_app(
             event=event,
         )
 
-    runtime.add_consumer([Topic.RESPONSES], {ResponseReceivedV1.EVENT_TYPE: on_response})
+    runtime.on(ResponseReceivedV1, on_response)
     return create_app(
         title="Closeloop loop orchestrator", runtime=runtime, routers=[build_router(runtime)]
     )

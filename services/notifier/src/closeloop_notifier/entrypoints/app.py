@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
-from closeloop_common.events import EMAIL_PATTERN, CaseOpenedV1, CloudEvent, Topic
+from closeloop_common.events import EMAIL_PATTERN, CaseOpenedV1, CloudEvent
+from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
 from closeloop_common.web import TenantId, create_app
@@ -121,7 +121,7 @@ def create_notifier_app(
     runtime = ServiceRuntime(name="notifier", settings=settings, metadata=metadata, clock=clock)
     password = settings.notifier_smtp_password
     dispatcher = Dispatcher(
-        sessions=runtime.sessions,
+        sessions=runtime.worker_sessions,
         outbox=runtime.outbox,
         sender=SmtpSender(
             host=settings.notifier_smtp_host,
@@ -140,9 +140,9 @@ def create_notifier_app(
         ),
     )
 
-    async def on_case_opened(session: AsyncSession, event: CloudEvent[Any]) -> None:
+    async def on_case_opened(ctx: HandlerContext, event: CloudEvent[CaseOpenedV1]) -> None:
         await prepare_message(
-            session=session,
+            session=ctx.session,
             outbox=runtime.outbox,
             clock=runtime.clock,
             source=runtime.source,
@@ -151,6 +151,6 @@ def create_notifier_app(
             wake=dispatcher.wake,
         )
 
-    runtime.add_consumer([Topic.CASES], {CaseOpenedV1.EVENT_TYPE: on_case_opened})
+    runtime.on(CaseOpenedV1, on_case_opened)
     runtime.add_worker("smtp-dispatcher", dispatcher.run)
     return create_app(title="Closeloop notifier", runtime=runtime, routers=[build_router(runtime)])

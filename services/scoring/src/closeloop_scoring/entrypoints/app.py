@@ -6,10 +6,10 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CloudEvent, ResponseReceivedV1, Topic
+from closeloop_common.events import CloudEvent, ResponseReceivedV1
+from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
 from closeloop_common.web import Problem, TenantId, create_app
@@ -109,14 +109,14 @@ def create_scoring_app(
         name="scoring", settings=settings or ScoringSettings(), metadata=metadata, clock=clock
     )
 
-    async def on_response(session: AsyncSession, event: CloudEvent[Any]) -> None:
+    async def on_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
         await count_response(
-            session=session,
+            session=ctx.session,
             outbox=runtime.outbox,
             clock=runtime.clock,
             source=runtime.source,
             event=event,
         )
 
-    runtime.add_consumer([Topic.RESPONSES], {ResponseReceivedV1.EVENT_TYPE: on_response})
+    runtime.on(ResponseReceivedV1, on_response)
     return create_app(title="Closeloop scoring", runtime=runtime, routers=[build_router(runtime)])

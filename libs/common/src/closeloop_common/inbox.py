@@ -1,0 +1,100 @@
+"""The inbox: which events a consumer group has handled, written in the transaction of the effect.
+
+`record_new` inserts the ids of a whole batch with one statement (`unnest` arrays, `ON CONFLICT DO
+NOTHING RETURNING`) and answers which of them are new: only those are handled. A redelivered event
+(a replay, a rebalance, a crash before the offset commit) finds its row and changes nothing.
+
+Rows are deleted after a retention period by `prune_inbox`. The retention must outlast the topics'
+retention (14 days by default): an event can only come again while the broker still holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from closeloop_common.db import transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event as it arrived: its id, tenant and type, and where it was read."""
+
+    event_id: str
+    tenant_id: str
+    event_type: str
+    topic: str
+    partition: int
+    offset: int
+
+
+def _insert_statement(table: sa.Table) -> sa.TextClause:
+    return sa.text(
+        f'INSERT INTO "{table.schema}"."{table.name}" '
+        '(consumer_group, event_id, tenant_id, event_type, topic, "partition", "offset", '
+        "processed_at) "
+        "SELECT :group_id, e, t, y, tp, p, o, :now FROM unnest("
+        "CAST(:ids AS text[]), CAST(:tenants AS text[]), CAST(:types AS text[]), "
+        "CAST(:topics AS text[]), CAST(:partitions AS int[]), CAST(:offsets AS bigint[])"
+        ") AS u(e, t, y, tp, p, o) "
+        "ON CONFLICT DO NOTHING RETURNING event_id"
+    )
+
+
+async def record_new(
+    session: AsyncSession,
+    table: sa.Table,
+    *,
+    group_id: str,
+    deliveries: Sequence[Delivery],
+    now: datetime,
+) -> set[str]:
+    """Insert the deliveries' ids for `group_id`; the ids that were not there before."""
+    if not deliveries:
+        return set()
+    result = await session.execute(
+        _insert_statement(table),
+        {
+            "group_id": group_id,
+            "now": now,
+            "ids": [d.event_id for d in deliveries],
+            "tenants": [d.tenant_id for d in deliveries],
+            "types": [d.event_type for d in deliveries],
+            "topics": [d.topic for d in deliveries],
+            "partitions": [d.partition for d in deliveries],
+            "offsets": [d.offset for d in deliveries],
+        },
+    )
+    return set(result.scalars().all())
+
+
+async def prune_inbox(
+    sessions: async_sessionmaker[AsyncSession],
+    table: sa.Table,
+    *,
+    before: datetime,
+    chunk: int = 5000,
+) -> int:
+    """Delete rows handled before `before`, a chunk per transaction (short locks)."""
+    doomed = (
+        sa.select(table.c.consumer_group, table.c.event_id)
+        .where(table.c.processed_at < before)
+        .order_by(table.c.processed_at)
+        .limit(chunk)
+    )
+    total = 0
+    while True:
+        async with transaction(sessions) as session:
+            result = await session.execute(
+                sa.delete(table).where(
+                    sa.tuple_(table.c.consumer_group, table.c.event_id).in_(doomed)
+                )
+            )
+        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += deleted
+        if deleted < chunk:
+            return total
