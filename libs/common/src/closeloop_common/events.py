@@ -16,6 +16,7 @@ Generated JSON Schemas and an AsyncAPI document live in `contracts/` (see `contr
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -281,6 +282,14 @@ def new_event(
     return envelope
 
 
+# The parametrised envelope class of each contract, made once: `CloudEvent[X]` costs a lookup
+# that shows in a consumer decoding tens of thousands of events per second.
+_ENVELOPES: dict[str, type[CloudEvent[Any]]] = {
+    c.EVENT_TYPE: CloudEvent[c]  # type: ignore[valid-type]
+    for c in CONTRACTS
+}
+
+
 class UndecodableEvent(ValueError):
     """The bytes are not a valid event of a known contract: a poison message."""
 
@@ -289,8 +298,25 @@ class UnknownEventType(ValueError):
     """A well-formed event of a type this build does not know (e.g. a newer version)."""
 
 
+# Our own producers write `type` fourth (after specversion, id and source): the fast path reads it
+# from there and lets pydantic parse and validate the whole value in one pass. Whatever the guess,
+# the result is validated against the contract of the type it really has.
+_TYPE_GUESS = re.compile(rb'"type":\s*"([A-Za-z0-9._-]{1,200})"')
+
+
 def decode_event(raw: bytes) -> CloudEvent[Any]:
     """Parse and validate a structured-mode record value against its contract."""
+    guess = _TYPE_GUESS.search(raw, 0, 2000)
+    guessed_type = guess.group(1).decode() if guess else ""
+    guessed_class = _ENVELOPES.get(guessed_type)
+    if guessed_class is not None:
+        try:
+            event = guessed_class.model_validate_json(raw)
+        except (ValidationError, RecursionError):
+            pass  # the slow path below says what is wrong
+        else:
+            if event.type == guessed_type:
+                return event
     try:
         envelope = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -299,10 +325,10 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
         raise UndecodableEvent(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise UndecodableEvent("not a CloudEvent: no string `type` attribute")
-    contract = CONTRACTS_BY_TYPE.get(envelope["type"])
-    if contract is None:
+    envelope_class = _ENVELOPES.get(envelope["type"])
+    if envelope_class is None:
         raise UnknownEventType(envelope["type"])
     try:
-        return CloudEvent[contract].model_validate(envelope)  # type: ignore[valid-type]
-    except ValidationError as exc:
+        return envelope_class.model_validate(envelope)
+    except (ValidationError, RecursionError) as exc:
         raise UndecodableEvent(f"invalid {envelope['type']}: {exc}") from exc

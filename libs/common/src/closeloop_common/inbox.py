@@ -83,7 +83,6 @@ async def prune_inbox(
     doomed = (
         sa.select(table.c.consumer_group, table.c.event_id)
         .where(table.c.processed_at < before)
-        .order_by(table.c.processed_at)
         .limit(chunk)
     )
     total = 0

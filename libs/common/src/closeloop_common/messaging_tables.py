@@ -23,12 +23,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Index("ix_outbox_unpublished", "seq", postgresql_where=sa.text("published_at IS NULL")),
-        # Retention deletes published rows by age: this keeps that cheap however large it grows.
-        sa.Index(
-            "ix_outbox_published_at",
-            "published_at",
-            postgresql_where=sa.text("published_at IS NOT NULL"),
-        ),
+        # Retention deletes published rows by age. A BRIN index (rows arrive in time order) keeps
+        # that cheap however large the table grows, at almost no cost per insert.
+        sa.Index("ix_outbox_published_at", "published_at", postgresql_using="brin"),
     )
 
 
@@ -44,5 +41,5 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("partition", sa.Integer, nullable=False),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Index("ix_inbox_processed_at", "processed_at"),  # retention deletes by age
+        sa.Index("ix_inbox_processed_at", "processed_at", postgresql_using="brin"),
     )

@@ -91,15 +91,14 @@ def create_messaging_tables(schema: str) -> None:
 
 
 def add_messaging_retention_indexes(schema: str) -> None:
-    """Indexes that make deleting old outbox and inbox rows by age cheap."""
+    """Indexes that make deleting old outbox and inbox rows by age cheap: BRIN, since rows arrive
+    in time order, so the consumer's inserts barely pay for them."""
     op.create_index(
-        "ix_outbox_published_at",
-        "outbox",
-        ["published_at"],
-        schema=schema,
-        postgresql_where=sa.text("published_at IS NOT NULL"),
+        "ix_outbox_published_at", "outbox", ["published_at"], schema=schema, postgresql_using="brin"
     )
-    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], schema=schema)
+    op.create_index(
+        "ix_inbox_processed_at", "inbox", ["processed_at"], schema=schema, postgresql_using="brin"
+    )
 
 
 def drop_messaging_retention_indexes(schema: str) -> None:

@@ -141,11 +141,7 @@ async def prune_outbox(
 ) -> int:
     """Delete rows published before `before`, a chunk per transaction (short locks)."""
     doomed = (
-        sa.select(table.c.seq)
-        .where(table.c.published_at < before)
-        .order_by(table.c.published_at)
-        .limit(chunk)
-        .scalar_subquery()
+        sa.select(table.c.seq).where(table.c.published_at < before).limit(chunk).scalar_subquery()
     )
     total = 0
     while True:

@@ -163,7 +163,7 @@ TP = TopicPartition("t", 0)
 async def test_a_long_outage_does_not_use_up_the_attempts() -> None:
     outage = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
     consumer = ScriptedConsumer([outage] * 20 + [None], max_attempts=3)
-    await consumer._handle_alone(TP, await decoded(consumer, a_record()))
+    await consumer._handle_alone({TP}, await decoded(consumer, a_record()))
     assert consumer.calls == 21
     assert consumer.dead_letters == []
 
@@ -172,7 +172,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(
     outage = asyncpg.exceptions.CannotConnectNowError("starting up")
     bug = ValueError("bug")
     consumer = ScriptedConsumer([bug, outage, bug, outage, bug, None], max_attempts=3)
-    await consumer._handle_alone(TP, await decoded(consumer, a_record()))
+    await consumer._handle_alone({TP}, await decoded(consumer, a_record()))
     assert consumer.calls == 5  # three errors (outages in between do not count), then given up
     assert consumer.dead_letters == ["handler_failed"]
 
@@ -180,7 +180,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(
 async def test_a_failing_batch_falls_back_to_single_records_and_spares_the_neighbours() -> None:
     consumer = ScriptedConsumer([], max_attempts=2, fail_ids=frozenset({"r2"}))
     records = [a_record(f"r{n}", offset=n) for n in range(5)]
-    await consumer._handle_partition(TP, records)
+    await consumer._handle_records({TP: records})
     assert consumer.batches[0] == ["r0", "r1", "r2", "r3", "r4"]  # one transaction first
     assert consumer.handled == ["r0", "r1", "r3", "r4"]
     assert consumer.dead_letters == ["handler_failed"]
@@ -190,7 +190,7 @@ async def test_an_outage_during_a_batch_is_waited_out_without_splitting_it() -> 
     outage = sa.exc.TimeoutError("QueuePool limit reached")
     consumer = ScriptedConsumer([outage, outage, None], max_attempts=1)
     records = [a_record(f"r{n}", offset=n) for n in range(3)]
-    await consumer._handle_partition(TP, records)
+    await consumer._handle_records({TP: records})
     assert consumer.batches == [["r0", "r1", "r2"]] * 3
     assert consumer.handled == ["r0", "r1", "r2"]
     assert consumer.dead_letters == []
@@ -201,7 +201,7 @@ async def test_a_batch_waiting_out_an_outage_gives_up_when_its_partition_is_revo
     consumer = ScriptedConsumer([outage] * 1000, max_attempts=1)
     consumer._revoked.add(TP)
     with pytest.raises(consumer_module.PartitionRevoked):
-        await consumer._handle_partition(TP, [a_record("r0", 0), a_record("r1", 1)])
+        await consumer._handle_records({TP: [a_record("r0", 0), a_record("r1", 1)]})
     assert consumer.handled == []
     assert consumer.dead_letters == []
 

@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from closeloop_common.clock import FixedClock
+from closeloop_common.clock import FixedClock, SystemClock
 from closeloop_common.events import (
     Category,
     CloudEvent,
     Customer,
+    NpsUpdatedV1,
     ResponseReceivedV1,
     Segments,
     UndecodableEvent,
@@ -23,6 +24,7 @@ from closeloop_common.events import (
     decode_event,
     new_event,
 )
+from closeloop_common.handlers import HandlerContext, HandlerRegistry
 
 NOW = datetime(2024, 5, 6, 10, 30, tzinfo=UTC)
 TENANT = "acme"
@@ -195,3 +197,39 @@ def test_contract_models_forbid_extra_fields(response: ResponseReceivedV1) -> No
         Customer(id="c-1", nickname="Ania")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="extra"):
         ResponseReceivedV1.model_validate({**response.model_dump(), "nps": 42})
+
+
+def test_an_event_whose_text_mentions_another_type_first_still_decodes_as_its_own() -> None:
+    """The fast path guesses the type from the first `"type":"…"` in the bytes; a comment (or any
+    other field) quoting another type must not fool it."""
+    now = datetime.now(UTC)
+    data = ResponseReceivedV1(
+        response_id="r",
+        survey_id="s",
+        customer=Customer(id="c"),
+        score=9,
+        category=categorize(9),
+        comment='"type":"dev.closeloop.nps.updated.v1"',
+        answered_at=now,
+        received_at=now,
+        source="unit",
+    )
+    event = new_event(data, tenant_id="t", source="/unit", clock=SystemClock())
+    as_dict = json.loads(event.encode())
+    reordered = {"data": as_dict.pop("data"), **as_dict}  # data (with the comment) comes first
+    decoded = decode_event(json.dumps(reordered).encode())
+    assert decoded.type == ResponseReceivedV1.EVENT_TYPE
+    assert decoded.data == data
+
+
+def test_handlers_are_registered_once_per_contract_and_name_their_topics() -> None:
+    registry = HandlerRegistry()
+
+    async def handler(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
+        return None
+
+    registry.on(ResponseReceivedV1, handler)
+    with pytest.raises(ValueError, match="registered already"):
+        registry.on(ResponseReceivedV1, handler)
+    assert registry.topics() == ["responses"]
+    assert registry.get(NpsUpdatedV1.EVENT_TYPE) is None

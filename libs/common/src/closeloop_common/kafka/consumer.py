@@ -1,8 +1,9 @@
 """A consumer with exactly-once *effect*, in batches: fetch -> decode -> dedupe -> handle -> commit.
 
-The steps of one partition's batch (`EventConsumer._handle_partition`):
-- fetch: `getmany` returns records per partition (at most `batch_max_records` in all; with a
-  linger, it waits that long for more before handling a short batch).
+The steps of one batch (`EventConsumer.poll_once`):
+- fetch: `getmany` returns what the background fetcher holds, per partition (at most
+  `batch_max_records` in all; with a linger, it waits that long for more to fill a short batch).
+  Records of partitions revoked since are dropped.
 - decode: each value must be a structured CloudEvent of a known contract. Undecodable bytes are
   poison: they go to the dead-letter topic at once. A well-formed event of a type this build does
   not know (say a newer version), or one no handler is registered for, is skipped.
@@ -10,8 +11,8 @@ The steps of one partition's batch (`EventConsumer._handle_partition`):
   are inserted with one statement and only the events that were not there before are given to the
   handlers (in partition order, a batch handler per run of events of one type); what they emit is
   written to the outbox; then the transaction commits.
-- commit: the partition's offset is committed only after that transaction committed. A crash in
-  between redelivers records the inbox then skips.
+- commit: the partitions' offsets are committed (one request) only after that transaction
+  committed. A crash in between redelivers records the inbox then skips.
 
 Failures:
 - infrastructure errors (database or broker down, pool exhausted, lock or statement timeouts) are
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -184,17 +186,18 @@ class EventConsumer:
             await self.poll_once()
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
-        """Fetch and handle one round of batches; returns how many records it fetched."""
+        """Fetch and handle one batch (records of every partition fetched, in one transaction);
+        returns how many records it fetched."""
         batches = await self._fetch(timeout_ms)
-        for tp, records in batches.items():
-            async with self._busy:
-                if self._is_revoked(tp):
-                    continue  # the new owner handles them
-                try:
-                    await self._handle_partition(tp, records)
-                except PartitionRevoked:
-                    continue
-                await self._commit(tp, records[-1].offset + 1)
+        async with self._busy:
+            owned = {tp: rs for tp, rs in batches.items() if not self._is_revoked(tp)}
+            if not owned:
+                return 0
+            try:
+                await self._handle_records(owned)
+            except PartitionRevoked:
+                return 0
+            await self._commit({tp: records[-1].offset + 1 for tp, records in owned.items()})
         return sum(len(r) for r in batches.values())
 
     def _is_revoked(self, tp: TopicPartition) -> bool:
@@ -214,20 +217,25 @@ class EventConsumer:
                 batches.setdefault(tp, []).extend(records)
         return batches
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await self._consumer.commit({tp: OffsetAndMetadata(offset, "")})
+            await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
         except KafkaError:
-            # Lost the partition in a rebalance: the new owner redelivers, the inbox dedupes.
-            log.warning("offset commit failed", extra={"partition": str(tp), "offset": offset})
+            # Lost a partition in a rebalance: the new owner redelivers, the inbox dedupes.
+            log.warning("offset commit failed", extra={"offsets": str(offsets)})
 
-    async def _handle_partition(self, tp: TopicPartition, records: Sequence[Record]) -> None:
-        items = [d for d in [await self._decode(r) for r in records] if d is not None]
+    async def _handle_records(self, batches: dict[TopicPartition, list[Record]]) -> None:
+        """Handle one fetch: in batch mode all in one transaction, falling back to one record
+        per transaction when the batch fails for a reason other than an outage."""
+        items = [
+            d for records in batches.values() for d in [await self._decode(r) for r in records] if d
+        ]
         if not items:
             return
+        partitions = set(batches)
         if self.batch_mode and len(items) > 1:
             try:
-                await self._until_not_transient(tp, items)
+                await self._until_not_transient(partitions, items)
                 return
             except PartitionRevoked:
                 raise
@@ -235,10 +243,13 @@ class EventConsumer:
                 HANDLER_FAILURES.labels(self.group_id, "batch", "error").inc()
                 log.warning(
                     "batch failed; handling its records one by one to isolate the bad one",
-                    extra={"group": self.group_id, "partition": str(tp), "error": repr(exc)},
+                    extra={"group": self.group_id, "error": repr(exc)},
                 )
         for item in items:
-            await self._handle_alone(tp, item)
+            tp = TopicPartition(item.record.topic, item.record.partition)
+            if tp in self._revoked:
+                raise PartitionRevoked(str(tp))
+            await self._handle_alone({tp}, item)
 
     async def _decode(self, record: Record) -> Decoded | None:
         try:
@@ -257,7 +268,9 @@ class EventConsumer:
             return None
         return Decoded(record, event, registration)
 
-    async def _until_not_transient(self, tp: TopicPartition, items: Sequence[Decoded]) -> None:
+    async def _until_not_transient(
+        self, partitions: set[TopicPartition], items: Sequence[Decoded]
+    ) -> None:
         """Handle `items` in one transaction, retrying while the infrastructure is down."""
         outages = 0
         while True:
@@ -277,15 +290,15 @@ class EventConsumer:
                     extra={"group": self.group_id, "error": repr(exc), "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
-                if tp in self._revoked:
-                    raise PartitionRevoked(str(tp)) from exc
+                if partitions & self._revoked:
+                    raise PartitionRevoked(str(partitions & self._revoked)) from exc
 
-    async def _handle_alone(self, tp: TopicPartition, item: Decoded) -> None:
+    async def _handle_alone(self, partitions: set[TopicPartition], item: Decoded) -> None:
         """One record per transaction: outages are waited out, errors dead-letter it in the end."""
         errors = 0
         while True:
             try:
-                await self._until_not_transient(tp, [item])
+                await self._until_not_transient(partitions, [item])
                 return
             except (asyncio.CancelledError, PartitionRevoked):
                 raise
@@ -341,16 +354,26 @@ class EventConsumer:
             await tx.flush()
         CONSUMER_BATCH_DURATION.labels(self.group_id).observe(time.perf_counter() - started)
         CONSUMER_BATCH_SIZE.labels(self.group_id).observe(len(items))
+        self._count(items, fresh)
+
+    def _count(self, items: Sequence[Decoded], fresh: Sequence[Decoded]) -> None:
+        """Outcome counters and event ages, one metric child per event type (cheap per batch)."""
         now = self._clock.now()
+        outcomes: Counter[tuple[str, str]] = Counter()
         fresh_ids = {id(i) for i in fresh}
+        ages: dict[str, list[float]] = {}
         for item in items:
             handled = id(item) in fresh_ids
-            EVENTS_CONSUMED.labels(
-                self.group_id, item.event.type, "processed" if handled else "duplicate"
-            ).inc()
+            outcomes[(item.event.type, "processed" if handled else "duplicate")] += 1
             if handled:
-                age = (now - item.event.time).total_seconds()
-                EVENT_AGE.labels(self.group_id, item.event.type).observe(max(0.0, age))
+                age = max(0.0, (now - item.event.time).total_seconds())
+                ages.setdefault(item.event.type, []).append(age)
+        for (event_type, outcome), n in outcomes.items():
+            EVENTS_CONSUMED.labels(self.group_id, event_type, outcome).inc(n)
+        for event_type, values in ages.items():
+            histogram = EVENT_AGE.labels(self.group_id, event_type)
+            for age in values:
+                histogram.observe(age)
 
     async def _dead_letter(self, record: Record, reason: str, exc: BaseException) -> None:
         """Store the record on the dead-letter topic; headers say where from and why, never what.
