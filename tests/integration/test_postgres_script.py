@@ -42,8 +42,11 @@ def run_script(command: str, *, infra_dir: Path, port: int) -> subprocess.Comple
         "CLOSELOOP_INFRA_DIR": str(infra_dir),
         "PGPORT": str(port),
     }
+    # A copy inside the state folder: `nobody` may not be allowed into the checkout's path.
+    script = infra_dir / SCRIPT.name
+    shutil.copyfile(SCRIPT, script)
     return subprocess.run(
-        [*as_unprivileged_user(), "bash", str(SCRIPT), command],
+        [*as_unprivileged_user(), "bash", str(script), command],
         env=env,
         cwd="/",
         capture_output=True,
