@@ -12,6 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 TEST_DIRS := conftest.py tests libs/common/tests services/*/tests
+# The service packages are those of closeloop_common/services.py (tests/unit/test_service_lists.py).
 PACKAGES := -p closeloop_common -p closeloop_ingest -p closeloop_scoring -p closeloop_orchestrator -p closeloop_notifier -p closeloop_devtools
 
 .PHONY: help
@@ -40,7 +41,8 @@ infra-down: ## stop Kafka and the PostgreSQL this project started
 
 .PHONY: migrate
 migrate: venv ## apply every service's migrations to DATABASE_URL
-	for s in ingest scoring orchestrator notifier; do $(BIN)/closeloop-$$s migrate; done
+	scripts=$$($(BIN)/python -m closeloop_common.services scripts); \
+	for s in $$scripts; do $(BIN)/$$s migrate; done
 
 .PHONY: run
 run: infra-up ## run the four services, an SMTP sink and a demo feed (Ctrl-C stops)

@@ -77,10 +77,12 @@ async def _retire_earlier_runs(database_url: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from closeloop_common.services import SERVICES
+
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
-            for schema in ("ingest", "scoring", "orchestrator", "notifier"):
+            for schema in (s.schema for s in SERVICES):
                 await conn.execute(
                     text(
                         f"UPDATE {schema}.outbox SET published_at = now() WHERE published_at IS NULL"

@@ -7,18 +7,26 @@
 # - DATABASE_URL set: the user runs their own server; nothing is started or created.
 # - as root: Debian's `postgresql` package (installed when missing) and its first cluster,
 #   started with pg_ctlcluster (there is no systemd here).
-# - as another user: a private cluster under .infra/postgres made with initdb.
+# - as another user: a private cluster under .infra/postgres made with initdb. Nothing is trusted:
+#   over its Unix socket only the OS user running this script gets in, as the superuser
+#   `postgres` (peer); over TCP every role needs its password (SCRAM).
 # Then the role `closeloop` (password `closeloop`, local use only) and the databases `closeloop`
 # (make run) and `closeloop_test` (make test) are created if missing. Idempotent.
+#
+# Values never become shell or SQL code: other users' commands get them as arguments, SQL gets
+# them as psql variables (:'name'), and the private server reads its settings from a file.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 state=${CLOSELOOP_INFRA_DIR:-$root/.infra}/postgres
 port=${PGPORT:-5432}
 role=closeloop
+password=closeloop
 databases=(closeloop closeloop_test)
 
 say() { echo "[postgres] $*"; }
+
+[[ $port =~ ^[0-9]{1,5}$ ]] || { say "PGPORT must be a port number, got: $port"; exit 2; }
 
 if [[ -n ${DATABASE_URL:-} ]]; then
   say "DATABASE_URL is set: using that server"
@@ -31,7 +39,7 @@ debian_cluster() { pg_lsclusters --no-header 2>/dev/null | awk -v p="$port" '$3 
 
 psql_admin() {
   if [[ $(id -u) == 0 ]]; then
-    su postgres -c "psql -X -q -v ON_ERROR_STOP=1 -p $port $*"
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$port" "$@"
   else
     psql -X -q -v ON_ERROR_STOP=1 -h "$state" -p "$port" -U postgres "$@"
   fi
@@ -61,18 +69,54 @@ up_root() {
   fi
 }
 
+# A string in a PostgreSQL configuration file: backslashes escaped, quotes doubled ('it''s').
+conf_quote() {
+  local value=${1//\\/\\\\}
+  printf "'%s'" "${value//\'/\'\'}"
+}
+
+# Written on every `up`, so a cluster made by an older version of this script loses its `trust`.
+write_private_config() {
+  local data=$1
+  cat >"$data/pg_hba.conf" <<'HBA'
+# Written by scripts/postgres.sh on every `up`. No `trust`: over the Unix socket only the OS user
+# mapped to `postgres` in pg_ident.conf (the one who runs the script) gets in; TCP needs a password.
+# TYPE  DATABASE  USER      ADDRESS        METHOD
+local   all       postgres                 peer map=owner
+local   all       all                      scram-sha-256
+host    all       all       127.0.0.1/32   scram-sha-256
+host    all       all       ::1/128        scram-sha-256
+HBA
+  {
+    echo "# Written by scripts/postgres.sh: the OS user who runs it is the superuser postgres."
+    printf 'owner "%s" postgres\n' "$(id -un | sed 's/"/""/g')"
+  } >"$data/pg_ident.conf"
+  # Settings live in a file rather than in `pg_ctl -o`, which pg_ctl hands to a shell.
+  {
+    echo "# Written by scripts/postgres.sh on every \`up\`."
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = $(conf_quote "$state")"
+    echo "password_encryption = 'scram-sha-256'"
+  } >"$data/closeloop.conf"
+  grep -qx "include_if_exists = 'closeloop.conf'" "$data/postgresql.conf" \
+    || echo "include_if_exists = 'closeloop.conf'" >>"$data/postgresql.conf"
+}
+
 up_user() {
   local bindir
   bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   [[ -n $bindir ]] || { say "PostgreSQL binaries not found; install postgresql or set DATABASE_URL"; exit 1; }
   if [[ ! -f $state/data/PG_VERSION ]]; then
     say "initialising a private cluster in $state/data"
-    "$bindir/initdb" -D "$state/data" -U postgres --auth=trust >/dev/null
+    "$bindir/initdb" -D "$state/data" -U postgres --auth-local=peer --auth-host=scram-sha-256 >/dev/null
   fi
-  if ! "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
+  write_private_config "$state/data"
+  if "$bindir/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
+    "$bindir/pg_ctl" -D "$state/data" reload >/dev/null
+  else
     say "starting private cluster on port $port"
-    "$bindir/pg_ctl" -D "$state/data" -l "$state/server.log" -w \
-      -o "-p $port -k $state -c listen_addresses=127.0.0.1" start >/dev/null
+    "$bindir/pg_ctl" -D "$state/data" -l "$state/server.log" -w start >/dev/null
     echo "private" >"$state/started-cluster"
   fi
 }
@@ -80,13 +124,17 @@ up_user() {
 up() {
   if [[ $(id -u) == 0 ]]; then up_root; else up_user; fi
   wait_ready
-  psql_admin -d postgres <<SQL
-SELECT 'CREATE ROLE $role LOGIN PASSWORD ''$role'''
-WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') \gexec
-$(for db in "${databases[@]}"; do
-    echo "SELECT 'CREATE DATABASE $db OWNER $role' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$db') \\gexec"
-  done)
+  psql_admin -d postgres -v role="$role" -v password="$password" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'role', :'password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 SQL
+  local db
+  for db in "${databases[@]}"; do
+    psql_admin -d postgres -v role="$role" -v db="$db" <<'SQL'
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+SQL
+  done
   say "ready on 127.0.0.1:$port (databases: ${databases[*]})"
 }
 

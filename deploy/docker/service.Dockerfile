@@ -16,7 +16,8 @@
 #   PORT         the port `serve` listens on: 8001 | 8002 | 8003 | 8004
 #
 # The image runs `closeloop-<SERVICE> serve --host 0.0.0.0 --port <PORT>` as uid 10001. It also
-# holds `closeloop-<SERVICE> migrate` and `closeloop-topics create` (from closeloop-common).
+# holds `closeloop-<SERVICE> migrate`, `closeloop-topics create` and `closeloop-deadletter` (from
+# closeloop-common).
 # RUN --mount needs BuildKit, the default builder of Docker 23 and later.
 
 # Both stages must use the same base image: the virtual environment links to its interpreter.

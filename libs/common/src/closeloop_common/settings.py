@@ -44,6 +44,13 @@ class CommonSettings(BaseSettings):
     )
     kafka_topic_partitions: int = Field(6, ge=1, le=1000, description="partitions per topic")
     kafka_replication_factor: int = Field(1, ge=1, le=10, description="replicas per topic")
+    kafka_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description="replicas that must have a write before it is acknowledged (acks=all); "
+        "unset: 1 for a replication factor below 3, else 2",
+    )
     default_tenant_id: str = Field(
         "default", pattern=TENANT_ID_PATTERN, description="tenant of requests that name none"
     )
@@ -85,6 +92,19 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _use_asyncpg(cls, url: str) -> str:
         return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql+asyncpg://", url)
+
+    @model_validator(mode="after")
+    def _min_insync_within_replication(self) -> CommonSettings:
+        if (
+            self.kafka_min_insync_replicas is not None
+            and self.kafka_min_insync_replicas > self.kafka_replication_factor
+        ):
+            # No write could ever be acknowledged: every produce would fail.
+            raise ValueError(
+                f"KAFKA_MIN_INSYNC_REPLICAS={self.kafka_min_insync_replicas} exceeds "
+                f"KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> CommonSettings:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from closeloop_common.services import SERVICES
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_devtools.stack import Stack
 
@@ -201,10 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         print("starting services ...", flush=True)
         stack.start()
         print("\nCloseloop is running:")
-        for name in ("ingest", "scoring", "orchestrator", "notifier"):
-            print(
-                f"  {name:<13} {stack.url(name)}   (docs: {stack.url(name)}/docs, metrics: /metrics)"
-            )
+        for spec in SERVICES:
+            url = stack.url(spec.name)
+            print(f"  {spec.name:<13} {url}   (docs: {url}/docs, metrics: /metrics)")
         print(f"  SMTP sink     127.0.0.1:1025 -> {maildir}/new")
         print(f"  service logs  {args.state_dir / 'logs'}")
         print("Feeding demo responses; Ctrl-C stops everything.", flush=True)

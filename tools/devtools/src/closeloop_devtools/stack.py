@@ -1,7 +1,8 @@
 """Runs the four services as real processes (migrate, then serve) and waits until they are ready.
 
 Used by `make run` (through the demo) and by the end-to-end tests, so both exercise the same
-start-up path as production: console scripts, uvicorn, the real broker and database.
+start-up path as production: console scripts, uvicorn, the real broker and database. The services
+are those of `closeloop_common.services`.
 """
 
 from __future__ import annotations
@@ -17,23 +18,11 @@ from typing import IO
 
 import httpx
 
-
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    name: str  # console script suffix
-    port: int
+from closeloop_common.services import SERVICES, ServiceDefinition, service
 
 
-SERVICES = (
-    ServiceSpec("ingest", 8001),
-    ServiceSpec("scoring", 8002),
-    ServiceSpec("orchestrator", 8003),
-    ServiceSpec("notifier", 8004),
-)
-
-
-def _script(name: str) -> str:
-    return str(Path(sys.executable).parent / f"closeloop-{name}")
+def _script(spec: ServiceDefinition) -> str:
+    return str(Path(sys.executable).parent / spec.script)
 
 
 @dataclass
@@ -45,8 +34,7 @@ class Stack:
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def url(self, name: str) -> str:
-        spec = next(s for s in SERVICES if s.name == name)
-        return f"http://127.0.0.1:{spec.port + self.port_offset}"
+        return f"http://127.0.0.1:{service(name).port + self.port_offset}"
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -55,7 +43,7 @@ class Stack:
         """Run every service's migrations, in parallel (each owns its own schema)."""
         running = {
             spec.name: subprocess.Popen(
-                [_script(spec.name), "migrate"],
+                [_script(spec), "migrate"],
                 env=self._env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -73,11 +61,11 @@ class Stack:
             self._spawn(spec)
         self.wait_ready([s.name for s in SERVICES], timeout)
 
-    def _spawn(self, spec: ServiceSpec) -> None:
+    def _spawn(self, spec: ServiceDefinition) -> None:
         log = (self.log_dir / f"{spec.name}.log").open("ab")
         self._logs.append(log)
         self.processes[spec.name] = subprocess.Popen(
-            [_script(spec.name), "serve", "--port", str(spec.port + self.port_offset)],
+            [_script(spec), "serve", "--port", str(spec.port + self.port_offset)],
             env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -90,7 +78,7 @@ class Stack:
         proc.wait()
 
     def restart(self, name: str, *, timeout: float = 60.0) -> None:
-        self._spawn(next(s for s in SERVICES if s.name == name))
+        self._spawn(service(name))
         self.wait_ready([name], timeout)
 
     def wait_ready(self, names: list[str], timeout: float) -> None:

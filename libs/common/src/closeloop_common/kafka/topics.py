@@ -2,6 +2,12 @@
 
 Partitions: `KAFKA_TOPIC_PARTITIONS` (default 6). Record keys are `<tenant>:<customer id>`, so a
 customer's events stay ordered on one partition while customers spread across partitions.
+Durability: `KAFKA_REPLICATION_FACTOR` replicas, and `min.insync.replicas` on every topic
+(`KAFKA_MIN_INSYNC_REPLICAS`, else 1 below three replicas and 2 from three on), so an `acks=all`
+write is acknowledged only once that many replicas have it: with three replicas a write survives
+the loss of any one broker, and one broker may be down without stopping writes.
+Topics that already exist are left as they are (`exists`); change their settings with Kafka's
+own tools (`kafka-configs.sh --alter --entity-type topics`).
 Auto-creation is off on the broker; `closeloop-topics create` is run by `make infra-up`,
 the compose `bootstrap` service and the Kubernetes Job.
 """
@@ -33,6 +39,29 @@ def topic_addresses(prefix: str) -> list[str]:
     return [t.address(prefix) for t in Topic]
 
 
+def min_insync_replicas(settings: CommonSettings) -> int:
+    """`KAFKA_MIN_INSYNC_REPLICAS`, else 1 below a replication factor of 3 and 2 from 3 on."""
+    if settings.kafka_min_insync_replicas is not None:
+        return settings.kafka_min_insync_replicas
+    return 1 if settings.kafka_replication_factor < 3 else 2
+
+
+def planned_topics(settings: CommonSettings) -> list[NewTopic]:
+    """Every topic as `ensure_topics` creates it."""
+    return [
+        NewTopic(
+            name=t.address(settings.kafka_topic_prefix),
+            num_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            topic_configs={
+                "retention.ms": str(RETENTION_MS.get(t, DEFAULT_RETENTION_MS)),
+                "min.insync.replicas": str(min_insync_replicas(settings)),
+            },
+        )
+        for t in Topic
+    ]
+
+
 async def ensure_topics(settings: CommonSettings) -> dict[str, str]:
     """Create missing topics (idempotent); returns topic -> "created" | "exists"."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -40,15 +69,7 @@ async def ensure_topics(settings: CommonSettings) -> dict[str, str]:
     try:
         outcome: dict[str, str] = {}
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=t.address(settings.kafka_topic_prefix),
-                num_partitions=settings.kafka_topic_partitions,
-                replication_factor=settings.kafka_replication_factor,
-                topic_configs={"retention.ms": str(RETENTION_MS.get(t, DEFAULT_RETENTION_MS))},
-            )
-            for t in Topic
-        ]
+        wanted = planned_topics(settings)
         missing = [nt for nt in wanted if nt.name not in existing]
         for nt in wanted:
             outcome[nt.name] = "exists" if nt.name in existing else "created"
@@ -81,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"closeloop-topics: {exc}", file=sys.stderr)
         return 1
     for name, state in outcome.items():
-        print(f"{name}: {state} ({settings.kafka_topic_partitions} partitions)")
+        print(
+            f"{name}: {state} ({settings.kafka_topic_partitions} partitions, "
+            f"replication factor {settings.kafka_replication_factor}, "
+            f"min.insync.replicas {min_insync_replicas(settings)})"
+        )
     return 0
 
 

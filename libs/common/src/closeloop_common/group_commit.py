@@ -1,0 +1,186 @@
+"""Group commit for HTTP writes: concurrent requests share one database transaction.
+
+A request hands its write to `GroupCommitter.submit(work)`, where `work` is an async function of
+the shared `AsyncSession` that returns the request's result. One worker task takes the first
+waiting item, gathers the items that arrive within `max_wait_ms` (at most `max_batch` in all),
+and runs them one after another in one transaction, each inside its own SAVEPOINT. Then it
+commits once, and only then does each `submit` return: a request answers only after its write
+is durable. One COMMIT (one WAL flush) serves the whole batch instead of one per request.
+
+Outcomes:
+- `work` raises: its SAVEPOINT is rolled back, so nothing it wrote is kept, and its caller gets
+  that exception at once; the other items of the batch go on and commit.
+- the transaction cannot begin or the COMMIT fails: every caller whose work had succeeded gets
+  `GroupCommitError`, with the database's error as its `__cause__`; nothing of the batch is kept.
+- a caller cancelled before its work started: the work is skipped. Once started, it runs and
+  commits with its batch (like a request whose commit was already under way); the cancelled
+  caller just does not hear of it. Either way the batch goes on.
+- `stop()`: no new work is accepted (`GroupCommitterStopped`); what was submitted before is run
+  and committed, then the worker ends.
+
+`work` must not commit, roll back or close the session, and should return plain values, not ORM
+objects bound to the shared session. Callbacks registered with `db.on_commit` run at the shared
+COMMIT (for every item of the batch, including one whose SAVEPOINT was rolled back).
+While one batch commits the next one gathers, so under load batches fill without any wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+Work = Callable[[AsyncSession], Awaitable[T]]
+
+
+class GroupCommitError(RuntimeError):
+    """The shared transaction did not commit: nothing of the caller's work was kept."""
+
+
+class GroupCommitterStopped(RuntimeError):
+    """`submit` after `stop()` (or before `start()`)."""
+
+
+@dataclass(slots=True)
+class _Item:
+    work: Work[Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+
+
+_STOP = object()
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = 100,
+        max_wait_ms: float = 2.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if max_wait_ms < 0:
+            raise ValueError("max_wait_ms must not be negative")
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    async def start(self) -> None:
+        if self._worker is not None:
+            raise RuntimeError("GroupCommitter already started")
+        self._accepting = True
+        self._worker = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        """Refuse new work, run and commit what was submitted, then end the worker."""
+        if self._worker is None:
+            return
+        self._accepting = False
+        self._queue.put_nowait(_STOP)
+        try:
+            await self._worker
+        finally:
+            self._worker = None
+            # Left only if the worker was cancelled: their callers must not wait forever.
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Item) and not item.future.done():
+                    item.future.set_exception(GroupCommitterStopped("stopped before it ran"))
+
+    async def __aenter__(self) -> GroupCommitter:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def submit(self, work: Work[T]) -> T:
+        """Run `work(session)` in the next shared transaction; return its result once committed."""
+        if not self._accepting:
+            raise GroupCommitterStopped("the group committer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(work, future))
+        # Cancelling the caller cancels `future`: the worker then skips the work if not started.
+        return await future
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Item)
+            batch = [first]
+            stopping = await self._gather(batch)
+            await self._commit(batch)
+
+    async def _gather(self, batch: list[_Item]) -> bool:
+        """Add the items arriving within the wait to `batch`; True once the stop mark was seen."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + self._max_wait):
+                while len(batch) < self._max_batch:
+                    # Items already queued are taken without waiting, even after the deadline.
+                    item = (
+                        self._queue.get_nowait()
+                        if not self._queue.empty()
+                        else await self._queue.get()
+                    )
+                    if item is _STOP:
+                        return True
+                    assert isinstance(item, _Item)
+                    batch.append(item)
+        except TimeoutError:
+            pass
+        return False
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        """Run the batch in one transaction; settle every future whatever happens."""
+        try:
+            if any(not item.future.done() for item in batch):
+                async with self._sessions() as session, session.begin():
+                    for item in batch:
+                        await self._run_item(session, item)
+        except Exception as exc:
+            # BEGIN or COMMIT failed (or the connection was lost): nothing of the batch is kept.
+            failure = GroupCommitError(f"the shared transaction did not commit: {exc!r}")
+            failure.__cause__ = exc
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+        else:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_result(item.result)
+        finally:
+            # Reached with callers still waiting only when the worker itself is cancelled.
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(GroupCommitError("the batch was abandoned"))
+
+    @staticmethod
+    async def _run_item(session: AsyncSession, item: _Item) -> None:
+        if item.future.done():  # its caller was cancelled while it waited
+            return
+        try:
+            async with session.begin_nested():
+                item.result = await item.work(session)
+        except Exception as exc:
+            # The SAVEPOINT is rolled back: the caller's failure is final, whatever the batch does.
+            if not item.future.done():
+                item.future.set_exception(exc)
