@@ -158,7 +158,8 @@ def _unauthorized(reason: str, *, invalid_token: bool) -> Problem:
     # RFC 6750: no error code when no credentials were given, invalid_token for a bad token.
     challenge = f'Bearer realm="{REALM}"'
     if invalid_token:
-        description = reason.replace("\\", "").replace('"', "'")
+        # The reason may quote the token (its `alg`): only printable ASCII goes into a header.
+        description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in reason)
         challenge += f', error="invalid_token", error_description="{description}"'
     return Problem(
         401, "unauthorized", "Unauthorized", reason, headers={"WWW-Authenticate": challenge}

@@ -7,6 +7,8 @@ database): what is tested is the shell, not a service.
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 import time
 import uuid
@@ -159,6 +161,19 @@ async def test_a_bad_token_is_a_401_invalid_token(
         'Bearer realm="closeloop", error="invalid_token"'
     )
     assert "signature" in problem["detail"]
+
+
+async def test_a_token_with_odd_characters_in_its_header_is_a_401_not_a_crash(
+    client: httpx.AsyncClient,
+) -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": '€\r\n"x'}).encode()).rstrip(b"=")
+
+    reply = await client.get(
+        "/v1/things", headers={"Authorization": f"Bearer {header.decode()}.e30.c2ln"}
+    )
+
+    assert_problem(reply, 401, "unauthorized")
+    assert reply.headers["www-authenticate"].isascii()
 
 
 @pytest.mark.parametrize(
