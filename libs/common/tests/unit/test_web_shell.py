@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import time
 import uuid
@@ -241,6 +242,16 @@ async def test_without_a_configured_key_every_protected_request_is_refused(
 
     problem = assert_problem(reply, 401, "unauthorized")
     assert "no key" in problem["detail"]
+
+
+async def test_a_service_started_without_a_key_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    app = shell_app()
+
+    with caplog.at_level(logging.WARNING, logger="closeloop_common.web"):
+        async with app.router.lifespan_context(app):
+            pass
+
+    assert any("every API request will be refused" in r.getMessage() for r in caplog.records)
 
 
 async def test_the_openapi_document_declares_the_bearer_scheme_on_protected_routes(
