@@ -4,17 +4,25 @@ Unit tests need none of it. Tests under `integration/` and `e2e/` folders are ma
 use the real Kafka broker and PostgreSQL that `make infra-up` started (or DATABASE_URL and
 KAFKA_BOOTSTRAP_SERVERS when given). Each run gets its own topic prefix, so tests never read
 events of an earlier run or of a `make run` on the same broker.
+
+Authentication: each run makes its own key pair in a temporary folder; every service (in-process
+or as a process) verifies tokens with its public key (`AUTH_PUBLIC_KEY_FILE`), and the `bearer`
+fixture mints the `Authorization` header of a token for a tenant and scopes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from closeloop_common.tokens import generate_key_pair, mint_token
 
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -32,6 +40,7 @@ def _test_database_url() -> str:
 
 
 TEST_DATABASE_URL = _test_database_url()
+AUTH_KEYS = generate_key_pair(Path(tempfile.mkdtemp(prefix="closeloop-test-auth-")))
 TEST_ENV = {
     "ENVIRONMENT": "test",
     "DATABASE_URL": TEST_DATABASE_URL,
@@ -39,8 +48,27 @@ TEST_ENV = {
     "KAFKA_TOPIC_PARTITIONS": "3",
     "OUTBOX_POLL_INTERVAL_SECONDS": "0.2",
     "LOG_FORMAT": "json",
+    "AUTH_PUBLIC_KEY_FILE": str(AUTH_KEYS.public),
 }
 os.environ.update(TEST_ENV)
+
+Bearer = Callable[..., dict[str, str]]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(AUTH_KEYS.private.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bearer() -> Bearer:
+    """`bearer(tenant, *scopes)`: the Authorization header of a fresh 10-minute token."""
+    private_key = AUTH_KEYS.private.read_bytes()
+
+    def header(tenant: str, *scopes: str, ttl_seconds: int = 600) -> dict[str, str]:
+        token = mint_token(private_key, tenant=tenant, scopes=scopes, ttl_seconds=ttl_seconds)
+        return {"Authorization": f"Bearer {token}"}
+
+    return header
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,9 +1,15 @@
-"""The four services as real processes (console scripts, uvicorn) plus an SMTP sink, for e2e tests."""
+"""The four services as real processes (console scripts, uvicorn) plus an SMTP sink, for e2e tests.
+
+The services run with a per-tenant configuration file (`TENANTS_FILE`) that lists two tenants of
+this run, `ACME` and `GLOBEX`, with their own teams and senders; any other tenant gets the
+environment defaults.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +26,34 @@ PORT_OFFSET = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
 
 T = TypeVar("T")
 
+ACME = f"acme-{uuid.uuid4().hex[:8]}"
+GLOBEX = f"globex-{uuid.uuid4().hex[:8]}"
+TENANTS_TOML = f"""
+[tenants.{ACME}]
+company_name = "Acme Sp. z o.o."
+from_address = "opinie@acme.example"
+from_name = "Zespół Acme"
+default_locale = "pl"
+first_contact_sla_hours = 24
+
+[[tenants.{ACME}.team]]
+id = "ewa"
+name = "Ewa Zielińska"
+email = "ewa.zielinska@acme.example"
+
+[tenants.{GLOBEX}]
+company_name = "Globex Corporation"
+from_address = "care@globex.example"
+from_name = "Globex Care"
+default_locale = "en"
+first_contact_sla_hours = 12
+
+[[tenants.{GLOBEX}.team]]
+id = "hank"
+name = "Hank Scorpio"
+email = "hank.scorpio@globex.example"
+"""
+
 
 @pytest.fixture(scope="session")
 def maildir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -32,8 +66,10 @@ def stack(
 ) -> Iterator[Stack]:
     sink = MailSink(maildir, port=SMTP_PORT)
     sink.start()
+    tenants_file = tmp_path_factory.mktemp("tenants") / "tenants.toml"
+    tenants_file.write_text(TENANTS_TOML, encoding="utf-8")
     running = Stack(
-        env={**infra, "NOTIFIER_SMTP_PORT": str(SMTP_PORT)},
+        env={**infra, "NOTIFIER_SMTP_PORT": str(SMTP_PORT), "TENANTS_FILE": str(tenants_file)},
         log_dir=tmp_path_factory.mktemp("logs"),
         port_offset=PORT_OFFSET,
     )

@@ -4,6 +4,7 @@ email in the SMTP sink; and a repeated POST changes nothing."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -45,10 +46,10 @@ def mails_of_case(maildir: Path, case_id: str) -> list[EmailMessage]:
 
 
 def test_detractor_answer_reaches_nps_case_and_apology_email_once(
-    stack: Stack, maildir: Path
+    stack: Stack, maildir: Path, bearer: Callable[..., dict[str, str]]
 ) -> None:
     tenant = f"e2e-{uuid.uuid4().hex[:10]}"
-    headers = {"X-Tenant-Id": tenant}
+    headers = bearer(tenant, "responses:write", "read")
     comment = "Faktura znowu była błędna, a na korektę czekałam trzy tygodnie."
     detractor = a_response(f"r-{uuid.uuid4().hex[:8]}", score=2, comment=comment)
 

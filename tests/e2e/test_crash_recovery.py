@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ RESPONSES = 40
 
 
 def test_killed_and_restarted_consumers_leave_exactly_one_effect_per_response(
-    stack: Stack, maildir: Path
+    stack: Stack, maildir: Path, bearer: Callable[..., dict[str, str]]
 ) -> None:
     tenant = f"crash-{uuid.uuid4().hex[:10]}"
-    headers = {"X-Tenant-Id": tenant}
+    headers = bearer(tenant, "responses:write", "read")
     run = uuid.uuid4().hex[:6]
 
     def body(n: int) -> dict[str, Any]:

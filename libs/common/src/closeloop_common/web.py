@@ -1,30 +1,43 @@
-"""The HTTP shell every service shares: RFC 9457 problem details, health, readiness, metrics.
+"""The HTTP shell every service shares: RFC 9457 problem details, bearer authentication, health,
+readiness, metrics and a request body limit.
 
 Errors leave as `application/problem+json` with a stable `type` URN per kind of problem, so a
 client can branch on `type` rather than parse `detail`.
+
+Authentication: every route except `/healthz`, `/readyz` and `/metrics` takes one of the
+`Annotated` tenant aliases below (`tenant: ReadTenant`), which verifies the bearer token
+(`closeloop_common.auth`) and returns the token's tenant: the tenant never comes from a header the
+caller chooses. A missing or bad token is a 401 `unauthorized` problem with a
+`WWW-Authenticate: Bearer` challenge (RFC 6750); a token without the route's scope is a 403
+`forbidden` problem (`insufficient_scope`).
+
+`/metrics` moves to its own listener when `METRICS_PORT` is set (kept off the public ingress).
+Request bodies over `MAX_REQUEST_BODY_BYTES` are refused with 413 before they are read whole.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
+from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.runtime import ServiceRuntime, is_ready
-from closeloop_common.settings import TENANT_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +49,21 @@ class Problem(Exception):
     """An error a client can act on; rendered as RFC 9457 problem details."""
 
     def __init__(
-        self, status: int, kind: str, title: str, detail: str | None = None, **extensions: Any
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
     ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.type = PROBLEM_URN + kind
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extensions = extensions
 
 
@@ -70,7 +91,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
         return problem_response(
-            request, exc.status, exc.type, exc.title, exc.detail, **exc.extensions
+            request,
+            exc.status,
+            exc.type,
+            exc.title,
+            exc.detail,
+            headers=exc.headers,
+            **exc.extensions,
         )
 
     async def on_validation(request: Request, exc: Exception) -> Response:
@@ -117,25 +144,162 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+REALM = "closeloop"
+_BEARER = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    scheme_name="bearer",
+    description="A JWT with the tenant and scopes (`closeloop-token mint` or your identity "
+    "provider). Scopes: responses:write, read, cases:write, admin.",
+)
 
 
-async def _tenant_id(request: Request, x_tenant_id: Annotated[str | None, Header()] = None) -> str:
-    """The tenant named by `X-Tenant-Id`, or the service's configured default tenant."""
-    if x_tenant_id is None:
-        runtime: ServiceRuntime = request.app.state.runtime
-        return runtime.settings.default_tenant_id
-    if not _TENANT_RE.match(x_tenant_id):
+def _unauthorized(reason: str, *, invalid_token: bool) -> Problem:
+    # RFC 6750: no error code when no credentials were given, invalid_token for a bad token.
+    challenge = f'Bearer realm="{REALM}"'
+    if invalid_token:
+        # The reason may quote the token (its `alg`): only printable ASCII goes into a header.
+        description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in reason)
+        challenge += f', error="invalid_token", error_description="{description}"'
+    return Problem(
+        401, "unauthorized", "Unauthorized", reason, headers={"WWW-Authenticate": challenge}
+    )
+
+
+async def authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    """The verified caller of `request` (401 problem otherwise)."""
+    if credentials is None:
+        raise _unauthorized("send Authorization: Bearer <token>", invalid_token=False)
+    authenticator: Authenticator = request.app.state.authenticator
+    try:
+        principal = await authenticator.authenticate(credentials.credentials)
+    except Unauthorized as exc:
+        raise _unauthorized(str(exc), invalid_token=True) from exc
+    except KeysUnavailable as exc:
         raise Problem(
-            400,
-            "invalid-tenant",
-            "Invalid tenant id",
-            f"X-Tenant-Id must match {TENANT_ID_PATTERN}",
+            503,
+            "auth-unavailable",
+            "Token keys unavailable",
+            "the identity provider's keys could not be fetched; try again shortly",
+            headers={"Retry-After": "10"},
+        ) from exc
+    request.state.principal = principal
+    return principal
+
+
+def tenant_with_scope(
+    scope: AuthScope,
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[str]]:
+    """A dependency: the tenant of a verified token that holds `scope` (or admin)."""
+
+    async def tenant(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> str:
+        principal = await authenticate(request, credentials)
+        if not principal.allows(scope):
+            raise Problem(
+                403,
+                "forbidden",
+                "Forbidden",
+                f"this operation needs a token with the scope {scope.value}",
+                headers={
+                    "WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
+                    f'scope="{scope.value}"'
+                },
+                error="insufficient_scope",
+                required_scope=scope.value,
+            )
+        return principal.tenant
+
+    return tenant
+
+
+# What routes take in place of a tenant header, one per scope.
+ResponsesWriteTenant = Annotated[str, Depends(tenant_with_scope(AuthScope.RESPONSES_WRITE))]
+ReadTenant = Annotated[str, Depends(tenant_with_scope(AuthScope.READ))]
+CasesWriteTenant = Annotated[str, Depends(tenant_with_scope(AuthScope.CASES_WRITE))]
+AdminTenant = Annotated[str, Depends(tenant_with_scope(AuthScope.ADMIN))]
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over `max_bytes` with a 413 problem, before they are read whole.
+
+    A declared `Content-Length` over the limit is refused up front; a streamed (chunked) body is
+    counted as it arrives and refused at the first byte over. Whatever the app would have
+    answered to the cut-off body is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send)
+            return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to a body it never got whole: replaced below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = json.dumps(
+            {
+                "type": PROBLEM_URN + "payload-too-large",
+                "title": "Request body too large",
+                "status": 413,
+                "detail": f"the request body is over {self.max_bytes} bytes",
+                "instance": scope.get("path", ""),
+                "max_bytes": self.max_bytes,
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
         )
-    return x_tenant_id
+        await send({"type": "http.response.body", "body": body})
 
 
-TenantId = Annotated[str, Depends(_tenant_id)]
+class _BodyTooLarge(Exception):
+    pass
 
 
 class MetricsMiddleware:
@@ -170,18 +334,40 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app whose lifespan starts and stops the service runtime."""
 
+    settings = runtime.settings
+    authenticator = Authenticator.from_settings(settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        if not authenticator.configured:
+            log.warning(
+                "no token key configured (AUTH_PUBLIC_KEY, AUTH_PUBLIC_KEY_FILE or "
+                "AUTH_JWKS_URL): every API request will be refused"
+            )
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            log.info(
+                "metrics served on their own port",
+                extra={"host": settings.metrics_host, "port": settings.metrics_port},
+            )
         try:
-            yield
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
         finally:
-            await runtime.stop()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
 
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.authenticator = authenticator
     install_problem_handlers(app)
 
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive and its workers run")
@@ -212,9 +398,11 @@ def create_app(
             checks=checks,
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if settings.metrics_port is None:
+
+        @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
         app.include_router(router)

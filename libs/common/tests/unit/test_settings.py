@@ -1,6 +1,9 @@
-"""Common settings: database URLs always use asyncpg, and production refuses development secrets."""
+"""Common settings: database URLs always use asyncpg, production refuses development secrets, and
+token verification is configured with asymmetric algorithms and one key source."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -51,12 +54,26 @@ def test_local_and_test_accept_the_development_database_password(environment: st
     assert settings.database_url == url
 
 
-@pytest.mark.parametrize("tenant", ["Has Space", "Upper", "-leading-dash", "", "a" * 64])
-def test_an_invalid_default_tenant_id_is_rejected(tenant: str) -> None:
-    with pytest.raises(ValidationError, match="default_tenant_id"):
-        CommonSettings(environment="local", default_tenant_id=tenant)
+@pytest.mark.parametrize("algorithms", [["none"], ["HS256"], ["EdDSA", "HS512"]])
+def test_only_asymmetric_token_algorithms_are_accepted(algorithms: list[str]) -> None:
+    with pytest.raises(ValidationError, match="auth_algorithms"):
+        CommonSettings(environment="local", auth_algorithms=algorithms)
 
 
-@pytest.mark.parametrize("tenant", ["default", "acme", "acme-eu_1", "a" * 63])
-def test_a_valid_default_tenant_id_is_accepted(tenant: str) -> None:
-    assert CommonSettings(environment="local", default_tenant_id=tenant).default_tenant_id == tenant
+def test_one_token_key_source_at_most(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="only one of"):
+        CommonSettings(
+            environment="local",
+            auth_public_key_file=tmp_path / "public.pem",
+            auth_jwks_url="https://sso.example/jwks",
+        )
+
+
+def test_production_refuses_a_jwks_url_without_tls() -> None:
+    with pytest.raises(ValidationError, match="https"):
+        CommonSettings(
+            environment="production",
+            database_url=REAL_PASSWORD_URL,
+            auth_public_key_file=None,
+            auth_jwks_url="http://sso.example/jwks",
+        )

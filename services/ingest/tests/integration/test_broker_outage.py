@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -51,7 +51,7 @@ async def tcp_proxy(port: int, target: tuple[str, int]) -> AsyncIterator[None]:
 
 
 async def test_ingest_accepts_and_is_ready_while_the_broker_is_down_then_catches_up(
-    infra: dict[str, str],
+    infra: dict[str, str], bearer: Callable[..., dict[str, str]]
 ) -> None:
     common = CommonSettings()
     host, _, broker_port = common.kafka_bootstrap_servers.split(",")[0].rpartition(":")
@@ -69,7 +69,7 @@ async def test_ingest_accepts_and_is_ready_while_the_broker_is_down_then_catches
             for response_id in response_ids:
                 reply = await client.post(
                     "/v1/responses",
-                    headers={"X-Tenant-Id": tenant},
+                    headers=bearer(tenant, "responses:write"),
                     json={
                         "response_id": response_id,
                         "survey_id": "s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -54,6 +54,12 @@ def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 def tenant() -> str:
     return f"it-ingest-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def auth(bearer: Callable[..., dict[str, str]], tenant: str) -> dict[str, str]:
+    """The tenant's token: it may post responses and read them."""
+    return bearer(tenant, "responses:write", "read")
 
 
 def _runtime(app: FastAPI) -> ServiceRuntime:
@@ -116,11 +122,14 @@ def field_errors(problem: dict[str, Any]) -> list[tuple[list[Any], str]]:
 
 
 async def test_accepted_response_is_readable_by_its_tenant_only(
-    client: httpx.AsyncClient, tenant: str
+    client: httpx.AsyncClient,
+    tenant: str,
+    auth: dict[str, str],
+    bearer: Callable[..., dict[str, str]],
 ) -> None:
     body = a_response(score=2)
 
-    posted = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+    posted = await client.post("/v1/responses", json=body, headers=auth)
 
     assert posted.status_code == 202, posted.text
     accepted = posted.json()
@@ -130,7 +139,7 @@ async def test_accepted_response_is_readable_by_its_tenant_only(
     assert accepted["response_id"] == body["response_id"]
     assert accepted["event_id"]
 
-    got = await client.get(f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": tenant})
+    got = await client.get(f"/v1/responses/{body['response_id']}", headers=auth)
     assert got.status_code == 200, got.text
     stored = got.json()
     assert stored["tenant_id"] == tenant
@@ -141,7 +150,7 @@ async def test_accepted_response_is_readable_by_its_tenant_only(
     assert stored["response"]["customer"] == body["customer"]
 
     other = await client.get(
-        f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": f"{tenant}-other"}
+        f"/v1/responses/{body['response_id']}", headers=bearer(f"{tenant}-other", "read")
     )
     assert other.status_code == 404
     assert other.headers["content-type"] == PROBLEM
@@ -149,10 +158,13 @@ async def test_accepted_response_is_readable_by_its_tenant_only(
 
 
 async def test_repeated_response_is_a_duplicate_with_one_outbox_event(
-    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    auth: dict[str, str],
 ) -> None:
     body = a_response(score=9)
-    headers = {"X-Tenant-Id": tenant}
+    headers = auth
 
     first = await client.post("/v1/responses", json=body, headers=headers)
     again = await client.post("/v1/responses", json=body, headers=headers)
@@ -168,12 +180,15 @@ async def test_repeated_response_is_a_duplicate_with_one_outbox_event(
 
 
 async def test_same_instant_written_with_another_offset_is_a_duplicate(
-    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    auth: dict[str, str],
 ) -> None:
     answered = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     body = a_response(answered_at=answered.isoformat())
     warsaw = answered.astimezone(timezone(timedelta(hours=2))).isoformat()
-    headers = {"X-Tenant-Id": tenant}
+    headers = auth
 
     first = await client.post("/v1/responses", json=body, headers=headers)
     again = await client.post(
@@ -187,10 +202,13 @@ async def test_same_instant_written_with_another_offset_is_a_duplicate(
 
 
 async def test_reused_response_id_with_another_score_is_a_conflict_and_keeps_the_original(
-    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    auth: dict[str, str],
 ) -> None:
     body = a_response(score=3)
-    headers = {"X-Tenant-Id": tenant}
+    headers = auth
     first = await client.post("/v1/responses", json=body, headers=headers)
     assert first.status_code == 202, first.text
 
@@ -225,12 +243,13 @@ async def test_invalid_body_is_a_validation_problem_naming_the_field(
     drop: str | None,
     location: list[str],
     kind: str,
+    auth: dict[str, str],
 ) -> None:
     body = a_response(**change)
     if drop is not None:
         del body[drop]
 
-    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+    answer = await client.post("/v1/responses", json=body, headers=auth)
 
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"] == PROBLEM
@@ -241,39 +260,71 @@ async def test_invalid_body_is_a_validation_problem_naming_the_field(
 
 
 async def test_answer_a_day_in_the_future_is_refused(
-    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    auth: dict[str, str],
 ) -> None:
     body = a_response(answered_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
 
-    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+    answer = await client.post("/v1/responses", json=body, headers=auth)
 
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"] == PROBLEM
     assert answer.json()["type"] == "urn:closeloop:problem:answered-in-future"
-    missing = await client.get(
-        f"/v1/responses/{body['response_id']}", headers={"X-Tenant-Id": tenant}
-    )
+    missing = await client.get(f"/v1/responses/{body['response_id']}", headers=auth)
     assert missing.status_code == 404
     assert await outbox_rows(sessions, tenant) == []
 
 
-async def test_invalid_tenant_header_is_a_bad_request(client: httpx.AsyncClient) -> None:
+async def test_unauthenticated_response_is_refused_and_nothing_is_accepted(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
     body = a_response()
 
-    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": "Bad Tenant"})
+    # Naming a tenant in a header is no credential.
+    answer = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
 
-    assert answer.status_code == 400, answer.text
+    assert answer.status_code == 401, answer.text
     assert answer.headers["content-type"] == PROBLEM
-    assert answer.json()["type"] == "urn:closeloop:problem:invalid-tenant"
+    assert answer.json()["type"] == "urn:closeloop:problem:unauthorized"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert await outbox_rows(sessions, tenant) == []
+
+
+async def test_a_read_only_token_cannot_post_a_response(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    answer = await client.post("/v1/responses", json=a_response(), headers=bearer(tenant, "read"))
+
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["type"] == "urn:closeloop:problem:forbidden"
+    assert await outbox_rows(sessions, tenant) == []
+
+
+async def test_the_response_belongs_to_the_token_s_tenant_not_to_a_header(
+    client: httpx.AsyncClient, tenant: str, auth: dict[str, str]
+) -> None:
+    body = a_response()
+
+    posted = await client.post(
+        "/v1/responses", json=body, headers={**auth, "X-Tenant-Id": "someone-else"}
+    )
+
+    assert posted.status_code == 202, posted.text
+    assert posted.json()["tenant_id"] == tenant
 
 
 async def test_accepted_response_is_published_as_a_cloudevent_keyed_by_tenant_and_customer(
-    app: FastAPI, client: httpx.AsyncClient, tenant: str
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, auth: dict[str, str]
 ) -> None:
     settings = _runtime(app).settings
     body = a_response(score=8)
     customer_id = body["customer"]["id"]
-    posted = await client.post("/v1/responses", json=body, headers={"X-Tenant-Id": tenant})
+    posted = await client.post("/v1/responses", json=body, headers=auth)
     assert posted.status_code == 202, posted.text
     event_id = posted.json()["event_id"]
 
@@ -317,9 +368,9 @@ async def test_readiness_reports_database_and_broker_ok(client: httpx.AsyncClien
 
 
 async def test_metrics_count_http_requests_by_route_and_status(
-    client: httpx.AsyncClient, tenant: str
+    client: httpx.AsyncClient, tenant: str, auth: dict[str, str]
 ) -> None:
-    posted = await client.post("/v1/responses", json=a_response(), headers={"X-Tenant-Id": tenant})
+    posted = await client.post("/v1/responses", json=a_response(), headers=auth)
     assert posted.status_code == 202, posted.text
 
     answer = await client.get("/metrics")

@@ -568,9 +568,12 @@ async def api(notifier: tuple[FastAPI, MailSink]) -> AsyncIterator[httpx.AsyncCl
 
 
 async def test_opt_out_api_adds_once_and_removes_case_insensitively(
-    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: str
+    api: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
 ) -> None:
-    headers = {"X-Tenant-Id": tenant}
+    headers = bearer(tenant, "cases:write")
 
     async def stored() -> list[str]:
         async with sessions() as session:
@@ -599,9 +602,11 @@ async def test_opt_out_api_adds_once_and_removes_case_insensitively(
     assert await stored() == []
 
 
-async def test_opt_out_api_refuses_an_invalid_address(api: httpx.AsyncClient, tenant: str) -> None:
+async def test_opt_out_api_refuses_an_invalid_address(
+    api: httpx.AsyncClient, tenant: str, bearer: Callable[..., dict[str, str]]
+) -> None:
     answer = await api.post(
-        "/v1/opt-outs", json={"email": "not an address"}, headers={"X-Tenant-Id": tenant}
+        "/v1/opt-outs", json={"email": "not an address"}, headers=bearer(tenant, "cases:write")
     )
 
     assert answer.status_code == 422
@@ -614,6 +619,7 @@ async def test_case_opened_on_the_topic_becomes_a_sent_message_listed_by_the_api
     api: httpx.AsyncClient,
     sessions: async_sessionmaker[AsyncSession],
     tenant: str,
+    bearer: Callable[..., dict[str, str]],
 ) -> None:
     app, sink = notifier
     runtime = app.state.runtime
@@ -630,7 +636,7 @@ async def test_case_opened_on_the_topic_becomes_a_sent_message_listed_by_the_api
 
     async def listed() -> list[dict[str, Any]]:
         answer = await api.get(
-            "/v1/messages", params={"case_id": case_id}, headers={"X-Tenant-Id": tenant}
+            "/v1/messages", params={"case_id": case_id}, headers=bearer(tenant, "read")
         )
         assert answer.status_code == 200, answer.text
         found: list[dict[str, Any]] = answer.json()["messages"]
@@ -646,7 +652,7 @@ async def test_case_opened_on_the_topic_becomes_a_sent_message_listed_by_the_api
     assert message["recipient"] == "anna.nowak@klient.example.pl"
     assert len(mails_of_case(sink, event.data.case_id)) == 1
     other = await api.get(
-        "/v1/messages", params={"case_id": case_id}, headers={"X-Tenant-Id": f"{tenant}-other"}
+        "/v1/messages", params={"case_id": case_id}, headers=bearer(f"{tenant}-other", "read")
     )
     assert other.json()["messages"] == []
 

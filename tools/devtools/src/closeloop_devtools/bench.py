@@ -6,7 +6,8 @@ tenant, so nothing else is disturbed), with the SMTP sink, and measures:
    its apology being stored by the SMTP sink (the Maildir file's modification time);
 2. throughput: a burst posted by concurrent clients; POST latency percentiles and requests/s at
    ingest, and the time until every message of the burst is in the sink (end-to-end rate).
-Writes a Markdown table to --out and prints it.
+Writes a Markdown table to --out and prints it. The services verify tokens with a key pair made
+for the run in its temporary folder; the clients post with a `responses:write` token.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 
 from closeloop_common.kafka.topics import ensure_topics, topic_addresses
 from closeloop_common.settings import CommonSettings
+from closeloop_common.tokens import generate_key_pair, mint_token
 from closeloop_devtools.mailsink import MailSink
 from closeloop_devtools.stack import Stack
 
@@ -153,8 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)
     settings = CommonSettings()
     asyncio.run(ensure_topics(settings))
-    headers = {"X-Tenant-Id": f"bench-{run}"}
     with tempfile.TemporaryDirectory() as tmp:
+        keys = generate_key_pair(Path(tmp) / "auth")
+        env["AUTH_PUBLIC_KEY_FILE"] = str(keys.public)
+        token = mint_token(
+            keys.private.read_bytes(),
+            tenant=f"bench-{run}",
+            scopes=["responses:write"],
+            ttl_seconds=4 * 3600,
+            subject="closeloop-bench",
+        )
+        headers = {"Authorization": f"Bearer {token}"}
         maildir = Path(tmp) / "mail"
         sink = MailSink(maildir, port=SMTP_PORT)
         sink.start()

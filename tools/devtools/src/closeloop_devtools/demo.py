@@ -3,6 +3,10 @@ responses, and keep printing where to look: service URLs, the NPS, open cases, t
 
 Ctrl-C stops everything. The first response is a detractor, so an apology reaches the sink within
 seconds of start.
+
+Authentication: a key pair is made once under `<state dir>/auth/` (kept across runs, git-ignored);
+the services verify tokens with its public key. The feed posts with a `responses:write` token of
+the tenant `demo`, the status lines read with a `read` token, which is printed with a curl line.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -21,8 +26,12 @@ from typing import Any
 import httpx
 
 from closeloop_common.services import SERVICES
+from closeloop_common.tokens import KeyPair, generate_key_pair, mint_token
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_devtools.stack import Stack
+
+DEMO_TENANT = "demo"
+TOKEN_TTL_SECONDS = 12 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +129,38 @@ def make_response(
     }
 
 
-def feed(stack: Stack, *, count: int, interval: float, stop: threading.Event, seed: int) -> None:
+def demo_keys(state_dir: Path) -> KeyPair:
+    """The demo's key pair, made on the first run and kept (tokens printed earlier stay valid)."""
+    directory = state_dir / "auth"
+    pair = KeyPair(directory / "private.pem", directory / "public.pem")
+    if pair.private.exists() and pair.public.exists():
+        return pair
+    return generate_key_pair(directory)
+
+
+def bearer(keys: KeyPair, scope: str) -> dict[str, str]:
+    token = mint_token(
+        keys.private.read_bytes(),
+        tenant=DEMO_TENANT,
+        scopes=[scope],
+        ttl_seconds=TOKEN_TTL_SECONDS,
+        subject="closeloop-demo",
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def feed(
+    stack: Stack,
+    *,
+    count: int,
+    interval: float,
+    stop: threading.Event,
+    seed: int,
+    headers: dict[str, str],
+) -> None:
     rng = random.Random(seed)
     run_id = uuid.uuid4().hex[:8]
-    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as client:
+    with httpx.Client(base_url=stack.url("ingest"), headers=headers, timeout=10) as client:
         for n in range(count):
             if stop.is_set():
                 return
@@ -134,8 +171,8 @@ def feed(stack: Stack, *, count: int, interval: float, stop: threading.Event, se
             stop.wait(interval)
 
 
-def print_status(stack: Stack, maildir: Path) -> None:
-    with httpx.Client(timeout=5) as client:
+def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
+    with httpx.Client(headers=headers, timeout=5) as client:
         overall = client.get(f"{stack.url('scoring')}/v1/nps").json()
         regions = client.get(f"{stack.url('scoring')}/v1/nps/region").json()["segments"]
         cases = client.get(
@@ -182,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     maildir = args.state_dir / "mail"
+    keys = demo_keys(args.state_dir)
+    feed_headers = bearer(keys, "responses:write")
+    read_headers = bearer(keys, "read")
     sink = MailSink(maildir, port=1025)
     sink.start()
-    stack = Stack(env={"LOG_FORMAT": "json"}, log_dir=args.state_dir / "logs")
+    stack = Stack(
+        env={"LOG_FORMAT": "json", "AUTH_PUBLIC_KEY_FILE": str(keys.public.resolve())},
+        log_dir=args.state_dir / "logs",
+    )
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -207,6 +250,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {spec.name:<13} {url}   (docs: {url}/docs, metrics: /metrics)")
         print(f"  SMTP sink     127.0.0.1:1025 -> {maildir}/new")
         print(f"  service logs  {args.state_dir / 'logs'}")
+        print(
+            f"\nA read token of the tenant `{DEMO_TENANT}` (valid 12 h) and a curl line that uses it:"
+        )
+        print(f"  export CLOSELOOP_TOKEN={read_headers['Authorization'].removeprefix('Bearer ')}")
+        print(
+            '  curl -s -H "Authorization: Bearer $CLOSELOOP_TOKEN" '
+            f"{stack.url('orchestrator')}/v1/cases"
+        )
+        print(
+            f"More tokens: {Path(sys.executable).parent / 'closeloop-token'} mint "
+            f"--key {keys.private} --tenant {DEMO_TENANT} --scope read --ttl 3600"
+        )
         print("Feeding demo responses; Ctrl-C stops everything.", flush=True)
         feeder = threading.Thread(
             target=feed,
@@ -217,12 +272,13 @@ def main(argv: list[str] | None = None) -> int:
                 "interval": args.interval,
                 "stop": stop,
                 "seed": args.seed,
+                "headers": feed_headers,
             },
         )
         feeder.start()
         while not stop.wait(args.status_every):
             try:
-                print_status(stack, maildir)
+                print_status(stack, maildir, read_headers)
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 print(f"  status unavailable: {exc!r}")
             if args.duration and time.monotonic() - started > args.duration:

@@ -11,7 +11,7 @@ from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
-from closeloop_common.web import Problem, TenantId, create_app
+from closeloop_common.web import Problem, ReadTenant, ResponsesWriteTenant, create_app
 from closeloop_ingest.adapters.tables import metadata, responses
 from closeloop_ingest.domain.responses import CanonicalResponse
 from closeloop_ingest.service_layer.accept import (
@@ -39,7 +39,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         },
     )
     async def post_response(
-        body: CanonicalResponse, tenant: TenantId, response: Response
+        body: CanonicalResponse, tenant: ResponsesWriteTenant, response: Response
     ) -> dict[str, Any]:
         try:
             async with transaction(runtime.sessions) as session:
@@ -78,7 +78,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         }
 
     @router.get("/responses/{response_id}", summary="An accepted response")
-    async def get_response(response_id: str, tenant: TenantId) -> dict[str, Any]:
+    async def get_response(response_id: str, tenant: ReadTenant) -> dict[str, Any]:
         async with runtime.sessions() as session:
             row = (
                 await session.execute(

@@ -15,7 +15,8 @@ from closeloop_common.events import CloudEvent, Owner, ResponseReceivedV1
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
-from closeloop_common.web import Problem, TenantId, create_app
+from closeloop_common.tenants import TenantConfig, TenantDirectory
+from closeloop_common.web import Problem, ReadTenant, create_app
 from closeloop_orchestrator.adapters.tables import cases, metadata
 from closeloop_orchestrator.domain.rules import CasePolicy
 from closeloop_orchestrator.service_layer.cases import case_json, list_cases, open_case
@@ -37,12 +38,18 @@ class OrchestratorSettings(CommonSettings):
         frozenset(), description="JSON list of account ids"
     )
 
-    def case_policy(self) -> CasePolicy:
+    def case_policy(self, tenant: TenantConfig | None = None) -> CasePolicy:
+        """A tenant's policy: its own settings (TENANTS_FILE) where given, these otherwise."""
+        own = tenant or TenantConfig()
+        first_contact = own.first_contact_sla_hours or self.orchestrator_first_contact_sla_hours
+        key_account = own.key_account_sla_hours or self.orchestrator_key_account_sla_hours
         return CasePolicy(
-            team=self.orchestrator_team,
-            first_contact_sla=timedelta(hours=self.orchestrator_first_contact_sla_hours),
-            key_account_sla=timedelta(hours=self.orchestrator_key_account_sla_hours),
-            key_accounts=self.orchestrator_key_accounts,
+            team=own.team or self.orchestrator_team,
+            first_contact_sla=timedelta(hours=first_contact),
+            key_account_sla=timedelta(hours=key_account),
+            key_accounts=(
+                self.orchestrator_key_accounts if own.key_accounts is None else own.key_accounts
+            ),
         )
 
 
@@ -53,7 +60,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         "/cases", summary="Cases, key accounts and the nearest first-contact deadline first"
     )
     async def get_cases(
-        tenant: TenantId,
+        tenant: ReadTenant,
         status: Literal["open", "closed"] | None = None,
         owner_id: str | None = None,
         response_id: str | None = None,
@@ -71,7 +78,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         return {"tenant_id": tenant, "cases": found}
 
     @router.get("/cases/{case_id}", summary="One case")
-    async def get_case(case_id: uuid.UUID, tenant: TenantId) -> dict[str, Any]:
+    async def get_case(case_id: uuid.UUID, tenant: ReadTenant) -> dict[str, Any]:
         async with runtime.sessions() as session:
             row = (
                 await session.execute(
@@ -89,7 +96,9 @@ def create_orchestrator_app(
     settings: OrchestratorSettings | None = None, clock: Clock | None = None
 ) -> FastAPI:
     settings = settings or OrchestratorSettings()
-    policy = settings.case_policy()
+    tenants = TenantDirectory.load(settings.tenants_file)
+    default_policy = settings.case_policy()
+    policies = {tenant: settings.case_policy(tenants.of(tenant)) for tenant in tenants}
     runtime = ServiceRuntime(name="orchestrator", settings=settings, metadata=metadata, clock=clock)
 
     async def on_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
@@ -98,7 +107,7 @@ def create_orchestrator_app(
             outbox=runtime.outbox,
             clock=runtime.clock,
             source=runtime.source,
-            policy=policy,
+            policy=policies.get(event.tenantid, default_policy),
             event=event,
         )
 

@@ -17,7 +17,8 @@ from closeloop_common.events import EMAIL_PATTERN, CaseOpenedV1, CloudEvent
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
-from closeloop_common.web import TenantId, create_app
+from closeloop_common.tenants import TenantDirectory
+from closeloop_common.web import CasesWriteTenant, ReadTenant, create_app
 from closeloop_notifier.adapters.smtp import SmtpSender
 from closeloop_notifier.adapters.tables import messages, metadata, opt_outs
 from closeloop_notifier.service_layer.messages import DeliveryPolicy, Dispatcher, prepare_message
@@ -48,7 +49,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
 
     @router.get("/messages", summary="Messages, newest first")
     async def get_messages(
-        tenant: TenantId,
+        tenant: ReadTenant,
         case_id: uuid.UUID | None = None,
         response_id: str | None = None,
         message_status: Annotated[
@@ -88,7 +89,9 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     @router.post(
         "/opt-outs", status_code=status.HTTP_201_CREATED, summary="Stop messages to an address"
     )
-    async def add_opt_out(body: OptOut, tenant: TenantId, response: Response) -> dict[str, str]:
+    async def add_opt_out(
+        body: OptOut, tenant: CasesWriteTenant, response: Response
+    ) -> dict[str, str]:
         async with transaction(runtime.sessions) as session:
             created = await session.scalar(
                 pg_insert(opt_outs)
@@ -103,7 +106,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     @router.delete(
         "/opt-outs/{email}", status_code=status.HTTP_204_NO_CONTENT, summary="Allow messages again"
     )
-    async def remove_opt_out(email: str, tenant: TenantId) -> None:
+    async def remove_opt_out(email: str, tenant: CasesWriteTenant) -> None:
         async with transaction(runtime.sessions) as session:
             await session.execute(
                 sa.delete(opt_outs).where(
@@ -118,6 +121,7 @@ def create_notifier_app(
     settings: NotifierSettings | None = None, clock: Clock | None = None
 ) -> FastAPI:
     settings = settings or NotifierSettings()
+    tenants = TenantDirectory.load(settings.tenants_file)
     runtime = ServiceRuntime(name="notifier", settings=settings, metadata=metadata, clock=clock)
     password = settings.notifier_smtp_password
     dispatcher = Dispatcher(
@@ -134,6 +138,7 @@ def create_notifier_app(
         source=runtime.source,
         sender_address=settings.notifier_from_address,
         sender_name=settings.notifier_from_name,
+        tenants=tenants,
         policy=DeliveryPolicy(
             max_attempts=settings.notifier_max_attempts,
             first_retry_after=timedelta(seconds=settings.notifier_first_retry_seconds),
@@ -141,12 +146,14 @@ def create_notifier_app(
     )
 
     async def on_case_opened(ctx: HandlerContext, event: CloudEvent[CaseOpenedV1]) -> None:
+        tenant = tenants.of(event.tenantid)
         await prepare_message(
             session=ctx.session,
             outbox=runtime.outbox,
             clock=runtime.clock,
             source=runtime.source,
-            company_name=settings.notifier_company_name,
+            company_name=tenant.company_name or settings.notifier_company_name,
+            default_locale=tenant.default_locale,
             event=event,
             wake=dispatcher.wake,
         )

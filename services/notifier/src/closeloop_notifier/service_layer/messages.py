@@ -35,6 +35,7 @@ from closeloop_common.events import (
 )
 from closeloop_common.loop import repeat
 from closeloop_common.outbox import Outbox
+from closeloop_common.tenants import TenantDirectory
 from closeloop_notifier.adapters.smtp import DeliveryError, OutgoingEmail, SmtpSender
 from closeloop_notifier.adapters.tables import messages, opt_outs
 from closeloop_notifier.domain.templates import MessageContext, render
@@ -72,14 +73,16 @@ async def prepare_message(
     company_name: str,
     event: CloudEvent[CaseOpenedV1],
     wake: asyncio.Event,
+    default_locale: str | None = None,
 ) -> str:
-    """Store the case's message; returns its status (or `duplicate`)."""
+    """Store the case's message; returns its status (or `duplicate`). `company_name` and
+    `default_locale` (for customers of unknown locale) are the tenant's."""
     case = event.data
     tenant = event.tenantid
     now = clock.now()
     rendered = render(
         case.playbook,
-        case.customer.locale,
+        case.customer.locale or default_locale,
         MessageContext(
             customer_name=case.customer.name,
             comment=case.comment,
@@ -153,9 +156,11 @@ class Dispatcher:
         source: str,
         sender_address: str,
         sender_name: str,
+        tenants: TenantDirectory | None = None,
         policy: DeliveryPolicy = DeliveryPolicy(),
         idle_poll: float = 1.0,
     ) -> None:
+        """`sender_address`/`sender_name` are the From of tenants that `tenants` gives none."""
         self._sessions = sessions
         self._outbox = outbox
         self._sender = sender
@@ -163,6 +168,7 @@ class Dispatcher:
         self._source = source
         self._sender_address = sender_address
         self._sender_name = sender_name
+        self._tenants = tenants or TenantDirectory()
         self._policy = policy
         self._idle_poll = idle_poll
         self.wake = asyncio.Event()
@@ -233,10 +239,11 @@ class Dispatcher:
         return True
 
     def _email(self, row: sa.Row[Any]) -> OutgoingEmail:
+        tenant = self._tenants.of(row.tenant_id)
         return OutgoingEmail(
             message_id=str(row.message_id),
-            sender=self._sender_address,
-            sender_name=self._sender_name,
+            sender=tenant.from_address or self._sender_address,
+            sender_name=tenant.from_name or self._sender_name,
             recipient=row.recipient,
             reply_to=row.reply_to,
             subject=row.subject,

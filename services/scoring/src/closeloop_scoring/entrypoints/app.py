@@ -12,7 +12,7 @@ from closeloop_common.events import CloudEvent, ResponseReceivedV1
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
-from closeloop_common.web import Problem, TenantId, create_app
+from closeloop_common.web import Problem, ReadTenant, create_app
 from closeloop_scoring.adapters.tables import metadata
 from closeloop_scoring.domain.nps import OVERALL_SEGMENT, Dimension, NpsCounts
 from closeloop_scoring.service_layer.counting import Window, count_response, report, segment_counts
@@ -51,7 +51,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
 
     @router.get("/nps", summary="NPS of one segment (overall by default) over a window")
     async def nps(
-        tenant: TenantId,
+        tenant: ReadTenant,
         first_day: From = None,
         last_day: To = None,
         days: Days = None,
@@ -81,7 +81,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     )
     async def nps_by_segment(
         dimension: Dimension,
-        tenant: TenantId,
+        tenant: ReadTenant,
         first_day: From = None,
         last_day: To = None,
         days: Days = None,
