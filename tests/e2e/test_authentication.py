@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from closeloop_devtools.stack import SERVICES, Stack
+from closeloop_common.services import SERVICES
+from closeloop_devtools.stack import Stack
 from tests.e2e.conftest import eventually
 
 Bearer = Callable[..., dict[str, str]]
