@@ -11,6 +11,15 @@ Contracts are frozen and versioned: the version is part of the `type`
 (`dev.closeloop.response.received.v1`). A breaking change is a new model with a new version that is
 published beside the old one for a deprecation period, never an edit of an existing model.
 Generated JSON Schemas and an AsyncAPI document live in `contracts/` (see `contracts.py`).
+
+Segment dimensions are defined here once: `SegmentAttribute` (the optional attributes of
+`Segments`) and `Dimension` (overall, survey, account, then those attributes); scoring, its API
+and `SegmentScore` all derive from them. The contracts import no settings: CRMs and tools use this
+module without a service's environment.
+
+Events from Kafka are checked like HTTP input (`storable.py`): a NUL character anywhere, or an
+instant that cannot be converted to UTC, makes an event undecodable (poison), never a database
+error in a handler.
 """
 
 from __future__ import annotations
@@ -18,12 +27,13 @@ from __future__ import annotations
 import json
 import uuid
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from closeloop_common.clock import Clock
-from closeloop_common.settings import TENANT_ID_PATTERN
+from closeloop_common.identifiers import TENANT_ID_PATTERN
+from closeloop_common.storable import Instant, may_hold_nul, nul_locations
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SCHEMA_URN_PREFIX = "urn:closeloop:schema:"
@@ -76,6 +86,14 @@ class Customer(Contract):
     )
 
 
+SegmentAttribute = Literal["product", "region", "channel", "touchpoint"]
+"""The optional attributes a response is scored under, besides survey and account."""
+Dimension = Literal["overall", "survey", "account", SegmentAttribute]
+"""What NPS is kept per: everything (`overall`), a survey, an account, or a segment attribute."""
+SEGMENT_ATTRIBUTES: tuple[SegmentAttribute, ...] = get_args(SegmentAttribute)
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+
+
 class Segments(Contract):
     """Segment attributes a response is scored under (besides survey and account)."""
 
@@ -83,6 +101,17 @@ class Segments(Contract):
     region: str | None = Field(None, min_length=1, max_length=100)
     channel: str | None = Field(None, min_length=1, max_length=100)
     touchpoint: str | None = Field(None, min_length=1, max_length=100)
+
+    def set_attributes(self) -> list[tuple[SegmentAttribute, str]]:
+        """(attribute, value) of every attribute given, in `SEGMENT_ATTRIBUTES` order."""
+        values = ((a, getattr(self, a)) for a in SEGMENT_ATTRIBUTES)
+        return [(attribute, value) for attribute, value in values if value is not None]
+
+
+# The fields above are the wire shape of `SegmentAttribute`; typed attribute access needs them
+# written out, so this check keeps the two from drifting apart.
+if tuple(Segments.model_fields) != SEGMENT_ATTRIBUTES:
+    raise TypeError("Segments' fields must be exactly SEGMENT_ATTRIBUTES, in that order")
 
 
 class EventData(Contract):
@@ -109,8 +138,8 @@ class ResponseReceivedV1(EventData):
     score: int = Field(ge=0, le=10)
     category: Category
     comment: str | None = Field(None, max_length=10_000)
-    answered_at: AwareDatetime
-    received_at: AwareDatetime
+    answered_at: Instant
+    received_at: Instant
     segments: Segments = Segments()
     source: str = Field(description="where it came from: `api` or a survey tool's name")
 
@@ -121,7 +150,7 @@ class ResponseReceivedV1(EventData):
 class SegmentScore(Contract):
     """All-time counts of one segment after a response was counted; NPS is derived from them."""
 
-    dimension: Literal["overall", "survey", "account", "product", "region", "channel", "touchpoint"]
+    dimension: Dimension
     segment: str
     promoters: int = Field(ge=0)
     passives: int = Field(ge=0)
@@ -138,7 +167,7 @@ class NpsUpdatedV1(EventData):
     response_id: str
     customer_id: str
     category: Category
-    answered_at: AwareDatetime
+    answered_at: Instant
     scores: tuple[SegmentScore, ...]
 
     def customer_key(self) -> str:
@@ -176,8 +205,8 @@ class CaseOpenedV1(EventData):
     playbook: Playbook
     owner: Owner
     key_account: bool
-    opened_at: AwareDatetime
-    first_contact_due_at: AwareDatetime
+    opened_at: Instant
+    first_contact_due_at: Instant
 
     def customer_key(self) -> str:
         return self.customer.id
@@ -199,7 +228,7 @@ class NotificationSentV1(EventData):
     recipient: str
     subject: str
     attempts: int = Field(ge=1)
-    sent_at: AwareDatetime
+    sent_at: Instant
 
     def customer_key(self) -> str:
         return self.customer_id
@@ -220,7 +249,7 @@ class NotificationFailedV1(EventData):
     reason: Literal["opted_out", "no_recipient", "delivery_failed"]
     detail: str | None = None
     attempts: int = Field(ge=0)
-    failed_at: AwareDatetime
+    failed_at: Instant
 
     def customer_key(self) -> str:
         return self.customer_id
@@ -252,7 +281,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     source: str = Field(min_length=1, description="the producing service, e.g. /closeloop/ingest")
     type: str = Field(description="contract name with version, e.g. dev.closeloop.case.opened.v1")
     subject: str | None = None
-    time: AwareDatetime
+    time: Instant
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     tenantid: str = Field(pattern=TENANT_ID_PATTERN)
@@ -299,6 +328,9 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
         raise UndecodableEvent(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise UndecodableEvent("not a CloudEvent: no string `type` attribute")
+    if may_hold_nul(raw) and (where := nul_locations(envelope)):
+        fields = ", ".join(".".join(str(part) for part in at) for at in where)
+        raise UndecodableEvent(f"NUL character (U+0000) in {fields.replace(chr(0), '?')}")
     contract = CONTRACTS_BY_TYPE.get(envelope["type"])
     if contract is None:
         raise UnknownEventType(envelope["type"])

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+from closeloop_common.identifiers import TENANT_ID_PATTERN
+
 LOCAL_DATABASE_URL = "postgresql+asyncpg://closeloop:closeloop@127.0.0.1:5432/closeloop"
 
 
