@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_orchestrator.adapters.tables import cases
 
+
 def case_json(row: sa.Row[Any]) -> dict[str, Any]:
     return {
         "case_id": row.case_id,
