@@ -328,12 +328,12 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
         raise UndecodableEvent(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise UndecodableEvent("not a CloudEvent: no string `type` attribute")
-    if may_hold_nul(raw) and (where := nul_locations(envelope)):
-        fields = ", ".join(".".join(str(part) for part in at) for at in where)
-        raise UndecodableEvent(f"NUL character (U+0000) in {fields.replace(chr(0), '?')}")
     contract = CONTRACTS_BY_TYPE.get(envelope["type"])
     if contract is None:
         raise UnknownEventType(envelope["type"])
+    if may_hold_nul(raw) and (where := nul_locations(envelope)):
+        fields = ", ".join(".".join(str(part) for part in at) for at in where)
+        raise UndecodableEvent(f"NUL character (U+0000) in {fields.replace(chr(0), '?')}")
     try:
         return CloudEvent[contract].model_validate(envelope)  # type: ignore[valid-type]
     except ValidationError as exc:
