@@ -14,7 +14,7 @@ import httpx
 
 from closeloop_devtools.mailsink import body_text, read_mailbox
 from closeloop_devtools.stack import Stack
-from closeloop_orchestrator.entrypoints.app import DEMO_TEAM
+from closeloop_orchestrator.config import DEMO_TEAM
 from tests.e2e.conftest import eventually
 
 

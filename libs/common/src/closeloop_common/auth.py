@@ -38,7 +38,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from closeloop_common.settings import TENANT_ID_PATTERN, CommonSettings
+from closeloop_common.identifiers import TENANT_ID_PATTERN
+from closeloop_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,15 @@ Contracts are frozen and versioned: the version is part of the `type`
 (`dev.closeloop.response.received.v1`). A breaking change is a new model with a new version that is
 published beside the old one for a deprecation period, never an edit of an existing model.
 Generated JSON Schemas and an AsyncAPI document live in `contracts/` (see `contracts.py`).
+
+Segment dimensions are defined here once: `SegmentAttribute` (the optional attributes of
+`Segments`) and `Dimension` (overall, survey, account, then those attributes); scoring, its API
+and `SegmentScore` all derive from them. The contracts import no settings: CRMs and tools use this
+module without a service's environment.
+
+Events from Kafka are checked like HTTP input (`storable.py`): a NUL character anywhere, or an
+instant that cannot be converted to UTC, makes an event undecodable (poison), never a database
+error in a handler.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ import json
 import re
 import uuid
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from closeloop_common.clock import Clock
-from closeloop_common.settings import TENANT_ID_PATTERN
+from closeloop_common.identifiers import TENANT_ID_PATTERN
+from closeloop_common.storable import Instant, may_hold_nul, nul_locations
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SCHEMA_URN_PREFIX = "urn:closeloop:schema:"
@@ -77,6 +87,14 @@ class Customer(Contract):
     )
 
 
+SegmentAttribute = Literal["product", "region", "channel", "touchpoint"]
+"""The optional attributes a response is scored under, besides survey and account."""
+Dimension = Literal["overall", "survey", "account", SegmentAttribute]
+"""What NPS is kept per: everything (`overall`), a survey, an account, or a segment attribute."""
+SEGMENT_ATTRIBUTES: tuple[SegmentAttribute, ...] = get_args(SegmentAttribute)
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+
+
 class Segments(Contract):
     """Segment attributes a response is scored under (besides survey and account)."""
 
@@ -84,6 +102,17 @@ class Segments(Contract):
     region: str | None = Field(None, min_length=1, max_length=100)
     channel: str | None = Field(None, min_length=1, max_length=100)
     touchpoint: str | None = Field(None, min_length=1, max_length=100)
+
+    def set_attributes(self) -> list[tuple[SegmentAttribute, str]]:
+        """(attribute, value) of every attribute given, in `SEGMENT_ATTRIBUTES` order."""
+        values = ((a, getattr(self, a)) for a in SEGMENT_ATTRIBUTES)
+        return [(attribute, value) for attribute, value in values if value is not None]
+
+
+# The fields above are the wire shape of `SegmentAttribute`; typed attribute access needs them
+# written out, so this check keeps the two from drifting apart.
+if tuple(Segments.model_fields) != SEGMENT_ATTRIBUTES:
+    raise TypeError("Segments' fields must be exactly SEGMENT_ATTRIBUTES, in that order")
 
 
 class EventData(Contract):
@@ -110,8 +139,8 @@ class ResponseReceivedV1(EventData):
     score: int = Field(ge=0, le=10)
     category: Category
     comment: str | None = Field(None, max_length=10_000)
-    answered_at: AwareDatetime
-    received_at: AwareDatetime
+    answered_at: Instant
+    received_at: Instant
     segments: Segments = Segments()
     source: str = Field(description="where it came from: `api` or a survey tool's name")
 
@@ -122,7 +151,7 @@ class ResponseReceivedV1(EventData):
 class SegmentScore(Contract):
     """All-time counts of one segment after a response was counted; NPS is derived from them."""
 
-    dimension: Literal["overall", "survey", "account", "product", "region", "channel", "touchpoint"]
+    dimension: Dimension
     segment: str
     promoters: int = Field(ge=0)
     passives: int = Field(ge=0)
@@ -139,7 +168,7 @@ class NpsUpdatedV1(EventData):
     response_id: str
     customer_id: str
     category: Category
-    answered_at: AwareDatetime
+    answered_at: Instant
     scores: tuple[SegmentScore, ...]
 
     def customer_key(self) -> str:
@@ -177,8 +206,8 @@ class CaseOpenedV1(EventData):
     playbook: Playbook
     owner: Owner
     key_account: bool
-    opened_at: AwareDatetime
-    first_contact_due_at: AwareDatetime
+    opened_at: Instant
+    first_contact_due_at: Instant
 
     def customer_key(self) -> str:
         return self.customer.id
@@ -200,7 +229,7 @@ class NotificationSentV1(EventData):
     recipient: str
     subject: str
     attempts: int = Field(ge=1)
-    sent_at: AwareDatetime
+    sent_at: Instant
 
     def customer_key(self) -> str:
         return self.customer_id
@@ -221,7 +250,7 @@ class NotificationFailedV1(EventData):
     reason: Literal["opted_out", "no_recipient", "delivery_failed"]
     detail: str | None = None
     attempts: int = Field(ge=0)
-    failed_at: AwareDatetime
+    failed_at: Instant
 
     def customer_key(self) -> str:
         return self.customer_id
@@ -253,7 +282,7 @@ class CloudEvent(BaseModel, Generic[DataT]):
     source: str = Field(min_length=1, description="the producing service, e.g. /closeloop/ingest")
     type: str = Field(description="contract name with version, e.g. dev.closeloop.case.opened.v1")
     subject: str | None = None
-    time: AwareDatetime
+    time: Instant
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     tenantid: str = Field(pattern=TENANT_ID_PATTERN)
@@ -309,7 +338,7 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
     guess = _TYPE_GUESS.search(raw, 0, 2000)
     guessed_type = guess.group(1).decode() if guess else ""
     guessed_class = _ENVELOPES.get(guessed_type)
-    if guessed_class is not None:
+    if guessed_class is not None and not may_hold_nul(raw):
         try:
             event = guessed_class.model_validate_json(raw)
         except (ValidationError, RecursionError):
@@ -328,6 +357,9 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
     envelope_class = _ENVELOPES.get(envelope["type"])
     if envelope_class is None:
         raise UnknownEventType(envelope["type"])
+    if may_hold_nul(raw) and (where := nul_locations(envelope)):
+        fields = ", ".join(".".join(str(part) for part in at) for at in where)
+        raise UndecodableEvent(f"NUL character (U+0000) in {fields.replace(chr(0), '?')}")
     try:
         return envelope_class.model_validate(envelope)
     except (ValidationError, RecursionError) as exc:

@@ -17,7 +17,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Asymmetric JWS algorithms only: a shared secret (HS*) would let every service mint tokens, and
 # `none` is no signature at all.
 ASYMMETRIC_ALGORITHMS = frozenset(

@@ -33,7 +33,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from closeloop_common.events import EMAIL_PATTERN, LOCALE_PATTERN, Owner
-from closeloop_common.settings import TENANT_ID_PATTERN
+from closeloop_common.identifiers import TENANT_ID_PATTERN
 
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 

@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from closeloop_common.auth import Scope
-from closeloop_common.settings import TENANT_ID_PATTERN, CommonSettings
+from closeloop_common.identifiers import TENANT_ID_PATTERN
+from closeloop_common.settings import CommonSettings
 
 DEFAULT_KEY = Path(".infra/auth/private.pem")
 

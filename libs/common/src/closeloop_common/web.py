@@ -2,7 +2,9 @@
 readiness, metrics and a request body limit.
 
 Errors leave as `application/problem+json` with a stable `type` URN per kind of problem, so a
-client can branch on `type` rather than parse `detail`.
+client can branch on `type` rather than parse `detail`. Before any route runs, a request with a
+NUL character in a path parameter, query parameter or JSON body string is refused as a
+validation problem (PostgreSQL cannot store it; see `storable.py`).
 
 Authentication: every route except `/healthz`, `/readyz` and `/metrics` takes one of the
 `Annotated` tenant aliases below (`tenant: ReadTenant`), which verifies the bearer token
@@ -38,6 +40,14 @@ from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Una
 from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.runtime import ServiceRuntime, is_ready
+from closeloop_common.storable import (
+    NUL,
+    NUL_CHARACTER,
+    NUL_MESSAGE,
+    Location,
+    may_hold_nul,
+    nul_locations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +312,32 @@ class _BodyTooLarge(Exception):
     pass
 
 
+async def refuse_nul_characters(request: Request) -> None:
+    """A validation problem naming every path parameter, query parameter and JSON body string
+    that holds a NUL character. `create_app` runs it before every route."""
+    found: list[Location] = [
+        ("path", name)
+        for name, value in request.path_params.items()
+        if isinstance(value, str) and NUL in value
+    ]
+    found += [
+        ("query", name)
+        for name, value in request.query_params.multi_items()
+        if NUL in name or NUL in value
+    ]
+    body = await request.body()  # FastAPI has read (and parsed) it already for a body route
+    if may_hold_nul(body):
+        try:
+            document = await request.json()
+        except (ValueError, RecursionError):
+            document = None  # not JSON: the route's own parsing refuses or handles it
+        found += [("body", *at) for at in nul_locations(document)]
+    if found:
+        raise RequestValidationError(
+            [{"loc": at, "msg": NUL_MESSAGE, "type": NUL_CHARACTER} for at in found]
+        )
+
+
 class MetricsMiddleware:
     """Counts and times every HTTP request by route template (plain ASGI: no per-request task)."""
 
@@ -362,7 +398,12 @@ def create_app(
                 metrics_server.shutdown()
                 metrics_server.server_close()
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
+    )
     app.state.runtime = runtime
     app.state.authenticator = authenticator
     install_problem_handlers(app)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,12 +15,15 @@ from pydantic import ValidationError
 
 from closeloop_common.clock import FixedClock, SystemClock
 from closeloop_common.events import (
+    DIMENSIONS,
+    SEGMENT_ATTRIBUTES,
     Category,
     CloudEvent,
     Customer,
     NpsUpdatedV1,
     ResponseReceivedV1,
     Segments,
+    SegmentScore,
     UndecodableEvent,
     UnknownEventType,
     categorize,
@@ -233,3 +239,80 @@ def test_handlers_are_registered_once_per_contract_and_name_their_topics() -> No
         registry.on(ResponseReceivedV1, handler)
     assert registry.topics() == ["responses"]
     assert registry.get(NpsUpdatedV1.EVENT_TYPE) is None
+
+
+def test_the_contracts_load_without_the_service_settings() -> None:
+    # CRMs and tools import the contracts; they must not need (or read) a service's environment.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, closeloop_common.contracts; "
+            "print(sorted(m for m in sys.modules if m.startswith('closeloop_common')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert "closeloop_common.contracts" in loaded
+    assert "closeloop_common.settings" not in loaded
+
+
+# --- PostgreSQL cannot store it: poison, not a crash in a handler ----------------------------
+
+
+def set_in(wire: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    for key in path[:-1]:
+        wire = wire[key]
+    wire[path[-1]] = value
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("data", "comment"), ("data", "customer", "name"), ("data", "segments", "region"), ("id",)],
+    ids=".".join,
+)
+def test_decode_event_calls_an_event_with_a_nul_character_undecodable(
+    event: CloudEvent[ResponseReceivedV1], path: tuple[str, ...]
+) -> None:
+    wire = json.loads(event.encode())
+    set_in(wire, path, "x\x00y")
+
+    with pytest.raises(UndecodableEvent, match="NUL") as caught:
+        decode_event(json.dumps(wire).encode())
+    assert ".".join(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_decode_event_calls_an_instant_outside_the_utc_range_undecodable(
+    event: CloudEvent[ResponseReceivedV1], instant: str
+) -> None:
+    wire = json.loads(event.encode())
+    wire["data"]["answered_at"] = instant
+
+    with pytest.raises(UndecodableEvent, match="answered_at"):
+        decode_event(json.dumps(wire).encode())
+
+
+# --- segment dimensions ----------------------------------------------------------------------
+
+
+def test_dimensions_are_overall_survey_account_then_every_segment_attribute() -> None:
+    assert tuple(Segments.model_fields) == SEGMENT_ATTRIBUTES
+    assert ("overall", "survey", "account", *SEGMENT_ATTRIBUTES) == DIMENSIONS
+
+
+def test_a_segment_score_takes_every_dimension_and_no_other() -> None:
+    counts = {"promoters": 1, "passives": 0, "detractors": 0, "nps": 100.0}
+    for dimension in DIMENSIONS:
+        assert SegmentScore(dimension=dimension, segment="s", **counts).dimension == dimension
+    with pytest.raises(ValidationError, match="dimension"):
+        SegmentScore.model_validate({"dimension": "country", "segment": "pl", **counts})
+
+
+def test_set_attributes_lists_the_segments_given_in_dimension_order() -> None:
+    segments = Segments(touchpoint="renewal", product="api")
+
+    assert segments.set_attributes() == [("product", "api"), ("touchpoint", "renewal")]
+    assert Segments().set_attributes() == []

@@ -17,7 +17,8 @@ from closeloop_common.events import Topic
 from closeloop_common.settings import CommonSettings
 from closeloop_devtools.topic_tail import TopicTail
 from closeloop_ingest.adapters.tables import metadata
-from closeloop_ingest.entrypoints.app import IngestSettings, create_ingest_app
+from closeloop_ingest.config import IngestSettings
+from closeloop_ingest.entrypoints.app import create_ingest_app
 
 OUTBOX = metadata.tables["ingest.outbox"]
 

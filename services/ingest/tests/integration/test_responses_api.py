@@ -4,9 +4,13 @@ PostgreSQL and Kafka broker: accept, deduplicate, refuse, publish, and the opera
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import importlib.util
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -16,14 +20,17 @@ from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import closeloop_ingest
 from closeloop_common.events import ResponseReceivedV1, Topic, decode_event
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
 from closeloop_devtools.topic_tail import TopicTail
 from closeloop_ingest.adapters.tables import metadata
+from closeloop_ingest.domain.responses import CanonicalResponse
 from closeloop_ingest.entrypoints.app import create_ingest_app
 
 OUTBOX = metadata.tables["ingest.outbox"]
+RESPONSES = metadata.tables["ingest.responses"]
 PROBLEM = "application/problem+json"
 RECEIVED = ResponseReceivedV1.EVENT_TYPE
 
@@ -275,6 +282,137 @@ async def test_answer_a_day_in_the_future_is_refused(
     missing = await client.get(f"/v1/responses/{body['response_id']}", headers=auth)
     assert missing.status_code == 404
     assert await outbox_rows(sessions, tenant) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        pytest.param({"comment": "Zwrot\x00"}, ["body", "comment"], id="comment"),
+        pytest.param({"survey_id": "\x00"}, ["body", "survey_id"], id="survey-id"),
+        pytest.param({"customer": {"id": "c-\x00"}}, ["body", "customer", "id"], id="customer"),
+        pytest.param(
+            {"segments": {"region": "P\x00L"}}, ["body", "segments", "region"], id="segment"
+        ),
+    ],
+)
+async def test_a_nul_character_in_the_body_is_a_validation_problem_and_nothing_is_stored(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    change: dict[str, Any],
+    location: list[str],
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    body = a_response(**change)
+
+    answer = await client.post(
+        "/v1/responses", json=body, headers=bearer(tenant, "read", "responses:write", "cases:write")
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["type"] == "urn:closeloop:problem:validation"
+    assert field_errors(answer.json()) == [(location, "nul_character")]
+    missing = await client.get(
+        f"/v1/responses/{body['response_id']}",
+        headers=bearer(tenant, "read", "responses:write", "cases:write"),
+    )
+    assert missing.status_code == 404
+    assert await outbox_rows(sessions, tenant) == []
+
+
+@pytest.mark.parametrize("answered_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_an_answer_time_beyond_the_utc_range_is_a_validation_problem(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    answered_at: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    body = a_response(answered_at=answered_at)
+
+    answer = await client.post(
+        "/v1/responses", json=body, headers=bearer(tenant, "read", "responses:write", "cases:write")
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["type"] == "urn:closeloop:problem:validation"
+    assert field_errors(answer.json()) == [(["body", "answered_at"], "datetime_out_of_range")]
+    assert await outbox_rows(sessions, tenant) == []
+
+
+async def test_the_earliest_answer_time_is_accepted_and_read_back(
+    client: httpx.AsyncClient,
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    body = a_response(answered_at="0001-01-01T00:00:00+00:00")
+    headers = bearer(tenant, "read", "responses:write", "cases:write")
+
+    posted = await client.post("/v1/responses", json=body, headers=headers)
+
+    assert posted.status_code == 202, posted.text
+    stored = (await client.get(f"/v1/responses/{body['response_id']}", headers=headers)).json()
+    assert stored["response"]["answered_at"] == "0001-01-01T00:00:00Z"
+
+
+async def test_a_nul_character_in_the_response_id_of_a_read_is_a_validation_problem(
+    client: httpx.AsyncClient,
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    answer = await client.get(
+        "/v1/responses/r-%00", headers=bearer(tenant, "read", "responses:write", "cases:write")
+    )
+
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    assert field_errors(answer.json()) == [(["path", "response_id"], "nul_character")]
+
+
+def version_1_fingerprint(body: dict[str, Any]) -> str:
+    """How the first version fingerprinted a response: a dump of the whole model, in UTC."""
+    response = CanonicalResponse.model_validate(body)
+    in_utc = response.model_copy(update={"answered_at": response.answered_at.astimezone(UTC)})
+    return hashlib.sha256(in_utc.model_dump_json().encode()).hexdigest()
+
+
+def fingerprint_migration() -> ModuleType:
+    versions = Path(closeloop_ingest.__file__).parent / "migrations" / "versions"
+    path = versions / "0002_canonical_fingerprints.py"
+    spec = importlib.util.spec_from_file_location("ingest_0002", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_a_resend_of_a_response_fingerprinted_by_version_1_is_a_duplicate_after_migrating(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    body = a_response(comment="Żółw byłby szybszy.")
+    headers = bearer(tenant, "read", "responses:write", "cases:write")
+    first = await client.post("/v1/responses", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    async with sessions() as session, session.begin():
+        await session.execute(
+            sa.update(RESPONSES)
+            .where(RESPONSES.c.tenant_id == tenant)
+            .values(fingerprint=version_1_fingerprint(body))
+        )
+
+    async with _runtime(app).engine.begin() as connection:
+        await connection.run_sync(fingerprint_migration().rewrite_fingerprints)
+    again = await client.post("/v1/responses", json=body, headers=headers)
+
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "duplicate"
+    assert len(await outbox_rows(sessions, tenant)) == 1
 
 
 async def test_unauthenticated_response_is_refused_and_nothing_is_accepted(

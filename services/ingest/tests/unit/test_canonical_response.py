@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from closeloop_common.events import Category, Customer, Segments, categorize
-from closeloop_ingest.domain.responses import FUTURE_TOLERANCE, CanonicalResponse
+from closeloop_ingest.domain.responses import FUTURE_TOLERANCE, CanonicalResponse, fingerprint_of
 
 ANSWERED_AT = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 RECEIVED_AT = datetime(2024, 5, 6, 9, 1, tzinfo=UTC)
@@ -110,6 +110,56 @@ def test_fingerprint_is_the_same_for_the_same_instant_written_in_another_offset(
     in_warsaw = CanonicalResponse.model_validate(payload(answered_at="2024-05-06T11:00:00+02:00"))
     assert in_utc == in_warsaw
     assert in_utc.fingerprint() == in_warsaw.fingerprint()
+
+
+def test_fingerprint_of_a_fixed_body_never_changes() -> None:
+    # Stored fingerprints decide 409 versus duplicate for every later resend: this digest is the
+    # SHA-256 of the canonical text
+    # {"account_id":"acc-7","answered_at":"2024-05-06T09:00:00+00:00","comment":"Dostawa spóźniła
+    # się o tydzień.","customer":{"email":"anna@example.com","id":"c-42","name":"Anna Nowak"},
+    # "response_id":"r-1","score":9,"segments":{"product":"api","region":"eu"},"survey_id":"s-2024"}
+    response = CanonicalResponse.model_validate(
+        payload(comment="Dostawa spóźniła się o tydzień.", answered_at="2024-05-06T11:00:00+02:00")
+    )
+    assert (
+        response.fingerprint() == "7f37399d0f69e5215b520a7ecafb71dd8bc99df3c2378b2c5f85fa1fe54ec6cd"
+    )
+
+
+class CustomerWithPhone(Customer):
+    phone: str | None = None
+
+
+class ResponseWithLaterFields(CanonicalResponse):
+    """The canonical response as a later version might have it: new optional fields."""
+
+    customer: CustomerWithPhone
+    language: str | None = None
+
+
+def test_new_optional_fields_left_at_their_default_keep_the_fingerprint_of_an_existing_body() -> (
+    None
+):
+    body = payload()
+
+    later = ResponseWithLaterFields.model_validate(body)
+
+    assert later.fingerprint() == CanonicalResponse.model_validate(body).fingerprint()
+
+
+def test_an_empty_comment_is_the_same_content_as_no_comment() -> None:
+    without = payload()
+    del without["comment"]
+
+    empty = CanonicalResponse.model_validate(payload(comment="  "))
+
+    assert empty.fingerprint() == CanonicalResponse.model_validate(without).fingerprint()
+
+
+def test_fingerprint_of_the_stored_payload_is_the_fingerprint_of_the_response() -> None:
+    response = CanonicalResponse.model_validate(payload(answered_at="2024-05-06T11:00:00+02:00"))
+
+    assert fingerprint_of(response.model_dump(mode="json")) == response.fingerprint()
 
 
 # --- answered_in_future ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,14 @@ from closeloop_common.events import (
     ResponseReceivedV1,
     categorize,
 )
-from closeloop_orchestrator.domain.rules import PLAYBOOKS, CasePolicy, assign_owner, plan_case
+from closeloop_orchestrator.domain.rules import (
+    CASE_ID_NAMESPACE,
+    PLAYBOOKS,
+    CasePolicy,
+    assign_owner,
+    case_id_for,
+    plan_case,
+)
 
 TENANT = "acme"
 OPENED_AT = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
@@ -193,3 +201,31 @@ def test_configured_slas_replace_the_defaults() -> None:
     )
     assert key.first_contact_due_at == OPENED_AT + timedelta(hours=4)
     assert other.first_contact_due_at == OPENED_AT + timedelta(hours=72)
+
+
+# --- case id -----------------------------------------------------------------------------------
+
+
+def test_the_case_id_of_a_response_is_a_fixed_uuid5_worked_example() -> None:
+    # The namespace is uuid5(NAMESPACE_URL, "urn:closeloop:case-id"); the name "<tenant>:<response>".
+    # These values are in stored cases and sent messages: they must never change.
+    assert uuid.UUID("d5279309-5e49-5d08-859c-ec59de98b00f") == CASE_ID_NAMESPACE
+    assert case_id_for(tenant_id="acme", response_id="r-1") == uuid.UUID(
+        "788cb72b-f6e0-5d5f-a791-b4544216d0a2"
+    )
+    assert case_id_for(tenant_id="globex", response_id="r-1") == uuid.UUID(
+        "c66de157-9d14-554d-b3b0-ef0623e3e234"
+    )
+
+
+@given(keys_st, keys_st)
+def test_distinct_responses_get_distinct_case_ids(first: str, second: str) -> None:
+    same = case_id_for(tenant_id=TENANT, response_id=first) == case_id_for(
+        tenant_id=TENANT, response_id=second
+    )
+    assert same == (first == second)
+
+
+def test_the_plan_carries_the_case_id_of_the_tenant_and_response() -> None:
+    plan = plan_case(answer(), tenant_id=TENANT, policy=CasePolicy(team=TEAM), opened_at=OPENED_AT)
+    assert plan.case_id == case_id_for(tenant_id=TENANT, response_id="r-c-42")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from closeloop_common.events import Owner
 from closeloop_common.tenants import TenantConfig
-from closeloop_orchestrator.entrypoints.app import DEMO_TEAM, OrchestratorSettings
+from closeloop_orchestrator.config import DEMO_TEAM, OrchestratorSettings
 
 EWA = Owner(id="ewa", name="Ewa Zielińska", email="ewa@acme.example")
 

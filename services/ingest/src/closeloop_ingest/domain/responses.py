@@ -1,16 +1,39 @@
 """The canonical survey response the API accepts, and how it becomes a `response.received` event.
 
 Pure: no I/O. Survey-tool webhooks (later) translate their own payloads into this model.
+
+The fingerprint decides, for a response id seen before, between "duplicate" and "conflict"
+(409), for every resend for as long as the response is stored, so it must not change when the
+model does. It is the SHA-256 of a canonical text of the fields that make the content, listed
+explicitly below (not a dump of whatever fields the model has):
+- response_id, survey_id, account_id, score, comment, answered_at, the customer's id, email,
+  name and locale, and every segment attribute;
+- unset fields (null, an empty comment, no segment) are left out, so a field added later, unset,
+  leaves earlier fingerprints as they were; answered_at is written in UTC (ISO 8601), so the same
+  instant with another offset is the same content;
+- JSON with keys sorted, no spaces, UTF-8.
+It is computed from the JSON form the API stores (`payload`), so a stored row can always be
+fingerprinted again (migration 0002 did so once, when this replaced a dump of the whole model).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from closeloop_common.events import Customer, ResponseReceivedV1, Segments, categorize
+from closeloop_common.events import (
+    SEGMENT_ATTRIBUTES,
+    Customer,
+    ResponseReceivedV1,
+    Segments,
+    categorize,
+)
+from closeloop_common.storable import Instant
 
 # Clocks of survey tools drift; an answer more than this far in the future is refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -29,16 +52,12 @@ class CanonicalResponse(BaseModel):
     account_id: str | None = Field(None, min_length=1, max_length=200)
     score: StrictInt = Field(ge=0, le=10)
     comment: str | None = Field(None, max_length=10_000)
-    answered_at: AwareDatetime
+    answered_at: Instant
     segments: Segments = Segments()
 
     def fingerprint(self) -> str:
-        """A digest of the content; the same id with another fingerprint is a conflict.
-
-        The answer time is taken in UTC, so a resend that writes the same instant with another
-        offset is the same content."""
-        canonical = self.model_copy(update={"answered_at": self.answered_at.astimezone(UTC)})
-        return hashlib.sha256(canonical.model_dump_json().encode()).hexdigest()
+        """A digest of the content; the same id with another fingerprint is a conflict."""
+        return fingerprint_of(self.model_dump(mode="json"))
 
     def answered_in_future(self, now: datetime) -> bool:
         return self.answered_at > now + FUTURE_TOLERANCE
@@ -58,3 +77,30 @@ class CanonicalResponse(BaseModel):
             segments=self.segments,
             source=source,
         )
+
+
+CUSTOMER_FIELDS = ("id", "email", "name", "locale")
+
+
+def fingerprint_of(body: Mapping[str, Any]) -> str:
+    """The fingerprint of a canonical response in its JSON form (see the module docstring)."""
+    customer = body["customer"]
+    segments = body.get("segments") or {}
+    content = {
+        "response_id": body["response_id"],
+        "survey_id": body["survey_id"],
+        "account_id": body.get("account_id"),
+        "score": body["score"],
+        "comment": body.get("comment") or None,
+        "answered_at": datetime.fromisoformat(body["answered_at"]).astimezone(UTC).isoformat(),
+        "customer": _set_only({f: customer.get(f) for f in CUSTOMER_FIELDS}),
+        "segments": _set_only({a: segments.get(a) for a in SEGMENT_ATTRIBUTES}),
+    }
+    canonical = json.dumps(
+        _set_only(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None and value != {}}

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Response, status
 
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_common.settings import CommonSettings
 from closeloop_common.web import Problem, ReadTenant, ResponsesWriteTenant, create_app
-from closeloop_ingest.adapters.tables import metadata, responses
+from closeloop_ingest import views
+from closeloop_ingest.adapters.tables import metadata
+from closeloop_ingest.config import IngestSettings
 from closeloop_ingest.domain.responses import CanonicalResponse
 from closeloop_ingest.service_layer.accept import (
     AnsweredInFuture,
     ResponseConflict,
     accept_response,
 )
-
-
-class IngestSettings(CommonSettings):
-    pass
 
 
 def build_router(runtime: ServiceRuntime) -> APIRouter:
@@ -69,35 +65,15 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
             ) from exc
         if accepted.status == "duplicate":
             response.status_code = status.HTTP_200_OK
-        return {
-            "status": accepted.status,
-            "tenant_id": accepted.tenant_id,
-            "response_id": accepted.response_id,
-            "category": accepted.category.value,
-            "event_id": accepted.event_id,
-        }
+        return views.accepted_json(accepted)
 
     @router.get("/responses/{response_id}", summary="An accepted response")
     async def get_response(response_id: str, tenant: ReadTenant) -> dict[str, Any]:
         async with runtime.sessions() as session:
-            row = (
-                await session.execute(
-                    sa.select(responses).where(
-                        responses.c.tenant_id == tenant, responses.c.response_id == response_id
-                    )
-                )
-            ).one_or_none()
-        if row is None:
+            found = await views.response(session=session, tenant_id=tenant, response_id=response_id)
+        if found is None:
             raise Problem(404, "not-found", "No such response", f"no response {response_id}")
-        return {
-            "tenant_id": row.tenant_id,
-            "response_id": row.response_id,
-            "category": row.category,
-            "received_at": row.received_at,
-            "source": row.source,
-            "event_id": row.event_id,
-            "response": row.payload,
-        }
+        return found
 
     return router
 

@@ -13,7 +13,7 @@ from closeloop_common.clock import Clock
 from closeloop_common.events import Category, categorize, new_event
 from closeloop_common.outbox import Outbox
 from closeloop_ingest.adapters.tables import responses
-from closeloop_ingest.domain.responses import CanonicalResponse
+from closeloop_ingest.domain.responses import CanonicalResponse, fingerprint_of
 
 
 class ResponseConflict(Exception):
@@ -51,7 +51,8 @@ async def accept_response(
     event = new_event(
         data, tenant_id=tenant_id, source=event_source, clock=clock, subject=response.response_id
     )
-    fingerprint = response.fingerprint()
+    payload = response.model_dump(mode="json")
+    fingerprint = fingerprint_of(payload)  # the same as response.fingerprint(), one dump fewer
     inserted = await session.scalar(
         pg_insert(responses)
         .values(
@@ -67,7 +68,7 @@ async def accept_response(
             source=source,
             fingerprint=fingerprint,
             event_id=event.id,
-            payload=response.model_dump(mode="json"),
+            payload=payload,
         )
         .on_conflict_do_nothing()
         .returning(responses.c.event_id)

@@ -1,4 +1,10 @@
-"""Case rules. Pure: which playbook, which owner, which first-contact deadline.
+"""Case rules. Pure: which case id, which playbook, which owner, which first-contact deadline.
+
+- Case id: derived from (tenant, response id), so processing a response again, whenever and
+  wherever (a replay after the inbox was cleared, a rebuilt schema), reaches the same case, and
+  downstream uniqueness keyed by case (the notifier's one message per case and template) holds.
+  It is `uuid5(CASE_ID_NAMESPACE, "<tenant id>:<response id>")`; a tenant id never contains `:`,
+  so distinct pairs give distinct names. Ids are stored and sent: namespace and name never change.
 
 - Playbook by category: detractor -> apology and callback, passive -> ask for one or two
   improvements, promoter -> thanks and a review/referral invitation.
@@ -10,10 +16,14 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from closeloop_common.events import Category, Owner, Playbook, ResponseReceivedV1
+
+# uuid5(NAMESPACE_URL, "urn:closeloop:case-id"), written out: it must never change.
+CASE_ID_NAMESPACE = uuid.UUID("d5279309-5e49-5d08-859c-ec59de98b00f")
 
 PLAYBOOKS: dict[Category, Playbook] = {
     Category.DETRACTOR: Playbook.APOLOGY_CALLBACK,
@@ -36,10 +46,16 @@ class CasePolicy:
 
 @dataclass(frozen=True, slots=True)
 class CasePlan:
+    case_id: uuid.UUID
     playbook: Playbook
     owner: Owner
     key_account: bool
     first_contact_due_at: datetime
+
+
+def case_id_for(*, tenant_id: str, response_id: str) -> uuid.UUID:
+    """The id of the follow-up case of a response: the same for the same tenant and response."""
+    return uuid.uuid5(CASE_ID_NAMESPACE, f"{tenant_id}:{response_id}")
 
 
 def assign_owner(team: tuple[Owner, ...], *, tenant_id: str, assignment_key: str) -> Owner:
@@ -59,6 +75,7 @@ def plan_case(
         else f"customer:{response.customer.id}"
     )
     return CasePlan(
+        case_id=case_id_for(tenant_id=tenant_id, response_id=response.response_id),
         playbook=PLAYBOOKS[response.category],
         owner=assign_owner(policy.team, tenant_id=tenant_id, assignment_key=assignment_key),
         key_account=key_account,

@@ -1,11 +1,9 @@
-"""Opening cases from responses, and reading them."""
+"""Opening cases from responses (the `response.received` handler). Reads: `views.py`."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,12 +23,15 @@ async def open_case(
     policy: CasePolicy,
     event: CloudEvent[ResponseReceivedV1],
 ) -> uuid.UUID | None:
-    """Open the follow-up case of a response; None if that response already has one."""
+    """Open the follow-up case of a response; None if that response already has one.
+
+    The case id comes from the tenant and response id (`plan_case`), so a response processed
+    again after its case was lost (a replay, a rebuilt schema) opens the same case again."""
     response = event.data
     tenant = event.tenantid
     opened_at = clock.now()
     plan = plan_case(response, tenant_id=tenant, policy=policy, opened_at=opened_at)
-    case_id = uuid.uuid4()
+    case_id = plan.case_id
     inserted = await session.scalar(
         pg_insert(cases)
         .values(
@@ -78,44 +79,3 @@ async def open_case(
         new_event(opened, tenant_id=tenant, source=source, clock=clock, subject=str(case_id)),
     )
     return case_id
-
-
-def case_json(row: sa.Row[Any]) -> dict[str, Any]:
-    return {
-        "case_id": row.case_id,
-        "tenant_id": row.tenant_id,
-        "response_id": row.response_id,
-        "survey_id": row.survey_id,
-        "customer": row.customer,
-        "account_id": row.account_id,
-        "score": row.score,
-        "category": row.category,
-        "comment": row.comment,
-        "playbook": row.playbook,
-        "owner": {"id": row.owner_id, "name": row.owner_name, "email": row.owner_email},
-        "key_account": row.key_account,
-        "status": row.status,
-        "opened_at": row.opened_at,
-        "first_contact_due_at": row.first_contact_due_at,
-    }
-
-
-async def list_cases(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    status: str | None,
-    owner_id: str | None,
-    response_id: str | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Cases, the most urgent first-contact deadline first."""
-    query = sa.select(cases).where(cases.c.tenant_id == tenant_id)
-    if status is not None:
-        query = query.where(cases.c.status == status)
-    if owner_id is not None:
-        query = query.where(cases.c.owner_id == owner_id)
-    if response_id is not None:
-        query = query.where(cases.c.response_id == response_id)
-    query = query.order_by(cases.c.key_account.desc(), cases.c.first_contact_due_at).limit(limit)
-    return [case_json(row) for row in (await session.execute(query)).all()]

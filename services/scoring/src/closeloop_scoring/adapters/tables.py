@@ -22,3 +22,11 @@ segment_daily = sa.Table(
     sa.Column("passives", sa.Integer, nullable=False, server_default="0"),
     sa.Column("detractors", sa.Integer, nullable=False, server_default="0"),
 )
+
+# The counts of the rows a query selects, named like `NpsCounts`' fields: what both the handler
+# (new totals for the event) and the read side (a window's counts) sum.
+CATEGORY_TOTALS = (
+    sa.func.coalesce(sa.func.sum(segment_daily.c.promoters), 0).label("promoters"),
+    sa.func.coalesce(sa.func.sum(segment_daily.c.passives), 0).label("passives"),
+    sa.func.coalesce(sa.func.sum(segment_daily.c.detractors), 0).label("detractors"),
+)

@@ -11,20 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-from closeloop_common.events import Category, ResponseReceivedV1
+from closeloop_common.events import Category, Dimension, ResponseReceivedV1
 
-Dimension = Literal["overall", "survey", "account", "product", "region", "channel", "touchpoint"]
-DIMENSIONS: tuple[Dimension, ...] = (
-    "overall",
-    "survey",
-    "account",
-    "product",
-    "region",
-    "channel",
-    "touchpoint",
-)
 OVERALL_SEGMENT = "all"
 Z_95 = 1.959964
 
@@ -76,20 +65,13 @@ class NpsCounts:
 
 
 def segment_keys(response: ResponseReceivedV1) -> list[tuple[Dimension, str]]:
-    """Every (dimension, segment) a response counts towards; missing attributes are skipped."""
+    """Every (dimension, segment) a response counts towards, in `DIMENSIONS` order; missing
+    attributes are skipped."""
     keys: list[tuple[Dimension, str]] = [
         ("overall", OVERALL_SEGMENT),
         ("survey", response.survey_id),
     ]
     if response.account_id:
         keys.append(("account", response.account_id))
-    s = response.segments
-    for dimension, value in (
-        ("product", s.product),
-        ("region", s.region),
-        ("channel", s.channel),
-        ("touchpoint", s.touchpoint),
-    ):
-        if value:
-            keys.append((dimension, value))  # type: ignore[arg-type]
+    keys.extend(response.segments.set_attributes())
     return keys

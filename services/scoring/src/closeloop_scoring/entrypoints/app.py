@@ -2,52 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CloudEvent, ResponseReceivedV1
+from closeloop_common.events import CloudEvent, Dimension, ResponseReceivedV1
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_common.settings import CommonSettings
 from closeloop_common.web import Problem, ReadTenant, create_app
+from closeloop_scoring import views
 from closeloop_scoring.adapters.tables import metadata
-from closeloop_scoring.domain.nps import OVERALL_SEGMENT, Dimension, NpsCounts
-from closeloop_scoring.service_layer.counting import Window, count_response, report, segment_counts
+from closeloop_scoring.config import ScoringSettings
+from closeloop_scoring.domain.nps import OVERALL_SEGMENT
+from closeloop_scoring.service_layer.counting import count_response
 
 From = Annotated[date | None, Query(alias="from", description="first answer day (UTC), inclusive")]
 To = Annotated[date | None, Query(alias="to", description="last answer day (UTC), inclusive")]
 Days = Annotated[int | None, Query(ge=1, le=3660, description="rolling window ending today")]
 
 
-class ScoringSettings(CommonSettings):
-    pass
-
-
-def window_from_query(
-    first_day: date | None, last_day: date | None, days: int | None, today: date
-) -> Window:
-    if days is not None:
-        if first_day is not None or last_day is not None:
-            raise Problem(
-                400, "invalid-window", "Invalid window", "give either days or from/to, not both"
-            )
-        return Window(today - timedelta(days=days - 1), today)
-    if first_day and last_day and first_day > last_day:
-        raise Problem(400, "invalid-window", "Invalid window", "from is after to")
-    return Window(first_day, last_day)
-
-
 def build_router(runtime: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["nps"])
 
-    def window_of(first_day: date | None, last_day: date | None, days: int | None) -> Window:
-        return window_from_query(first_day, last_day, days, runtime.clock.now().date())
-
-    def window_json(w: Window) -> dict[str, Any]:
-        return {"from": w.first_day, "to": w.last_day}
+    def window_of(first_day: date | None, last_day: date | None, days: int | None) -> views.Window:
+        try:
+            return views.window_from_query(
+                first_day, last_day, days, today=runtime.clock.now().date()
+            )
+        except views.InvalidWindow as exc:
+            raise Problem(400, "invalid-window", "Invalid window", str(exc)) from exc
 
     @router.get("/nps", summary="NPS of one segment (overall by default) over a window")
     async def nps(
@@ -60,21 +45,13 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     ) -> dict[str, Any]:
         window = window_of(first_day, last_day, days)
         async with runtime.sessions() as session:
-            found = await segment_counts(
+            return await views.nps_of_segment(
                 session=session,
                 tenant_id=tenant,
                 dimension=dimension,
-                window=window,
                 segment=segment,
+                window=window,
             )
-        counts = found.get(segment, NpsCounts())
-        return {
-            "tenant_id": tenant,
-            "dimension": dimension,
-            "segment": segment,
-            "window": window_json(window),
-            **report(counts),
-        }
 
     @router.get(
         "/nps/{dimension}", summary="NPS of every segment of a dimension, most answers first"
@@ -88,16 +65,9 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     ) -> dict[str, Any]:
         window = window_of(first_day, last_day, days)
         async with runtime.sessions() as session:
-            found = await segment_counts(
+            return await views.nps_by_segment(
                 session=session, tenant_id=tenant, dimension=dimension, window=window
             )
-        segments = sorted(found.items(), key=lambda kv: (-kv[1].responses, kv[0]))
-        return {
-            "tenant_id": tenant,
-            "dimension": dimension,
-            "window": window_json(window),
-            "segments": [{"segment": name, **report(c)} for name, c in segments],
-        }
 
     return router
 

@@ -1,0 +1,9 @@
+"""Ingest's settings: environment variables on top of `CommonSettings` (none of its own yet)."""
+
+from __future__ import annotations
+
+from closeloop_common.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    pass

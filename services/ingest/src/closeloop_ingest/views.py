@@ -1,0 +1,46 @@
+"""Ingest's read side: the queries and JSON the API answers with. No writes happen here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closeloop_ingest.adapters.tables import responses
+from closeloop_ingest.service_layer.accept import Accepted
+
+
+def accepted_json(accepted: Accepted) -> dict[str, Any]:
+    """The answer to `POST /v1/responses`, for a first delivery and a duplicate alike."""
+    return {
+        "status": accepted.status,
+        "tenant_id": accepted.tenant_id,
+        "response_id": accepted.response_id,
+        "category": accepted.category.value,
+        "event_id": accepted.event_id,
+    }
+
+
+async def response(
+    *, session: AsyncSession, tenant_id: str, response_id: str
+) -> dict[str, Any] | None:
+    """An accepted response as it was received, or None if the tenant has none with that id."""
+    row = (
+        await session.execute(
+            sa.select(responses).where(
+                responses.c.tenant_id == tenant_id, responses.c.response_id == response_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return {
+        "tenant_id": row.tenant_id,
+        "response_id": row.response_id,
+        "category": row.category,
+        "received_at": row.received_at,
+        "source": row.source,
+        "event_id": row.event_id,
+        "response": row.payload,
+    }
