@@ -92,12 +92,23 @@ def create_messaging_tables(schema: str) -> None:
 
 def add_messaging_retention_indexes(schema: str) -> None:
     """Indexes that make deleting old outbox and inbox rows by age cheap: BRIN, since rows arrive
-    in time order, so the consumer's inserts barely pay for them."""
+    in time order, so the consumer's inserts barely pay for them. `IF NOT EXISTS`: development
+    databases of the branch that introduced them met them under another revision number."""
     op.create_index(
-        "ix_outbox_published_at", "outbox", ["published_at"], schema=schema, postgresql_using="brin"
+        "ix_outbox_published_at",
+        "outbox",
+        ["published_at"],
+        schema=schema,
+        postgresql_using="brin",
+        if_not_exists=True,
     )
     op.create_index(
-        "ix_inbox_processed_at", "inbox", ["processed_at"], schema=schema, postgresql_using="brin"
+        "ix_inbox_processed_at",
+        "inbox",
+        ["processed_at"],
+        schema=schema,
+        postgresql_using="brin",
+        if_not_exists=True,
     )
 
 
