@@ -45,13 +45,24 @@ class Transaction:
     ) -> CloudEvent[EmittedT]:
         """Wrap `data` in a new event of `tenant_id` and queue it in the outbox of this transaction.
 
-        The rows are written by `flush` (the consumer calls it before committing), many in one
-        statement."""
-        event = new_event(
+        The rows are written by `flush` (the consumer and `ServiceRuntime.transaction` call it
+        before committing), many in one statement."""
+        event = self.envelope(data, tenant_id=tenant_id, subject=subject)
+        self.add(event)
+        return event
+
+    def envelope(
+        self, data: EmittedT, *, tenant_id: str, subject: str | None = None
+    ) -> CloudEvent[EmittedT]:
+        """A new event of this service (its id and time), not queued yet: for a command that
+        needs the event id before it knows whether to emit (see `add`)."""
+        return new_event(
             data, tenant_id=tenant_id, source=self.source, clock=self.clock, subject=subject
         )
+
+    def add(self, event: CloudEvent[Any]) -> None:
+        """Queue an event made by `envelope` in this transaction's outbox."""
         self.emitted.append(event)
-        return event
 
     def context(self, tenant_id: str) -> HandlerContext:
         return HandlerContext(self, tenant_id)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -25,8 +26,15 @@ import sqlalchemy as sa
 
 from closeloop_common.clock import Clock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, ping
+from closeloop_common.db import transaction as db_transaction
 from closeloop_common.events import Topic
-from closeloop_common.handlers import BatchHandler, DataT, Handler, HandlerRegistry
+from closeloop_common.handlers import (
+    BatchHandler,
+    DataT,
+    Handler,
+    HandlerRegistry,
+    Transaction,
+)
 from closeloop_common.inbox import prune_inbox
 from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer
@@ -96,6 +104,18 @@ class ServiceRuntime:
     def on_batch(self, contract: type[DataT], handler: BatchHandler[DataT]) -> None:
         """Handle the events of `contract` a consumer batch at a time (one transaction)."""
         self.handlers.on_batch(contract, handler)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A command's transaction (HTTP pool): what it emits is stored in the outbox with it.
+
+        Committed when the block ends, rolled back on any exception."""
+        async with db_transaction(self.sessions) as session:
+            tx = Transaction(
+                session=session, clock=self.clock, source=self.source, outbox=self.outbox
+            )
+            yield tx
+            await tx.flush()
 
     def add_worker(self, name: str, worker: Worker) -> None:
         """Run `worker` as a background task for the service's lifetime."""

@@ -106,15 +106,8 @@ def received(
 async def handle(app: FastAPI, event: CloudEvent[ResponseReceivedV1]) -> uuid.UUID | None:
     """Run the handler in one transaction, as the consumer does."""
     runtime = _runtime(app)
-    async with transaction(runtime.sessions) as session:
-        return await open_case(
-            session=session,
-            outbox=runtime.outbox,
-            clock=runtime.clock,
-            source=runtime.source,
-            policy=POLICY,
-            event=event,
-        )
+    async with runtime.transaction() as tx:
+        return await open_case(tx.context(event.tenantid), event, policy=POLICY)
 
 
 async def opened_case_ids(sessions: async_sessionmaker[AsyncSession], tenant: str) -> list[Any]:

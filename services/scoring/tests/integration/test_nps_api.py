@@ -13,7 +13,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import SystemClock
 from closeloop_common.db import transaction
@@ -86,15 +85,8 @@ async def count(app: FastAPI, tenant: str, *, score: int, at: datetime, region: 
         source="api",
     )
     event = new_event(data, tenant_id=tenant, source="/closeloop/ingest", clock=SystemClock())
-    sessions: async_sessionmaker[AsyncSession] = runtime.sessions
-    async with transaction(sessions) as session:
-        await count_response(
-            session=session,
-            outbox=runtime.outbox,
-            clock=runtime.clock,
-            source=runtime.source,
-            event=event,
-        )
+    async with runtime.transaction() as tx:
+        await count_response(tx.context(event.tenantid), event)
 
 
 @pytest.fixture

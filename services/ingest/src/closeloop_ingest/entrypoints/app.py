@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Response, status
 
 from closeloop_common.clock import Clock
-from closeloop_common.db import transaction
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import Problem, ReadTenant, ResponsesWriteTenant, create_app
 from closeloop_ingest import views
@@ -38,15 +37,9 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         body: CanonicalResponse, tenant: ResponsesWriteTenant, response: Response
     ) -> dict[str, Any]:
         try:
-            async with transaction(runtime.sessions) as session:
+            async with runtime.transaction() as tx:
                 accepted = await accept_response(
-                    session=session,
-                    outbox=runtime.outbox,
-                    clock=runtime.clock,
-                    tenant_id=tenant,
-                    response=body,
-                    source="api",
-                    event_source=runtime.source,
+                    tx=tx, tenant_id=tenant, response=body, source="api"
                 )
         except ResponseConflict as exc:
             raise Problem(

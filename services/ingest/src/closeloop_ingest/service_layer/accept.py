@@ -7,11 +7,9 @@ from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.clock import Clock
-from closeloop_common.events import Category, categorize, new_event
-from closeloop_common.outbox import Outbox
+from closeloop_common.events import Category, categorize
+from closeloop_common.handlers import Transaction
 from closeloop_ingest.adapters.tables import responses
 from closeloop_ingest.domain.responses import CanonicalResponse, fingerprint_of
 
@@ -34,23 +32,15 @@ class Accepted:
 
 
 async def accept_response(
-    *,
-    session: AsyncSession,
-    outbox: Outbox,
-    clock: Clock,
-    tenant_id: str,
-    response: CanonicalResponse,
-    source: str,
-    event_source: str,
+    *, tx: Transaction, tenant_id: str, response: CanonicalResponse, source: str
 ) -> Accepted:
     """Persist a first delivery and queue `response.received.v1`; a repeat changes nothing."""
-    now = clock.now()
+    session = tx.session
+    now = tx.clock.now()
     if response.answered_in_future(now):
         raise AnsweredInFuture(response.answered_at.isoformat())
     data = response.to_event(received_at=now, source=source)
-    event = new_event(
-        data, tenant_id=tenant_id, source=event_source, clock=clock, subject=response.response_id
-    )
+    event = tx.envelope(data, tenant_id=tenant_id, subject=response.response_id)
     payload = response.model_dump(mode="json")
     fingerprint = fingerprint_of(payload)  # the same as response.fingerprint(), one dump fewer
     inserted = await session.scalar(
@@ -74,7 +64,7 @@ async def accept_response(
         .returning(responses.c.event_id)
     )
     if inserted is not None:
-        await outbox.add(session, event)
+        tx.add(event)
         return Accepted("accepted", tenant_id, response.response_id, data.category, event.id)
 
     earlier = (

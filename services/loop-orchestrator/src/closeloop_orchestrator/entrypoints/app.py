@@ -63,14 +63,7 @@ def create_orchestrator_app(
     runtime = ServiceRuntime(name="orchestrator", settings=settings, metadata=metadata, clock=clock)
 
     async def on_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
-        await open_case(
-            session=ctx.session,
-            outbox=runtime.outbox,
-            clock=runtime.clock,
-            source=runtime.source,
-            policy=policies.get(event.tenantid, default_policy),
-            event=event,
-        )
+        await open_case(ctx, event, policy=policies.get(event.tenantid, default_policy))
 
     runtime.on(ResponseReceivedV1, on_response)
     return create_app(

@@ -5,23 +5,15 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.clock import Clock
-from closeloop_common.events import CaseOpenedV1, CloudEvent, ResponseReceivedV1, new_event
-from closeloop_common.outbox import Outbox
+from closeloop_common.events import CaseOpenedV1, CloudEvent, ResponseReceivedV1
+from closeloop_common.handlers import HandlerContext
 from closeloop_orchestrator.adapters.tables import cases
 from closeloop_orchestrator.domain.rules import CasePolicy, plan_case
 
 
 async def open_case(
-    *,
-    session: AsyncSession,
-    outbox: Outbox,
-    clock: Clock,
-    source: str,
-    policy: CasePolicy,
-    event: CloudEvent[ResponseReceivedV1],
+    ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1], *, policy: CasePolicy
 ) -> uuid.UUID | None:
     """Open the follow-up case of a response; None if that response already has one.
 
@@ -29,10 +21,10 @@ async def open_case(
     again after its case was lost (a replay, a rebuilt schema) opens the same case again."""
     response = event.data
     tenant = event.tenantid
-    opened_at = clock.now()
+    opened_at = ctx.clock.now()
     plan = plan_case(response, tenant_id=tenant, policy=policy, opened_at=opened_at)
     case_id = plan.case_id
-    inserted = await session.scalar(
+    inserted = await ctx.session.scalar(
         pg_insert(cases)
         .values(
             tenant_id=tenant,
@@ -74,8 +66,5 @@ async def open_case(
         opened_at=opened_at,
         first_contact_due_at=plan.first_contact_due_at,
     )
-    await outbox.add(
-        session,
-        new_event(opened, tenant_id=tenant, source=source, clock=clock, subject=str(case_id)),
-    )
+    await ctx.emit(opened, subject=str(case_id))
     return case_id

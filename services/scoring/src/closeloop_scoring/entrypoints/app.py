@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CloudEvent, Dimension, ResponseReceivedV1
-from closeloop_common.handlers import HandlerContext
+from closeloop_common.events import Dimension, ResponseReceivedV1
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import Problem, ReadTenant, create_app
 from closeloop_scoring import views
@@ -79,14 +78,5 @@ def create_scoring_app(
         name="scoring", settings=settings or ScoringSettings(), metadata=metadata, clock=clock
     )
 
-    async def on_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
-        await count_response(
-            session=ctx.session,
-            outbox=runtime.outbox,
-            clock=runtime.clock,
-            source=runtime.source,
-            event=event,
-        )
-
-    runtime.on(ResponseReceivedV1, on_response)
+    runtime.on(ResponseReceivedV1, count_response)
     return create_app(title="Closeloop scoring", runtime=runtime, routers=[build_router(runtime)])

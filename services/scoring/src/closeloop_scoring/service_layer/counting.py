@@ -6,31 +6,22 @@ from datetime import UTC
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.clock import Clock
 from closeloop_common.events import (
     CloudEvent,
     NpsUpdatedV1,
     ResponseReceivedV1,
     SegmentScore,
-    new_event,
 )
-from closeloop_common.outbox import Outbox
+from closeloop_common.handlers import HandlerContext
 from closeloop_scoring.adapters.tables import CATEGORY_TOTALS
 from closeloop_scoring.adapters.tables import segment_daily as t
 from closeloop_scoring.domain.nps import NpsCounts, segment_keys
 
 
-async def count_response(
-    *,
-    session: AsyncSession,
-    outbox: Outbox,
-    clock: Clock,
-    source: str,
-    event: CloudEvent[ResponseReceivedV1],
-) -> None:
+async def count_response(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
     """Add one response to each of its segments' day and publish the segments' new totals."""
+    session = ctx.session
     response = event.data
     tenant = event.tenantid
     day = response.answered_at.astimezone(UTC).date()
@@ -75,9 +66,4 @@ async def count_response(
         answered_at=response.answered_at,
         scores=tuple(scores),
     )
-    await outbox.add(
-        session,
-        new_event(
-            update, tenant_id=tenant, source=source, clock=clock, subject=response.response_id
-        ),
-    )
+    await ctx.emit(update, subject=response.response_id)
