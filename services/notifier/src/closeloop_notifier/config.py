@@ -28,7 +28,7 @@ class NotifierSettings(CommonSettings):
     )
     notifier_send_lease_seconds: float = Field(
         300,
-        ge=60,
+        ge=5,
         le=86_400,
         description="how long a claimed message is left to its dispatcher before another one "
         "may send it; longer than any SMTP conversation (several commands times the timeout)",

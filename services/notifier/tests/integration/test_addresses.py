@@ -129,3 +129,41 @@ async def test_message_is_stored_and_sent_to_the_normalised_address(
     assert server.recipients == ["Anna.Nowak@klient.example.pl"]
     [(_, content)] = server.received
     assert b"\r\nTo: Anna.Nowak@klient.example.pl\r\n" in content
+
+
+async def test_message_that_cannot_be_rendered_fails_alone_and_the_queue_moves_on(
+    delivery: Delivery, start_smtp: Callable[..., Any]
+) -> None:
+    """Any exception about one message (here the stdlib refuses a header) fails that message."""
+    server = start_smtp()
+    broken, good = delivery.case_opened(), delivery.case_opened()
+    assert await delivery.prepare(broken) == "pending"
+    delivery.clock.advance(timedelta(seconds=1))
+    assert await delivery.prepare(good) == "pending"
+    async with transaction(delivery.sessions) as session:
+        await session.execute(
+            sa.update(messages)
+            .where(
+                messages.c.tenant_id == delivery.tenant, messages.c.case_id == broken.data.case_id
+            )
+            .values(subject="Przepraszamy\nBcc: everyone@klient.example.pl")
+        )
+    send = delivery.dispatcher(server.port)
+
+    try:
+        assert [await send.dispatch_one() for _ in range(3)] == [True, True, False]
+    finally:
+        await delivery.finish()
+
+    broken_row = await delivery.message_of_case(broken.data.case_id)
+    assert (broken_row.status, broken_row.attempts) == ("failed", 1)
+    assert "ValueError" in broken_row.last_error
+    assert (await delivery.message_of_case(good.data.case_id)).status == "sent"
+    assert server.recipients == ["anna.nowak@klient.example.pl"]
+    [failed, sent] = await delivery.events()
+    assert isinstance(failed.data, NotificationFailedV1)
+    assert (failed.data.reason, failed.data.message_id) == (
+        "delivery_failed",
+        broken_row.message_id,
+    )
+    assert sent.type == NotificationSentV1.EVENT_TYPE
