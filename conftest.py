@@ -119,7 +119,8 @@ async def _retire_earlier_runs(database_url: str) -> None:
             await conn.execute(
                 text(
                     "UPDATE notifier.messages SET status = 'failed', next_attempt_at = NULL, "
-                    "last_error = 'retired by the test set-up' WHERE status = 'pending'"
+                    "last_error = 'retired by the test set-up' "
+                    "WHERE status IN ('pending', 'sending')"
                 )
             )
     finally:

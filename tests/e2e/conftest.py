@@ -69,7 +69,14 @@ def stack(
     tenants_file = tmp_path_factory.mktemp("tenants") / "tenants.toml"
     tenants_file.write_text(TENANTS_TOML, encoding="utf-8")
     running = Stack(
-        env={**infra, "NOTIFIER_SMTP_PORT": str(SMTP_PORT), "TENANTS_FILE": str(tenants_file)},
+        env={
+            **infra,
+            "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
+            "TENANTS_FILE": str(tenants_file),
+            # A notifier killed mid-send leaves its claim until the lease ends (see
+            # docs/architecture.md): short here, so the crash test sees that message go out.
+            "NOTIFIER_SEND_LEASE_SECONDS": "10",
+        },
         log_dir=tmp_path_factory.mktemp("logs"),
         port_offset=PORT_OFFSET,
     )

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from closeloop_common.events import Playbook
 from closeloop_notifier.adapters.smtp import OutgoingEmail
 from closeloop_notifier.domain.templates import MessageContext, choose_locale, render
-from closeloop_notifier.service_layer.messages import DeliveryPolicy
+from closeloop_notifier.service_layer.policy import DeliveryPolicy
 
 OWNER = "Jan Kowalski"
 COMPANY = "Acme Sp. z o.o."

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from closeloop_common.emails import normalize_email
 from closeloop_common.events import (
     SEGMENT_ATTRIBUTES,
     Customer,
@@ -54,6 +55,15 @@ class CanonicalResponse(BaseModel):
     comment: str | None = Field(None, max_length=10_000)
     answered_at: Instant
     segments: Segments = Segments()
+
+    @field_validator("customer")
+    @classmethod
+    def _normalize_email(cls, customer: Customer) -> Customer:
+        # Only the normal form is stored and published: the notifier can put it in a To header
+        # as it is, and an opt-out matches every spelling of the address.
+        if customer.email is None:
+            return customer
+        return customer.model_copy(update={"email": normalize_email(customer.email)})
 
     def fingerprint(self) -> str:
         """A digest of the content; the same id with another fingerprint is a conflict."""

@@ -1,7 +1,7 @@
 """notifier: indexes for deleting old outbox and inbox rows
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from closeloop_common.migrations import (
@@ -9,8 +9,8 @@ from closeloop_common.migrations import (
     drop_messaging_retention_indexes,
 )
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
