@@ -10,7 +10,6 @@ retention (14 days by default): an event can only come again while the broker st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,15 +20,16 @@ from closeloop_common.db import transaction
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event as it arrived: its id, tenant and type, and where it was read."""
+class Deliveries:
+    """Events as they arrived, column by column (one list per column, in the same order): their
+    ids, tenants and types, and where they were read."""
 
-    event_id: str
-    tenant_id: str
-    event_type: str
-    topic: str
-    partition: int
-    offset: int
+    event_ids: list[str]
+    tenant_ids: list[str]
+    event_types: list[str]
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
 
 
 def _insert_statement(table: sa.Table) -> sa.TextClause:
@@ -50,23 +50,23 @@ async def record_new(
     table: sa.Table,
     *,
     group_id: str,
-    deliveries: Sequence[Delivery],
+    deliveries: Deliveries,
     now: datetime,
 ) -> set[str]:
     """Insert the deliveries' ids for `group_id`; the ids that were not there before."""
-    if not deliveries:
+    if not deliveries.event_ids:
         return set()
     result = await session.execute(
         _insert_statement(table),
         {
             "group_id": group_id,
             "now": now,
-            "ids": [d.event_id for d in deliveries],
-            "tenants": [d.tenant_id for d in deliveries],
-            "types": [d.event_type for d in deliveries],
-            "topics": [d.topic for d in deliveries],
-            "partitions": [d.partition for d in deliveries],
-            "offsets": [d.offset for d in deliveries],
+            "ids": deliveries.event_ids,
+            "tenants": deliveries.tenant_ids,
+            "types": deliveries.event_types,
+            "topics": deliveries.topics,
+            "partitions": deliveries.partitions,
+            "offsets": deliveries.offsets,
         },
     )
     return set(result.scalars().all())

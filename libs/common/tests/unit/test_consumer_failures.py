@@ -130,7 +130,9 @@ class ScriptedConsumer(EventConsumer):
         self.dead_letters.append(reason)
 
 
-def a_record(response_id: str = "r", offset: int = 7) -> ConsumerRecord[bytes, bytes]:
+def a_record(
+    response_id: str = "r", offset: int = 7, partition: int = 0
+) -> ConsumerRecord[bytes, bytes]:
     now = datetime.now(UTC)
     data = ResponseReceivedV1(
         response_id=response_id,
@@ -143,7 +145,7 @@ def a_record(response_id: str = "r", offset: int = 7) -> ConsumerRecord[bytes, b
         source="unit",
     )
     value = new_event(data, tenant_id="t", source="/unit", clock=SystemClock()).encode()
-    return ConsumerRecord("t", 0, offset, 0, 0, b"t:c", value, None, 3, len(value), ())
+    return ConsumerRecord("t", partition, offset, 0, 0, b"t:c", value, None, 3, len(value), ())
 
 
 async def decoded(consumer: EventConsumer, record: ConsumerRecord[bytes, bytes]) -> Decoded:
@@ -180,7 +182,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_after_max_attempts(
 async def test_a_failing_batch_falls_back_to_single_records_and_spares_the_neighbours() -> None:
     consumer = ScriptedConsumer([], max_attempts=2, fail_ids=frozenset({"r2"}))
     records = [a_record(f"r{n}", offset=n) for n in range(5)]
-    await consumer._handle_records({TP: records})
+    await consumer._handle_items({TP}, [await decoded(consumer, r) for r in records])
     assert consumer.batches[0] == ["r0", "r1", "r2", "r3", "r4"]  # one transaction first
     assert consumer.handled == ["r0", "r1", "r3", "r4"]
     assert consumer.dead_letters == ["handler_failed"]
@@ -190,7 +192,7 @@ async def test_an_outage_during_a_batch_is_waited_out_without_splitting_it() -> 
     outage = sa.exc.TimeoutError("QueuePool limit reached")
     consumer = ScriptedConsumer([outage, outage, None], max_attempts=1)
     records = [a_record(f"r{n}", offset=n) for n in range(3)]
-    await consumer._handle_records({TP: records})
+    await consumer._handle_items({TP}, [await decoded(consumer, r) for r in records])
     assert consumer.batches == [["r0", "r1", "r2"]] * 3
     assert consumer.handled == ["r0", "r1", "r2"]
     assert consumer.dead_letters == []
@@ -201,7 +203,9 @@ async def test_a_batch_waiting_out_an_outage_gives_up_when_its_partition_is_revo
     consumer = ScriptedConsumer([outage] * 1000, max_attempts=1)
     consumer._revoked.add(TP)
     with pytest.raises(consumer_module.PartitionRevoked):
-        await consumer._handle_records({TP: [a_record("r0", 0), a_record("r1", 1)]})
+        await consumer._handle_items(
+            {TP}, [await decoded(consumer, a_record(f"r{n}", n)) for n in range(2)]
+        )
     assert consumer.handled == []
     assert consumer.dead_letters == []
 
@@ -228,7 +232,7 @@ class FakeKafka:
 async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_handled() -> None:
     consumer = ScriptedConsumer([], max_attempts=1)
     other = TopicPartition("t", 1)
-    kafka = FakeKafka({TP: [a_record("kept", 0)], other: [a_record("revoked", 0)]})
+    kafka = FakeKafka({TP: [a_record("kept", 0)], other: [a_record("revoked", 0, partition=1)]})
     consumer._started = kafka
     consumer._revoked.add(other)  # the rebalance listener ran after the fetch
     await consumer.poll_once()

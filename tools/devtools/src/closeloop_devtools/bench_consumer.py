@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import time
@@ -43,6 +44,7 @@ from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.kafka.topics import ensure_topics, topic_addresses
 from closeloop_common.outbox import Outbox
+from closeloop_common.runtime import tune_garbage_collector
 from closeloop_common.settings import CommonSettings
 
 SCHEMA = "bench_consumer"
@@ -149,11 +151,15 @@ async def consume(
         batch_mode=mode == "batch",
     )
     await consumer.start()
+    tune_garbage_collector()  # as a service does when it starts
     counted = 0
     started = time.perf_counter()
+    running = asyncio.create_task(consumer.run())
     try:
         while counted < target and time.perf_counter() - started < time_limit:
-            await consumer.poll_once(timeout_ms=200)
+            await asyncio.sleep(0.1)
+            if running.done():
+                running.result()  # a consumer that died: say why
             async with engine.connect() as conn:
                 counted = int(
                     await conn.scalar(
@@ -164,15 +170,23 @@ async def consume(
                     or 0
                 )
         elapsed = time.perf_counter() - started
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         async with engine.connect() as conn:
+            total = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(counters.c.n), 0)).where(
+                    counters.c.mode == mode
+                )
+            )
             inbox = metadata.tables[f"{SCHEMA}.inbox"]
             handled = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(inbox)
                 .where(inbox.c.consumer_group == consumer.group_id)
             )
-        if handled != counted:
-            raise AssertionError(f"{mode}: {counted} counted but {handled} inbox rows")
+        if handled != total:
+            raise AssertionError(f"{mode}: {total} counted but {handled} inbox rows")
         return counted, elapsed
     finally:
         await consumer.stop()

@@ -32,6 +32,7 @@ revoked; the new owner redelivers it and the inbox keeps the effect single.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -56,7 +57,7 @@ from closeloop_common.events import (
     decode_event,
 )
 from closeloop_common.handlers import HandlerRegistry, Registration, Transaction
-from closeloop_common.inbox import Delivery, record_new
+from closeloop_common.inbox import Deliveries, record_new
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.metrics import (
     CONSUMER_BATCH_DURATION,
@@ -78,6 +79,19 @@ class Decoded:
     record: Record
     event: CloudEvent[Any]
     registration: Registration[Any]
+
+    @property
+    def partition(self) -> TopicPartition:
+        return TopicPartition(self.record.topic, self.record.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One fetch, decoded: the events to handle and the offsets to commit once they are."""
+
+    offsets: dict[TopicPartition, int]
+    items: list[Decoded]
+    records: int
 
 
 class PartitionRevoked(Exception):
@@ -182,23 +196,59 @@ class EventConsumer:
                     extra={"group": self.group_id, "error": repr(exc), "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
-        while True:
-            await self.poll_once()
+        # Pipelined: the next fetch is decoded while the current batch is in the database, so
+        # Python (decoding) and PostgreSQL (the transaction) work at the same time.
+        upcoming = asyncio.ensure_future(self._fetch_decoded(500))
+        try:
+            while True:
+                fetched = await upcoming
+                upcoming = asyncio.ensure_future(self._fetch_decoded(500))
+                await self._handle_fetched(fetched)
+        finally:
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await upcoming
 
     async def poll_once(self, timeout_ms: int = 500) -> int:
         """Fetch and handle one batch (records of every partition fetched, in one transaction);
         returns how many records it fetched."""
+        fetched = await self._fetch_decoded(timeout_ms)
+        await self._handle_fetched(fetched)
+        return fetched.records
+
+    async def _fetch_decoded(self, timeout_ms: int) -> Fetched:
+        """Fetch, decode (dead-lettering what is undecodable) and note the offsets to commit."""
         batches = await self._fetch(timeout_ms)
+        items: list[Decoded] = []
+        decoded = 0
+        for records in batches.values():
+            for record in records:
+                item = await self._decode(record)
+                if item is not None:
+                    items.append(item)
+                decoded += 1
+                if decoded % 500 == 0:
+                    await asyncio.sleep(0)  # let the batch under way reach the database
+        return Fetched(
+            offsets={tp: records[-1].offset + 1 for tp, records in batches.items()},
+            items=items,
+            records=decoded,
+        )
+
+    async def _handle_fetched(self, fetched: Fetched) -> None:
+        """Handle a fetch's events of partitions still ours, then commit their offsets."""
         async with self._busy:
-            owned = {tp: rs for tp, rs in batches.items() if not self._is_revoked(tp)}
+            owned = {tp: o for tp, o in fetched.offsets.items() if not self._is_revoked(tp)}
             if not owned:
-                return 0
+                return
+            items = fetched.items
+            if len(owned) < len(fetched.offsets):
+                items = [i for i in items if i.partition in owned]
             try:
-                await self._handle_records(owned)
+                await self._handle_items(set(owned), items)
             except PartitionRevoked:
-                return 0
-            await self._commit({tp: records[-1].offset + 1 for tp, records in owned.items()})
-        return sum(len(r) for r in batches.values())
+                return
+            await self._commit(owned)
 
     def _is_revoked(self, tp: TopicPartition) -> bool:
         return tp in self._revoked or tp not in self._consumer.assignment()
@@ -224,15 +274,13 @@ class EventConsumer:
             # Lost a partition in a rebalance: the new owner redelivers, the inbox dedupes.
             log.warning("offset commit failed", extra={"offsets": str(offsets)})
 
-    async def _handle_records(self, batches: dict[TopicPartition, list[Record]]) -> None:
-        """Handle one fetch: in batch mode all in one transaction, falling back to one record
-        per transaction when the batch fails for a reason other than an outage."""
-        items = [
-            d for records in batches.values() for d in [await self._decode(r) for r in records] if d
-        ]
+    async def _handle_items(
+        self, partitions: set[TopicPartition], items: Sequence[Decoded]
+    ) -> None:
+        """Handle one fetch's events: in batch mode all in one transaction, falling back to one
+        record per transaction when the batch fails for a reason other than an outage."""
         if not items:
             return
-        partitions = set(batches)
         if self.batch_mode and len(items) > 1:
             try:
                 await self._until_not_transient(partitions, items)
@@ -246,10 +294,9 @@ class EventConsumer:
                     extra={"group": self.group_id, "error": repr(exc)},
                 )
         for item in items:
-            tp = TopicPartition(item.record.topic, item.record.partition)
-            if tp in self._revoked:
-                raise PartitionRevoked(str(tp))
-            await self._handle_alone({tp}, item)
+            if item.partition in self._revoked:
+                raise PartitionRevoked(str(item.partition))
+            await self._handle_alone({item.partition}, item)
 
     async def _decode(self, record: Record) -> Decoded | None:
         try:
@@ -328,17 +375,14 @@ class EventConsumer:
                 session,
                 self._inbox,
                 group_id=self.group_id,
-                deliveries=[
-                    Delivery(
-                        event_id=i.event.id,
-                        tenant_id=i.event.tenantid,
-                        event_type=i.event.type,
-                        topic=i.record.topic,
-                        partition=i.record.partition,
-                        offset=i.record.offset,
-                    )
-                    for i in items
-                ],
+                deliveries=Deliveries(
+                    event_ids=[i.event.id for i in items],
+                    tenant_ids=[i.event.tenantid for i in items],
+                    event_types=[i.event.type for i in items],
+                    topics=[i.record.topic for i in items],
+                    partitions=[i.record.partition for i in items],
+                    offsets=[i.record.offset for i in items],
+                ),
                 now=self._clock.now(),
             )
             fresh: list[Decoded] = []
