@@ -83,7 +83,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[dict[str, str]]:
     """Migrated test database and this run's topics; the topics are deleted afterwards."""
-    from closeloop_common.kafka.topics import ensure_topics, topic_addresses
+    from closeloop_common.kafka.topics import delete_topics, ensure_topics
     from closeloop_common.settings import CommonSettings
     from closeloop_devtools.stack import Stack
 
@@ -92,11 +92,7 @@ def infra() -> Iterator[dict[str, str]]:
     asyncio.run(_retire_earlier_runs(settings.database_url))
     asyncio.run(ensure_topics(settings))
     yield TEST_ENV
-    asyncio.run(
-        _delete_topics(
-            settings.kafka_bootstrap_servers, topic_addresses(settings.kafka_topic_prefix)
-        )
-    )
+    asyncio.run(delete_topics(settings))
 
 
 async def _retire_earlier_runs(database_url: str) -> None:
@@ -125,14 +121,3 @@ async def _retire_earlier_runs(database_url: str) -> None:
             )
     finally:
         await engine.dispose()
-
-
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()

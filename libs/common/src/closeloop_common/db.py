@@ -8,13 +8,15 @@ another's schema; they meet only on Kafka.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import ColumnElement, MetaData, Table, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -72,6 +74,28 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
 def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Call `callback` once the session's current transaction commits (not if it rolls back)."""
     sa_event.listen(session.sync_session, "after_commit", lambda _s: callback(), once=True)
+
+
+async def delete_in_chunks(
+    sessions: async_sessionmaker[AsyncSession],
+    table: Table,
+    *,
+    key: Sequence[ColumnElement[Any]],
+    where: ColumnElement[bool],
+    chunk: int = 5000,
+) -> int:
+    """Delete the rows of `table` matching `where`, `chunk` rows per transaction, so a large
+    clean-up never holds its locks for long; returns how many rows it deleted."""
+    doomed = sa.select(*key).where(where).limit(chunk)
+    target = key[0].in_(doomed) if len(key) == 1 else sa.tuple_(*key).in_(doomed)
+    total = 0
+    while True:
+        async with transaction(sessions) as session:
+            result = await session.execute(sa.delete(table).where(target))
+        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        total += deleted
+        if deleted < chunk:
+            return total
 
 
 async def ping(engine: AsyncEngine, timeout: float = 2.0) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_common.db import transaction
+from closeloop_common.db import delete_in_chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,27 +73,12 @@ async def record_new(
 
 
 async def prune_inbox(
-    sessions: async_sessionmaker[AsyncSession],
-    table: sa.Table,
-    *,
-    before: datetime,
-    chunk: int = 5000,
+    sessions: async_sessionmaker[AsyncSession], table: sa.Table, *, before: datetime
 ) -> int:
-    """Delete rows handled before `before`, a chunk per transaction (short locks)."""
-    doomed = (
-        sa.select(table.c.consumer_group, table.c.event_id)
-        .where(table.c.processed_at < before)
-        .limit(chunk)
+    """Delete rows of events handled before `before`."""
+    return await delete_in_chunks(
+        sessions,
+        table,
+        key=[table.c.consumer_group, table.c.event_id],
+        where=table.c.processed_at < before,
     )
-    total = 0
-    while True:
-        async with transaction(sessions) as session:
-            result = await session.execute(
-                sa.delete(table).where(
-                    sa.tuple_(table.c.consumer_group, table.c.event_id).in_(doomed)
-                )
-            )
-        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
-        total += deleted
-        if deleted < chunk:
-            return total

@@ -7,6 +7,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from aiokafka.errors import KafkaError
+
+from closeloop_common.errors import backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -50,3 +54,21 @@ async def repeat(
         failures = 0
         if not more:
             await wait_for_wake(wake, idle)
+
+
+async def until_connected(start: Callable[[], Awaitable[None]], *, what: str) -> None:
+    """Call `start` until it succeeds, waiting out a broker that cannot be reached yet (a
+    service must start, and stay alive, while its broker is down)."""
+    attempt = 0
+    while True:
+        try:
+            await start()
+            return
+        except (KafkaError, OSError) as exc:
+            attempt += 1
+            delay = backoff(attempt, cap=10.0)
+            log.warning(
+                f"{what}: cannot reach the broker; retrying",
+                extra={"error": repr(exc), "retry_in_s": delay},
+            )
+            await asyncio.sleep(delay)

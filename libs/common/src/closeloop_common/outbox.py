@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import Clock
-from closeloop_common.db import on_commit, transaction
+from closeloop_common.db import delete_in_chunks, on_commit, transaction
 from closeloop_common.events import CloudEvent
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.loop import repeat
@@ -133,21 +133,9 @@ class OutboxRelay:
 
 
 async def prune_outbox(
-    sessions: async_sessionmaker[AsyncSession],
-    table: sa.Table,
-    *,
-    before: datetime,
-    chunk: int = 5000,
+    sessions: async_sessionmaker[AsyncSession], table: sa.Table, *, before: datetime
 ) -> int:
-    """Delete rows published before `before`, a chunk per transaction (short locks)."""
-    doomed = (
-        sa.select(table.c.seq).where(table.c.published_at < before).limit(chunk).scalar_subquery()
+    """Delete rows published before `before`."""
+    return await delete_in_chunks(
+        sessions, table, key=[table.c.seq], where=table.c.published_at < before
     )
-    total = 0
-    while True:
-        async with transaction(sessions) as session:
-            result = await session.execute(sa.delete(table).where(table.c.seq.in_(doomed)))
-        deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
-        total += deleted
-        if deleted < chunk:
-            return total

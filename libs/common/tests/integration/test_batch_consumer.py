@@ -12,21 +12,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from closeloop_common.clock import SystemClock
 from closeloop_common.db import make_engine, schema_metadata, transaction
 from closeloop_common.events import (
     CloudEvent,
-    Customer,
     NpsUpdatedV1,
     ResponseReceivedV1,
     Topic,
-    categorize,
-    new_event,
 )
 from closeloop_common.handlers import HandlerContext, Transaction
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.settings import CommonSettings
+from libs.common.tests.integration.sample_events import response_event
 
 SCHEMA = "common_batch_it"
 metadata = schema_metadata(SCHEMA)
@@ -50,21 +47,6 @@ async def engine(infra: dict[str, str]) -> AsyncIterator[AsyncEngine]:
         await conn.run_sync(metadata.create_all)
     yield engine
     await engine.dispose()
-
-
-def response_event(response_id: str, customer_id: str = "c-1", score: int = 3) -> CloudEvent[Any]:
-    now = datetime.now(UTC)
-    data = ResponseReceivedV1(
-        response_id=response_id,
-        survey_id="s",
-        customer=Customer(id=customer_id),
-        score=score,
-        category=categorize(score),
-        answered_at=now,
-        received_at=now,
-        source="test",
-    )
-    return new_event(data, tenant_id="t-batch", source="/test", clock=SystemClock())
 
 
 def a_runtime(name: str, **overrides: Any) -> ServiceRuntime:
@@ -116,7 +98,10 @@ async def test_a_batch_is_handled_in_few_transactions_exactly_once_and_emits_in_
     engine: AsyncEngine,
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    events = [response_event(f"b-{run}-{n}", customer_id=f"c{n % 7}") for n in range(600)]
+    events = [
+        response_event(f"b-{run}-{n}", customer_id=f"c{n % 7}", tenant="t-batch")
+        for n in range(600)
+    ]
     await publish(events, copies=2)  # every event delivered twice
     runtime = a_runtime(f"batch-{run}")
 
@@ -163,7 +148,7 @@ async def test_the_consumer_works_while_http_requests_hold_every_pooled_connecti
     engine: AsyncEngine,
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    events = [response_event(f"p-{run}-{n}") for n in range(20)]
+    events = [response_event(f"p-{run}-{n}", tenant="t-batch") for n in range(20)]
     await publish(events)
     runtime = a_runtime(f"pool-{run}", database_pool_size=1)
 

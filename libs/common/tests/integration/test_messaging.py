@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,11 +17,8 @@ from closeloop_common.clock import SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, schema_metadata, transaction
 from closeloop_common.events import (
     CloudEvent,
-    Customer,
     ResponseReceivedV1,
     Topic,
-    categorize,
-    new_event,
 )
 from closeloop_common.handlers import HandlerContext, HandlerRegistry
 from closeloop_common.kafka.consumer import EventConsumer
@@ -30,6 +26,7 @@ from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.outbox import Outbox, OutboxRelay
 from closeloop_common.settings import CommonSettings
 from closeloop_devtools.topic_tail import TopicTail
+from libs.common.tests.integration.sample_events import response_event
 
 SCHEMA = "common_it"
 metadata = schema_metadata(SCHEMA)
@@ -65,21 +62,6 @@ async def producer(settings: CommonSettings) -> AsyncIterator[EventProducer]:
     await producer.start()
     yield producer
     await producer.stop()
-
-
-def response_event(response_id: str, customer_id: str = "c-1", score: int = 3) -> CloudEvent[Any]:
-    now = datetime.now(UTC)
-    data = ResponseReceivedV1(
-        response_id=response_id,
-        survey_id="s",
-        customer=Customer(id=customer_id),
-        score=score,
-        category=categorize(score),
-        answered_at=now,
-        received_at=now,
-        source="test",
-    )
-    return new_event(data, tenant_id="t-it", source="/test", clock=SystemClock())
 
 
 async def test_relay_publishes_outbox_rows_in_order_and_marks_them(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,10 +25,11 @@ from typing import Any
 
 import httpx
 
-from closeloop_common.kafka.topics import ensure_topics, topic_addresses
+from closeloop_common.kafka.topics import delete_topics, ensure_topics
 from closeloop_common.settings import CommonSettings
 from closeloop_common.tokens import generate_key_pair, mint_token
 from closeloop_devtools.mailsink import MailSink
+from closeloop_devtools.report import write_report
 from closeloop_devtools.stack import Stack
 
 SMTP_PORT = 13025
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stack.stop()
             sink.stop()
-    asyncio.run(_delete_topics(settings, topic_addresses(prefix)))
+    asyncio.run(delete_topics(settings))
 
     ms = [1000 * v for v in latencies]
     rows = [
@@ -207,34 +207,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{burst['loop_seconds']:.1f} s ({burst['loop_rate']:.0f} emails/s)",
         ),
     ]
-    table = "\n".join(
-        [
-            f"# Closeloop benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
-            "",
-            f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
-            "real Kafka 4.1.1 (KRaft, 1 node) and PostgreSQL on 127.0.0.1; four services as processes.",
-            "",
-            "| measure | result |",
-            "| --- | --- |",
-            *[f"| {k} | {v} |" for k, v in rows],
-            "",
-        ]
+    write_report(
+        args.out,
+        title="Closeloop benchmark",
+        setup="real Kafka 4.1.1 (KRaft, 1 node) and PostgreSQL on 127.0.0.1; four services as "
+        "processes.",
+        rows=rows,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table, encoding="utf-8")
-    print(table)
     return 0
-
-
-async def _delete_topics(settings: CommonSettings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -17,12 +17,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -42,10 +40,11 @@ from closeloop_common.events import (
 from closeloop_common.handlers import HandlerContext, HandlerRegistry, Transaction
 from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
-from closeloop_common.kafka.topics import ensure_topics, topic_addresses
+from closeloop_common.kafka.topics import delete_topics, ensure_topics
 from closeloop_common.outbox import Outbox
 from closeloop_common.runtime import tune_garbage_collector
 from closeloop_common.settings import CommonSettings
+from closeloop_devtools.report import write_report
 
 SCHEMA = "bench_consumer"
 KEYS = 1000  # distinct counter rows
@@ -205,17 +204,6 @@ async def prepare_schema(settings: CommonSettings) -> None:
         await engine.dispose()
 
 
-async def delete_topics(settings: CommonSettings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 async def bench(events: int, record_seconds: float) -> list[tuple[str, str]]:
     prefix = f"bench-consumer-{uuid.uuid4().hex[:8]}"
     os.environ["KAFKA_TOPIC_PREFIX"] = prefix
@@ -233,7 +221,7 @@ async def bench(events: int, record_seconds: float) -> list[tuple[str, str]]:
             settings, topic, mode="batch", target=events, time_limit=600
         )
     finally:
-        await delete_topics(settings, topic_addresses(prefix))
+        await delete_topics(settings)
     if batch_count != events:
         raise AssertionError(f"batch mode counted {batch_count} of {events} events")
     record_rate = record_count / record_seconds_used
@@ -259,25 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/consumer.md"))
     args = parser.parse_args(argv)
     rows = asyncio.run(bench(args.events, args.record_seconds))
-    table = "\n".join(
-        [
-            f"# Consumer benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
-            "",
-            f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
-            f"{platform.python_version()}; real Kafka 4.1.1 (KRaft, 1 node) and PostgreSQL on "
-            "127.0.0.1, both on the same machine as the consumer. Handler: one counter row "
-            "updated per event, plus the inbox row (exactly-once effect); offsets committed after "
-            "each transaction.",
-            "",
-            "| measure | result |",
-            "| --- | --- |",
-            *[f"| {k} | {v} |" for k, v in rows],
-            "",
-        ]
+    write_report(
+        args.out,
+        title="Consumer benchmark",
+        setup="real Kafka 4.1.1 (KRaft, 1 node) and PostgreSQL on 127.0.0.1, both on the same "
+        "machine as the consumer. Handler: one counter row updated per event, plus the inbox row "
+        "(exactly-once effect); offsets committed after each transaction.",
+        rows=rows,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table, encoding="utf-8")
-    print(table)
     return 0
 
 

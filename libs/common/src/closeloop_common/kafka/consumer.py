@@ -59,6 +59,7 @@ from closeloop_common.events import (
 from closeloop_common.handlers import HandlerRegistry, Registration, Transaction
 from closeloop_common.inbox import Deliveries, record_new
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
+from closeloop_common.loop import until_connected
 from closeloop_common.metrics import (
     CONSUMER_BATCH_DURATION,
     CONSUMER_BATCH_SIZE,
@@ -184,18 +185,8 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; connects first, waiting out a broker that is down."""
-        attempt = 0
-        while self._started is None:
-            try:
-                await self.start()
-            except (KafkaError, OSError) as exc:
-                attempt += 1
-                delay = backoff(attempt, cap=10.0)
-                log.warning(
-                    "cannot reach the broker; retrying",
-                    extra={"group": self.group_id, "error": repr(exc), "retry_in_s": delay},
-                )
-                await asyncio.sleep(delay)
+        if self._started is None:
+            await until_connected(self.start, what=f"consumer {self.group_id}")
         # Pipelined: the next fetch is decoded while the current batch is in the database, so
         # Python (decoding) and PostgreSQL (the transaction) work at the same time.
         upcoming = asyncio.ensure_future(self._fetch_decoded(500))

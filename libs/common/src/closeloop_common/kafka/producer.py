@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from closeloop_common.errors import backoff
 from closeloop_common.events import STRUCTURED_CONTENT_TYPE
+from closeloop_common.loop import until_connected
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +49,8 @@ class EventProducer:
 
     async def connect(self) -> None:
         """Start, retrying with backoff for as long as the broker cannot be reached."""
-        attempt = 0
-        while self._started is None:
-            try:
-                await self.start()
-            except (KafkaError, OSError) as exc:
-                attempt += 1
-                delay = backoff(attempt, cap=10.0)
-                log.warning(
-                    "cannot reach the broker; retrying",
-                    extra={"error": repr(exc), "retry_in_s": delay},
-                )
-                await asyncio.sleep(delay)
+        if self._started is None:
+            await until_connected(self.start, what=f"producer {self._client_id}")
 
     async def start(self) -> None:
         """Connect once; raises if the broker cannot be reached."""

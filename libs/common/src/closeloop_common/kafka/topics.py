@@ -87,6 +87,16 @@ async def ensure_topics(settings: CommonSettings) -> dict[str, str]:
         await admin.close()
 
 
+async def delete_topics(settings: CommonSettings) -> None:
+    """Delete every topic of `KAFKA_TOPIC_PREFIX` (tests and benchmarks clean up their own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics(topic_addresses(settings.kafka_topic_prefix))
+    finally:
+        await admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="closeloop-topics", description=__doc__)
     parser.add_argument("command", choices=["create", "list"])
