@@ -219,3 +219,65 @@ async def test_retention_deletes_old_published_outbox_rows_and_old_inbox_rows_on
         inbox = set((await conn.scalars(sa.select(INBOX.c.event_id))).all())
     assert outbox == {"new-published", "old-unpublished"}
     assert inbox == {"new"}
+
+
+effect_log = sa.Table(
+    "effect_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("response_id", sa.Text, nullable=False),  # not unique: a second effect would show
+)
+
+
+async def test_replicas_joining_and_leaving_mid_stream_leave_exactly_one_effect_per_event(
+    engine: AsyncEngine,
+) -> None:
+    """Two replicas of a service in one group: the second joins while the first is busy, then
+    the first leaves. Every rebalance moves partitions with batches in flight; no event may be
+    lost or take effect twice."""
+    run = uuid.uuid4().hex[:8]
+
+    async def on_responses(
+        tx: Transaction, batch: Sequence[CloudEvent[ResponseReceivedV1]]
+    ) -> None:
+        await tx.session.execute(
+            sa.insert(effect_log), [{"response_id": e.data.response_id} for e in batch]
+        )
+        await asyncio.sleep(0.05)  # a slow handler: rebalances land while batches are open
+
+    def replica() -> ServiceRuntime:
+        runtime = a_runtime(f"replicas-{run}", consumer_batch_max_records=100)
+        runtime.on_batch(ResponseReceivedV1, on_responses)
+        return runtime
+
+    ids = [f"rep-{run}-{n}" for n in range(1500)]
+
+    async def counts() -> dict[str, int]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(effect_log.c.response_id, sa.func.count())
+                .where(effect_log.c.response_id.like(f"rep-{run}-%"))
+                .group_by(effect_log.c.response_id)
+            )
+            return {r[0]: r[1] for r in rows}
+
+    first, second = replica(), replica()
+    await first.start()
+    try:
+        await publish([response_event(i, customer_id=i, tenant="t-batch") for i in ids[:500]])
+        await asyncio.sleep(1)
+        await second.start()  # joins: the group rebalances while the first is handling
+        await publish([response_event(i, customer_id=i, tenant="t-batch") for i in ids[500:1000]])
+        await asyncio.sleep(2)
+    finally:
+        await first.stop()  # leaves: its partitions move to the second, mid-stream
+    try:
+        await publish([response_event(i, customer_id=i, tenant="t-batch") for i in ids[1000:]])
+        async with asyncio.timeout(90):
+            while len(await counts()) < len(ids):
+                await asyncio.sleep(0.5)
+    finally:
+        await second.stop()
+    handled = await counts()
+    assert sorted(handled) == sorted(ids)
+    assert {n for n in handled.values()} == {1}
