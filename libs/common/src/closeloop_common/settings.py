@@ -138,7 +138,7 @@ class CommonSettings(BaseSettings):
         description="tries of a failing handler before its message is dead-lettered",
     )
     consumer_batch_max_records: int = Field(
-        2000, ge=1, le=20_000, description="records handled in one transaction at most"
+        5000, ge=1, le=20_000, description="records handled in one transaction at most"
     )
     consumer_batch_linger_ms: int = Field(
         0,

@@ -132,7 +132,7 @@ class EventConsumer:
         clock: Clock,
         source: str,
         max_attempts: int = 5,
-        batch_max_records: int = 2000,
+        batch_max_records: int = 5000,
         linger_ms: int = 0,
         batch_mode: bool = True,
     ) -> None:
