@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -96,6 +96,52 @@ async def test_relay_publishes_outbox_rows_in_order_and_marks_them(
             sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
         )
     assert unpublished == 0
+
+
+class CountingProducer(EventProducer):
+    """The real producer, counting how many batches it was handed."""
+
+    def __init__(self, inner: EventProducer) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        self.batches.append(len(records))
+        await self.inner.send_batch(records)
+
+
+async def test_the_relay_sends_a_thousand_events_as_one_batch_and_marks_them_in_one_statement(
+    settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
+) -> None:
+    sessions = make_sessionmaker(engine)
+    outbox = Outbox(OUTBOX, topic_prefix=settings.kafka_topic_prefix)
+    counting = CountingProducer(producer)
+    relay = OutboxRelay(
+        sessions=sessions, table=OUTBOX, outbox=outbox, producer=counting, clock=SystemClock()
+    )
+    run = uuid.uuid4().hex[:6]
+    async with transaction(sessions) as session:
+        await outbox.add_many(
+            session, [response_event(f"bulk-{run}-{i}", customer_id=f"c{i}") for i in range(1000)]
+        )
+    updates: list[str] = []
+
+    def count_updates(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count_updates)
+    try:
+        assert await relay.publish_batch() == 1000
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count_updates)
+    assert counting.batches == [1000]  # one send, acknowledgements awaited together
+    assert len(updates) == 1  # marked published with one statement
+    async with sessions() as session:
+        left = await session.scalar(
+            sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+        )
+    assert left == 0
 
 
 async def test_redelivered_event_has_one_effect_and_poison_goes_to_dead_letter(

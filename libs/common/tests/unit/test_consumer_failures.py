@@ -240,6 +240,33 @@ async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_ha
     assert kafka.committed == {TP: 1}
 
 
+class TrickleKafka(FakeKafka):
+    """Records arrive a few at a time: each `getmany` gives the next scripted fetch."""
+
+    def __init__(self, fetches: list[dict[Any, list[ConsumerRecord[bytes, bytes]]]]) -> None:
+        super().__init__({})
+        self.fetches = fetches
+        self.assigned = {tp for f in fetches for tp in f}
+        self.asked: list[tuple[int, int]] = []  # (timeout_ms, max_records) of each call
+
+    async def getmany(self, **kwargs: Any) -> dict[Any, list[ConsumerRecord[bytes, bytes]]]:
+        self.asked.append((kwargs["timeout_ms"], kwargs["max_records"]))
+        return self.fetches.pop(0) if self.fetches else {}
+
+
+async def test_a_short_batch_waits_the_linger_for_more_records_but_never_past_the_limit() -> None:
+    consumer = ScriptedConsumer([], max_attempts=1)
+    consumer._batch_max_records, consumer._linger_ms = 5, 40
+    kafka = TrickleKafka(
+        [{TP: [a_record(f"r{n}", n) for n in range(2)]}, {TP: [a_record("r2", 2)]}]
+    )
+    consumer._started = kafka
+    await consumer.poll_once(timeout_ms=500)
+    assert kafka.asked == [(500, 5), (40, 3)]  # the linger asks only for what is left
+    assert consumer.batches == [["r0", "r1", "r2"]]  # one transaction for both fetches
+    assert kafka.committed == {TP: 3}
+
+
 class ScriptedProducer:
     def __init__(self, failures: list[Exception]) -> None:
         self.failures = failures
