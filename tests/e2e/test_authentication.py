@@ -119,6 +119,13 @@ def test_a_token_for_one_tenant_never_reaches_another_tenant_s_data(
 
             message = eventually(sent_message, what=f"the message of {tenant}")
             seen[tenant]["case_id"] = message["case_id"]
+
+            # Scoring consumes on its own, not before the notifier: wait for its count too.
+            def counted(client: httpx.Client = client) -> dict[str, Any] | None:
+                body: dict[str, Any] = client.get(f"{scoring}/v1/nps").json()
+                return body if body["responses"] >= 1 else None
+
+            eventually(counted, what=f"scoring to count the answer of {tenant}")
             # An opt-out of a shared address, to see that another tenant cannot lift it.
             opted = client.post(
                 f"{notifier}/v1/opt-outs", json={"email": f"shared-{run}@x.example"}

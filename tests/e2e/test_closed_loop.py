@@ -115,7 +115,13 @@ def test_detractor_answer_reaches_nps_case_and_apology_email_once(
             what="the thank-you email",
         )
 
-        nps = client.get(f"{stack.url('scoring')}/v1/nps").json()
+        # Scoring consumes on its own: wait until it has counted the later answer too (it saw
+        # anything the duplicate caused before that, on the same partition).
+        def promoter_counted() -> dict[str, Any] | None:
+            body = client.get(f"{stack.url('scoring')}/v1/nps").json()
+            return body if body["promoters"] >= 1 else None
+
+        nps = eventually(promoter_counted, what="scoring to count the later answer")
         assert (nps["responses"], nps["detractors"], nps["promoters"], nps["nps"]) == (2, 1, 1, 0.0)
         all_cases = client.get(f"{stack.url('orchestrator')}/v1/cases").json()["cases"]
         assert sorted(c["response_id"] for c in all_cases) == sorted(
