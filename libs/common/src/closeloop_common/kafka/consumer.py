@@ -217,7 +217,11 @@ class EventConsumer:
         decoded = 0
         for records in batches.values():
             for record in records:
-                item = await self._decode(record)
+                try:
+                    item = self._decode_known(record)
+                except UndecodableEvent as exc:
+                    await self._poisoned(record, exc)
+                    item = None
                 if item is not None:
                     items.append(item)
                 decoded += 1
@@ -293,21 +297,31 @@ class EventConsumer:
             await self._handle_alone({item.partition}, item)
 
     async def _decode(self, record: Record) -> Decoded | None:
+        """The record's event and handler; None when it is skipped or dead-lettered."""
+        try:
+            return self._decode_known(record)
+        except UndecodableEvent as exc:
+            await self._poisoned(record, exc)
+            return None
+
+    def _decode_known(self, record: Record) -> Decoded | None:
+        """The record's event and handler; None for a type nobody here handles. Raises
+        `UndecodableEvent` for poison. Not a coroutine: it runs for every record consumed."""
         try:
             event = decode_event(record.value or b"")
         except UnknownEventType:
             # Not the type as label: a record's content must not mint metric series.
             EVENTS_CONSUMED.labels(self.group_id, "unknown", "skipped").inc()
             return None
-        except UndecodableEvent as exc:
-            await self._dead_letter(record, "undecodable", exc)
-            EVENTS_CONSUMED.labels(self.group_id, "undecodable", "dead_lettered").inc()
-            return None
         registration = self._registry.get(event.type)
         if registration is None:
             EVENTS_CONSUMED.labels(self.group_id, event.type, "skipped").inc()
             return None
         return Decoded(record, event, registration)
+
+    async def _poisoned(self, record: Record, exc: UndecodableEvent) -> None:
+        await self._dead_letter(record, "undecodable", exc)
+        EVENTS_CONSUMED.labels(self.group_id, "undecodable", "dead_lettered").inc()
 
     async def _until_not_transient(
         self, partitions: set[TopicPartition], items: Sequence[Decoded]
