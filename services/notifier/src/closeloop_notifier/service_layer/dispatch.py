@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
-from closeloop_common.events import NotificationSentV1, new_event
+from closeloop_common.events import EventData, NotificationSentV1, new_event
 from closeloop_common.loop import repeat
 from closeloop_common.outbox import Outbox
 from closeloop_common.tenants import TenantDirectory
@@ -59,8 +59,8 @@ from closeloop_notifier.adapters.tables import messages
 from closeloop_notifier.metrics import DELIVERIES, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
 from closeloop_notifier.service_layer.policy import (
     DeliveryPolicy,
+    failure_of,
     is_opted_out,
-    publish_failed,
     reply_address,
 )
 
@@ -349,16 +349,10 @@ class Dispatcher:
         reason: Literal["opted_out", "delivery_failed"],
         detail: str | None,
     ) -> None:
-        await publish_failed(
-            session=session,
-            outbox=self._outbox,
-            clock=self._clock,
-            source=self._source,
-            message=message,
-            reason=reason,
-            attempts=message.attempts,
-            detail=detail,
+        failed = failure_of(
+            message, reason=reason, attempts=message.attempts, detail=detail, at=self._clock.now()
         )
+        await self._emit(session, failed, tenant_id=message.tenant_id)
 
     async def _publish_sent(
         self, session: AsyncSession, message: sa.Row[Any], sent_at: datetime
@@ -376,7 +370,9 @@ class Dispatcher:
             attempts=message.attempts,
             sent_at=sent_at,
         )
-        await self._outbox.add(
-            session,
-            new_event(sent, tenant_id=message.tenant_id, source=self._source, clock=self._clock),
-        )
+        await self._emit(session, sent, tenant_id=message.tenant_id)
+
+    async def _emit(self, session: AsyncSession, data: EventData, *, tenant_id: str) -> None:
+        """Queue `data` as this service's event in `session`'s transaction (its outbox)."""
+        event = new_event(data, tenant_id=tenant_id, source=self._source, clock=self._clock)
+        await self._outbox.add(session, event)

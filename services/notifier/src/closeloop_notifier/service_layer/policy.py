@@ -9,7 +9,7 @@
   `anna@example.pl`, a full-width or IDNA domain), and is wider than the address itself: local
   parts differing only in case are one customer to us, even where a mail server tells them apart.
 - `reply_address`: the owner's normalised address for `Reply-To`, left out if it is not valid.
-- `publish_failed` is the only place a `NotificationFailedV1` is built.
+- `failure_of` is the only place a `NotificationFailedV1` is built.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
-from closeloop_common.events import NotificationFailedV1, new_event
-from closeloop_common.outbox import Outbox
+from closeloop_common.events import NotificationFailedV1
 from closeloop_notifier.adapters.tables import opt_outs
 
 log = logging.getLogger(__name__)
@@ -124,22 +123,4 @@ def failure_of(
         detail=detail[:500] if detail else None,
         attempts=attempts,
         failed_at=at,
-    )
-
-
-async def publish_failed(
-    *,
-    session: AsyncSession,
-    outbox: Outbox,
-    clock: Clock,
-    source: str,
-    message: sa.Row[Any],
-    reason: Literal["opted_out", "no_recipient", "delivery_failed"],
-    attempts: int,
-    detail: str | None = None,
-) -> None:
-    """Queue `notification.failed.v1` for a stored `message` (a row of `messages`)."""
-    failed = failure_of(message, reason=reason, attempts=attempts, detail=detail, at=clock.now())
-    await outbox.add(
-        session, new_event(failed, tenant_id=message.tenant_id, source=source, clock=clock)
     )
