@@ -335,10 +335,11 @@ _TYPE_GUESS = re.compile(rb'"type":\s*"([A-Za-z0-9._-]{1,200})"')
 
 def decode_event(raw: bytes) -> CloudEvent[Any]:
     """Parse and validate a structured-mode record value against its contract."""
+    nul_possible = may_hold_nul(raw)
     guess = _TYPE_GUESS.search(raw, 0, 2000)
     guessed_type = guess.group(1).decode() if guess else ""
     guessed_class = _ENVELOPES.get(guessed_type)
-    if guessed_class is not None and not may_hold_nul(raw):
+    if guessed_class is not None and not nul_possible:
         try:
             event = guessed_class.model_validate_json(raw)
         except (ValidationError, RecursionError):
@@ -357,7 +358,7 @@ def decode_event(raw: bytes) -> CloudEvent[Any]:
     envelope_class = _ENVELOPES.get(envelope["type"])
     if envelope_class is None:
         raise UnknownEventType(envelope["type"])
-    if may_hold_nul(raw) and (where := nul_locations(envelope)):
+    if nul_possible and (where := nul_locations(envelope)):
         fields = ", ".join(".".join(str(part) for part in at) for at in where)
         raise UndecodableEvent(f"NUL character (U+0000) in {fields.replace(chr(0), '?')}")
     try:

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CloudEvent, EventData, new_event
+from closeloop_common.events import CloudEvent, EventData, Topic, new_event
 from closeloop_common.outbox import Outbox
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -131,12 +131,9 @@ class HandlerRegistry:
     def get(self, event_type: str) -> Registration[Any] | None:
         return self._by_type.get(event_type)
 
-    def topics(self) -> list[str]:
-        """Logical topics of the registered contracts, in registration order, once each."""
-        seen: dict[str, None] = {}
-        for registration in self._by_type.values():
-            seen[registration.contract.TOPIC.value] = None
-        return list(seen)
+    def topics(self) -> list[Topic]:
+        """Topics of the registered contracts, in registration order, once each."""
+        return list(dict.fromkeys(r.contract.TOPIC for r in self._by_type.values()))
 
     def __bool__(self) -> bool:
         return bool(self._by_type)

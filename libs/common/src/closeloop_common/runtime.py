@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from closeloop_common.clock import Clock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, ping
 from closeloop_common.db import transaction as db_transaction
-from closeloop_common.events import Topic
 from closeloop_common.handlers import (
     BatchHandler,
     DataT,
@@ -137,11 +136,11 @@ class ServiceRuntime:
         """Run `worker` as a background task for the service's lifetime."""
         self._workers[name] = worker
 
-    def make_consumer(self, *, batch_mode: bool = True) -> EventConsumer:
+    def make_consumer(self) -> EventConsumer:
         prefix = self.settings.kafka_topic_prefix
         return EventConsumer(
             group_id=self.group_id,
-            topics=[Topic(t).address(prefix) for t in self.handlers.topics()],
+            topics=[t.address(prefix) for t in self.handlers.topics()],
             registry=self.handlers,
             sessions=self.worker_sessions,
             inbox=self.inbox_table,
@@ -154,7 +153,6 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             batch_max_records=self.settings.consumer_batch_max_records,
             linger_ms=self.settings.consumer_batch_linger_ms,
-            batch_mode=batch_mode,
         )
 
     async def start(self) -> None:

@@ -19,7 +19,6 @@ Request bodies over `MAX_REQUEST_BODY_BYTES` are refused with 413 before they ar
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -252,7 +251,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
+            await self._refuse(scope, receive, send)
             return
         received = 0
         exceeded = False
@@ -281,31 +280,19 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(scope, send)
+            await self._refuse(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": PROBLEM_URN + "payload-too-large",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": f"the request body is over {self.max_bytes} bytes",
-                "instance": scope.get("path", ""),
-                "max_bytes": self.max_bytes,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            Request(scope),
+            413,
+            PROBLEM_URN + "payload-too-large",
+            "Request body too large",
+            f"the request body is over {self.max_bytes} bytes",
+            headers={"Connection": "close"},
+            max_bytes=self.max_bytes,
         )
-        await send({"type": "http.response.body", "body": body})
+        await response(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):

@@ -149,7 +149,7 @@ def a_record(
 
 
 async def decoded(consumer: EventConsumer, record: ConsumerRecord[bytes, bytes]) -> Decoded:
-    item = await consumer._decode(record)
+    item = consumer._decode_known(record)
     assert item is not None
     return item
 

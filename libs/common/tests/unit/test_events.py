@@ -24,6 +24,7 @@ from closeloop_common.events import (
     ResponseReceivedV1,
     Segments,
     SegmentScore,
+    Topic,
     UndecodableEvent,
     UnknownEventType,
     categorize,
@@ -237,7 +238,7 @@ def test_handlers_are_registered_once_per_contract_and_name_their_topics() -> No
     registry.on(ResponseReceivedV1, handler)
     with pytest.raises(ValueError, match="registered already"):
         registry.on(ResponseReceivedV1, handler)
-    assert registry.topics() == ["responses"]
+    assert registry.topics() == [Topic.RESPONSES]
     assert registry.get(NpsUpdatedV1.EVENT_TYPE) is None
 
 

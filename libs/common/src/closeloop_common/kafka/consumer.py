@@ -296,14 +296,6 @@ class EventConsumer:
                 raise PartitionRevoked(str(item.partition))
             await self._handle_alone({item.partition}, item)
 
-    async def _decode(self, record: Record) -> Decoded | None:
-        """The record's event and handler; None when it is skipped or dead-lettered."""
-        try:
-            return self._decode_known(record)
-        except UndecodableEvent as exc:
-            await self._poisoned(record, exc)
-            return None
-
     def _decode_known(self, record: Record) -> Decoded | None:
         """The record's event and handler; None for a type nobody here handles. Raises
         `UndecodableEvent` for poison. Not a coroutine: it runs for every record consumed."""

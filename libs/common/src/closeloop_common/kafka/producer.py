@@ -8,7 +8,6 @@ producer is connected.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,8 +15,6 @@ from aiokafka import AIOKafkaProducer
 
 from closeloop_common.events import STRUCTURED_CONTENT_TYPE
 from closeloop_common.loop import until_connected
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +39,6 @@ class EventProducer:
         if self._started is None:
             raise RuntimeError("EventProducer used before start()")
         return self._started
-
-    @property
-    def connected(self) -> bool:
-        return self._started is not None
 
     async def connect(self) -> None:
         """Start, retrying with backoff for as long as the broker cannot be reached."""
