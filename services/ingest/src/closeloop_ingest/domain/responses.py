@@ -54,6 +54,11 @@ class CanonicalResponse(BaseModel):
     score: StrictInt = Field(ge=0, le=10)
     comment: str | None = Field(None, max_length=10_000)
     answered_at: Instant
+    updated_at: Instant | None = Field(
+        None,
+        description="when the survey tool last changed this answer: a later `updated_at` with "
+        "other content is a correction (a new version), an earlier one is ignored",
+    )
     segments: Segments = Segments()
 
     @field_validator("customer")

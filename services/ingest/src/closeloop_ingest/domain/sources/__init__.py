@@ -1,0 +1,1 @@
+"""Survey-tool sources: one module per kind, each an adapter following `base.SourceAdapter`."""
