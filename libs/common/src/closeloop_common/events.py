@@ -148,6 +148,96 @@ class ResponseReceivedV1(EventData):
         return self.customer.id
 
 
+class ResponseVersion(Contract):
+    """What a response said in one version: enough for a consumer to take back its contribution
+    (segment, day and category) without keeping the response itself."""
+
+    version: int = Field(ge=1)
+    survey_id: str = Field(min_length=1, max_length=200)
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    score: int = Field(ge=0, le=10)
+    category: Category
+    answered_at: Instant
+    segments: Segments = Segments()
+
+
+class ResponseCorrectedV1(EventData):
+    """A new version of an accepted response: the survey tool sent it again with a later update
+    time and other content (Delighted's `survey_response.updated`, Formbricks created -> finished,
+    a canonical POST with a later `updated_at`). Consumers apply it in place of `previous`; one
+    whose last applied version is `version` or later ignores it (versions can arrive late)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.response.corrected.v1"
+    TOPIC: ClassVar[Topic] = Topic.RESPONSES
+
+    response_id: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=2, description="1 is the `response.received` event")
+    survey_id: str = Field(min_length=1, max_length=200)
+    customer: Customer
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    score: int = Field(ge=0, le=10)
+    category: Category
+    comment: str | None = Field(None, max_length=10_000)
+    answered_at: Instant
+    updated_at: Instant
+    received_at: Instant
+    segments: Segments = Segments()
+    source: str
+    previous: ResponseVersion = Field(description="the version this one replaces")
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+SuspicionReason = Literal["answered_right_after_invitation", "link_scanner_user_agent"]
+
+
+class ResponseSuspectedV1(EventData):
+    """An accepted response that looks automated (an email security scanner following the score
+    link: no comment, and answered seconds after the invitation or from a known scanner's user
+    agent). It is kept, but no `response.received` is published for it until someone confirms
+    it (`POST /v1/responses/{id}/confirm`), so aggregates and cases leave it out meanwhile.
+    Each later version of a still-suspected response is published as this event again."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.response.suspected.v1"
+    TOPIC: ClassVar[Topic] = Topic.RESPONSES
+
+    response_id: str = Field(min_length=1, max_length=200)
+    version: int = Field(ge=1)
+    survey_id: str = Field(min_length=1, max_length=200)
+    customer: Customer
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    score: int = Field(ge=0, le=10)
+    category: Category
+    answered_at: Instant
+    received_at: Instant
+    segments: Segments = Segments()
+    source: str
+    reasons: tuple[SuspicionReason, ...] = Field(min_length=1)
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class InvitationSentV1(EventData):
+    """Someone was asked to answer a survey: the base of response rates, and of reaching the
+    people who did not answer ("you said, we did" to a whole segment)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.invitation.sent.v1"
+    TOPIC: ClassVar[Topic] = Topic.RESPONSES
+
+    invitation_id: str = Field(min_length=1, max_length=200)
+    survey_id: str = Field(min_length=1, max_length=200)
+    customer: Customer
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    channel: str = Field(min_length=1, max_length=100, examples=["email", "sms", "in-app"])
+    invited_at: Instant
+    segments: Segments = Segments()
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
 class SegmentScore(Contract):
     """All-time counts of one segment after a response was counted; NPS is derived from them."""
 
@@ -258,6 +348,9 @@ class NotificationFailedV1(EventData):
 
 CONTRACTS: tuple[type[EventData], ...] = (
     ResponseReceivedV1,
+    ResponseCorrectedV1,
+    ResponseSuspectedV1,
+    InvitationSentV1,
     NpsUpdatedV1,
     CaseOpenedV1,
     NotificationSentV1,

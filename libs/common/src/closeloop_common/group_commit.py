@@ -27,15 +27,20 @@ While one batch commits the next one gathers, so under load batches fill without
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common.errors import is_transient
+
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 Work = Callable[[AsyncSession], Awaitable[T]]
+Process = Callable[[AsyncSession, Sequence[ItemT]], Awaitable[Sequence[ResultT]]]
 
 
 class GroupCommitError(RuntimeError):
@@ -48,7 +53,7 @@ class GroupCommitterStopped(RuntimeError):
 
 @dataclass(slots=True)
 class _Item:
-    work: Work[Any]
+    work: Any  # a `Work` (GroupCommitter) or an item of data (BatchCommitter)
     future: asyncio.Future[Any]
     result: Any = None
 
@@ -56,7 +61,9 @@ class _Item:
 _STOP = object()
 
 
-class GroupCommitter:
+class _Batcher:
+    """The queue, the worker and the gathering shared by both committers."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -97,7 +104,7 @@ class GroupCommitter:
                 if isinstance(item, _Item) and not item.future.done():
                     item.future.set_exception(GroupCommitterStopped("stopped before it ran"))
 
-    async def __aenter__(self) -> GroupCommitter:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -109,11 +116,10 @@ class GroupCommitter:
     ) -> None:
         await self.stop()
 
-    async def submit(self, work: Work[T]) -> T:
-        """Run `work(session)` in the next shared transaction; return its result once committed."""
+    async def _submit(self, work: Any) -> Any:
         if not self._accepting:
             raise GroupCommitterStopped("the group committer is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(work, future))
         # Cancelling the caller cancels `future`: the worker then skips the work if not started.
         return await future
@@ -150,6 +156,18 @@ class GroupCommitter:
         return False
 
     async def _commit(self, batch: list[_Item]) -> None:
+        raise NotImplementedError
+
+
+class GroupCommitter(_Batcher):
+    """Runs each caller's `work` in a SAVEPOINT of one shared transaction (see the module)."""
+
+    async def submit(self, work: Work[T]) -> T:
+        """Run `work(session)` in the next shared transaction; return its result once committed."""
+        result: T = await self._submit(work)
+        return result
+
+    async def _commit(self, batch: list[_Item]) -> None:
         """Run the batch in one transaction; settle every future whatever happens."""
         try:
             if any(not item.future.done() for item in batch):
@@ -184,3 +202,72 @@ class GroupCommitter:
             # The SAVEPOINT is rolled back: the caller's failure is final, whatever the batch does.
             if not item.future.done():
                 item.future.set_exception(exc)
+
+
+class BatchCommitter(_Batcher, Generic[ItemT, ResultT]):
+    """Group commit for set-based writes: callers submit items of data, and `process(session,
+    items)` writes a whole batch with a few statements (`unnest` arrays), returning one result per
+    item, in order. Only after the COMMIT does each caller get its result.
+
+    No SAVEPOINT per item: `process` must decide every item's fate itself (a duplicate or a
+    conflict is a result, not an exception). If it raises anyway, the batch is rolled back and
+    - a transient database error (`errors.is_transient`: down, restarting, overloaded) fails every
+      caller with `GroupCommitError`, the database's error as its cause;
+    - any other error is assumed to come from one bad item: each item is run again alone, in its
+      own transaction, so the others commit and only the bad one's caller gets its error.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        process: Process[ItemT, ResultT],
+        *,
+        max_batch: int = 100,
+        max_wait_ms: float = 2.0,
+    ) -> None:
+        super().__init__(sessions, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self._process = process
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Write `item` with the next batch; its result once that batch has committed."""
+        result: ResultT = await self._submit(item)
+        return result
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        live = [item for item in batch if not item.future.done()]
+        try:
+            if live:
+                await self._write(live)
+        except Exception as exc:
+            if is_transient(exc) or len(live) == 1:
+                self._fail(live, exc)
+            else:
+                for item in live:
+                    try:
+                        await self._write([item])
+                    except Exception as alone:
+                        self._fail([item], alone)
+        finally:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(GroupCommitError("the batch was abandoned"))
+
+    async def _write(self, items: list[_Item]) -> None:
+        async with self._sessions() as session, session.begin():
+            results = await self._process(session, [item.work for item in items])
+        if len(results) != len(items):
+            raise RuntimeError(f"process returned {len(results)} results for {len(items)} items")
+        for item, result in zip(items, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    @staticmethod
+    def _fail(items: list[_Item], exc: Exception) -> None:
+        if is_transient(exc):
+            failure: Exception = GroupCommitError(f"the shared transaction did not commit: {exc!r}")
+            failure.__cause__ = exc
+        else:
+            failure = exc
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(failure)

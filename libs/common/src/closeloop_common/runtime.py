@@ -45,6 +45,7 @@ from closeloop_common.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 Worker = Callable[[], Coroutine[Any, Any, None]]
+Hook = Callable[[], Coroutine[Any, Any, None]]
 
 RETENTION_EVERY = timedelta(minutes=10)
 # Young objects a collection waits for (CPython's default is 700). A consumer allocates a few
@@ -107,6 +108,8 @@ class ServiceRuntime:
         self.consumer: EventConsumer | None = None
         self._workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._start_hooks: list[Hook] = []
+        self._stop_hooks: list[Hook] = []
 
     @property
     def group_id(self) -> str:
@@ -136,6 +139,14 @@ class ServiceRuntime:
         """Run `worker` as a background task for the service's lifetime."""
         self._workers[name] = worker
 
+    def on_start(self, hook: Hook) -> None:
+        """Await `hook` when the service starts, before it serves (after its tasks are spawned)."""
+        self._start_hooks.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Await `hook` when the service stops, after its tasks and before its clients close."""
+        self._stop_hooks.append(hook)
+
     def make_consumer(self) -> EventConsumer:
         prefix = self.settings.kafka_topic_prefix
         return EventConsumer(
@@ -164,6 +175,8 @@ class ServiceRuntime:
         self._spawn("retention", self._retention)
         for name, worker in self._workers.items():
             self._spawn(name, worker)
+        for hook in self._start_hooks:
+            await hook()
         log.info("service started", extra={"tasks": sorted(self._tasks)})
 
     async def _relay(self) -> None:
@@ -223,6 +236,7 @@ class ServiceRuntime:
             for task in stuck:
                 log.warning("task did not stop in time", extra={"task": task.get_name()})
         steps = [
+            *(hook() for hook in reversed(self._stop_hooks)),
             *([self.consumer.stop()] if self.consumer else []),
             self.producer.stop(),
             self.engine.dispose(),

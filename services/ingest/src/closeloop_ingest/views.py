@@ -8,24 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_ingest.adapters.tables import responses
-from closeloop_ingest.service_layer.accept import Accepted
-
-
-def accepted_json(accepted: Accepted) -> dict[str, Any]:
-    """The answer to `POST /v1/responses`, for a first delivery and a duplicate alike."""
-    return {
-        "status": accepted.status,
-        "tenant_id": accepted.tenant_id,
-        "response_id": accepted.response_id,
-        "category": accepted.category.value,
-        "event_id": accepted.event_id,
-    }
 
 
 async def response(
     *, session: AsyncSession, tenant_id: str, response_id: str
 ) -> dict[str, Any] | None:
-    """An accepted response as it was received, or None if the tenant has none with that id."""
+    """An accepted response as last received, or None if the tenant has none with that id."""
     row = (
         await session.execute(
             sa.select(responses).where(
@@ -39,6 +27,9 @@ async def response(
         "tenant_id": row.tenant_id,
         "response_id": row.response_id,
         "category": row.category,
+        "version": row.version,
+        "status": row.status,
+        "suspicion": list(row.suspicion),
         "received_at": row.received_at,
         "source": row.source,
         "event_id": row.event_id,

@@ -1,4 +1,6 @@
-"""The `ingest` schema: accepted responses (the deduplication record) plus outbox and inbox."""
+"""The `ingest` schema: responses (the deduplication and version record), raw deliveries, sources,
+invitations, vendor fetches, plus outbox and inbox. Migrations are the source of truth; these
+describe the tables for queries."""
 
 from __future__ import annotations
 
@@ -26,5 +28,69 @@ responses = sa.Table(
     sa.Column("fingerprint", sa.Text, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("payload", postgresql.JSONB, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("version_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="accepted"),
+    sa.Column("suspicion", postgresql.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("definition", postgresql.JSONB, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("delivery_id", sa.Text),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("headers", postgresql.JSONB, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("response_ids", postgresql.ARRAY(sa.Text), nullable=False),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("invitation_id", sa.Text, primary_key=True),
+    sa.Column("survey_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("invited_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("payload", postgresql.JSONB, nullable=False),
+)
+
+fetches = sa.Table(
+    "fetches",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("ids", postgresql.JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("response_ids", postgresql.ARRAY(sa.Text), nullable=False, server_default="{}"),
 )

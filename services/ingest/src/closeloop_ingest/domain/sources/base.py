@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import jsonpath
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from closeloop_common.events import SegmentAttribute
 from closeloop_common.identifiers import TENANT_ID_PATTERN
@@ -187,21 +187,92 @@ class ApiAccess(Definition):
     token: SecretStr
 
 
-class SourceDefinition(Definition):
-    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
-    name: str = Field(pattern=SOURCE_NAME_PATTERN)
+FETCHING_KINDS: frozenset[str] = frozenset({"surveymonkey", "qualtrics"})
+
+
+class SourceSpec(Definition):
+    """A source as `PUT /v1/sources/{name}` takes it (the tenant comes from the token)."""
+
     kind: Kind
     secrets: tuple[SecretStr, ...] = Field(
-        min_length=1, max_length=5, description="several during a rotation; any one verifies"
+        min_length=1,
+        max_length=5,
+        description="signing secrets; several during a rotation (any one verifies). Never "
+        "returned. Formbricks and Standard Webhooks secrets are written `whsec_<base64>`.",
     )
-    tolerance_seconds: int = Field(DEFAULT_TOLERANCE_SECONDS, ge=1, le=86_400)
+    tolerance_seconds: int = Field(
+        DEFAULT_TOLERANCE_SECONDS,
+        ge=1,
+        le=86_400,
+        description="deliveries signed this much before or after now are refused (schemes "
+        "with a timestamp)",
+    )
     fields: FieldRefs = FieldRefs()
     forms: dict[str, FieldRefs] = Field(
         default_factory=dict, description="per form (survey) id: overrides `fields`"
     )
-    default_locale: str | None = None
-    api: ApiAccess | None = None
-    custom: CustomSpec | None = None
+    default_locale: str | None = Field(None, max_length=35, examples=["pl-PL"])
+    api: ApiAccess | None = Field(None, description="required for surveymonkey and qualtrics")
+    custom: CustomSpec | None = Field(None, description="required for (and only for) custom")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Self:
+        if self.kind in FETCHING_KINDS and self.api is None:
+            raise ValueError(f"a {self.kind} source needs `api` (base_url and token)")
+        if (self.kind == "custom") != (self.custom is not None):
+            raise ValueError("`custom` is required for kind custom and only for it")
+        for path in self._json_paths():
+            try:
+                _compiled(path)
+            except jsonpath.JSONPathError as exc:
+                raise ValueError(f"not a usable JSONPath {path!r}: {exc}") from exc
+        return self
+
+    def _json_paths(self) -> list[str]:
+        refs = [self.fields, *self.forms.values()]
+        paths = [
+            p
+            for r in refs
+            for p in (
+                r.survey_id,
+                r.customer_id,
+                r.customer_email,
+                r.customer_name,
+                r.locale,
+                r.account_id,
+                *r.segments.values(),
+            )
+            if p is not None
+        ]
+        if self.custom is not None:
+            paths += [p for p in self.custom.fields.model_dump().values() if p is not None]
+        return paths
+
+    def storable(self) -> dict[str, Any]:
+        """The JSON kept in the database: secrets in clear (the database is the secret store)."""
+        stored = self.model_dump(mode="json", exclude={"secrets", "api"})
+        stored["secrets"] = [s.get_secret_value() for s in self.secrets]
+        if self.api is not None:
+            stored["api"] = {
+                "base_url": self.api.base_url,
+                "token": self.api.token.get_secret_value(),
+            }
+        return stored
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows: everything but the secrets and the API token."""
+        shown = self.model_dump(mode="json", exclude={"secrets", "api"})
+        shown["secret_count"] = len(self.secrets)
+        if self.api is not None:
+            shown["api"] = {"base_url": self.api.base_url}
+        return shown
+
+
+class SourceDefinition(SourceSpec):
+    """A source of one tenant."""
+
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
+    name: str = Field(pattern=SOURCE_NAME_PATTERN)
 
     def refs_for(self, form_id: str | None) -> FieldRefs:
         """The refs of a form: its own entries over the source's defaults."""
