@@ -78,8 +78,8 @@ def verify_standard_webhooks(delivery: Delivery, source: SourceDefinition) -> No
 def _key(secret: bytes) -> bytes:
     """A `whsec_<base64>` secret's key bytes; a secret that is not base64 is used as it is."""
     encoded = secret.removeprefix(b"whsec_")
-    try:
-        return base64.b64decode(encoded, validate=True)
+    try:  # some senders leave out the base64 padding
+        return base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         return secret
 
