@@ -10,6 +10,7 @@ Kinds whose webhook carries ids only (SurveyMonkey, Qualtrics) also follow `Fetc
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ import jsonpath
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from closeloop_common.events import SegmentAttribute
+from closeloop_common.events import SEGMENT_ATTRIBUTES, SegmentAttribute
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_ingest.domain.responses import CanonicalResponse
 
@@ -458,3 +459,80 @@ def canonical(
         top = location.split(".", 1)[0]
         where = (at or {}).get(location) or (at or {}).get(top) or location
         raise InvalidPayload(where, first.get("msg", "invalid")) from exc
+
+
+def verify_body_hmac(
+    delivery: Delivery,
+    source: SourceDefinition,
+    *,
+    header: str,
+    encoding: Literal["hex", "base64"],
+    prefix: str = "",
+) -> None:
+    """The common scheme "HMAC-SHA256 of the raw body, in `header` as `<prefix><digest>`":
+    `BadSignature` unless one of the source's secrets made it (all are compared)."""
+    presented = delivery.header(header)
+    if presented is None or not presented.strip():
+        raise BadSignature("signature_missing", f"no {header} header")
+    value = presented.strip()
+    if not value.startswith(prefix):
+        raise BadSignature("signature_invalid", f"{header} does not start with {prefix!r}")
+    value = value[len(prefix) :]
+    if encoding == "hex":
+        value = value.lower()  # hex digits compare case-insensitively
+    expected = [
+        _encode(_hmac_sha256(secret, delivery.body), encoding) for secret in source.secret_values()
+    ]
+    if not verify_hmac(expected, value.encode()):
+        raise BadSignature("signature_invalid", f"{header} does not match the body")
+
+
+def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, "sha256").digest()
+
+
+def _encode(digest: bytes, encoding: Literal["hex", "base64"]) -> bytes:
+    return digest.hex().encode() if encoding == "hex" else base64.b64encode(digest)
+
+
+PartName = Literal[
+    "customer_id", "customer_email", "customer_name", "locale", "account_id", SegmentAttribute
+]
+PartPaths = Mapping[PartName, Sequence[str]]
+"""A kind's default JSONPaths for each respondent part, tried in order (the first giving text
+wins); `FieldRefs` of the source (or form) replace a part's defaults."""
+
+
+@dataclass(frozen=True, slots=True)
+class Respondent:
+    """Who answered and under which account and segments, as found in a payload."""
+
+    customer: CustomerParts
+    account_id: str | None
+    segments: Mapping[SegmentAttribute, str]
+
+
+def find_respondent(
+    document: Any, refs: FieldRefs, defaults: PartPaths, *, default_locale: str | None
+) -> Respondent:
+    """The respondent's parts from `refs` where given, else from the kind's `defaults`."""
+
+    def part(name: PartName, ref: str | None) -> str | None:
+        for path in (ref,) if ref else defaults.get(name, ()):
+            if (text := lookup_text(document, path)) is not None:
+                return text
+        return None
+
+    locale = normalize_locale(part("locale", refs.locale)) or normalize_locale(default_locale)
+    customer = CustomerParts(
+        customer_id=part("customer_id", refs.customer_id),
+        email=part("customer_email", refs.customer_email),
+        name=part("customer_name", refs.customer_name),
+        locale=locale,
+    )
+    segments = {
+        attribute: value
+        for attribute in SEGMENT_ATTRIBUTES
+        if (value := part(attribute, refs.segments.get(attribute))) is not None
+    }
+    return Respondent(customer, part("account_id", refs.account_id), segments)

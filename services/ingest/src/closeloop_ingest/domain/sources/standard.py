@@ -1,0 +1,122 @@
+"""The `standard` source: an in-house tool posting our canonical response JSON, signed with the
+Standard Webhooks scheme. Also owns that scheme's verification, which Formbricks uses too.
+
+Body: one `CanonicalResponse` object, or `{"responses": [...]}` with 1 to 1,000 of them. Response
+ids are taken as given (no kind prefix). A score given as a whole number in a string ("9") is
+accepted, like every other kind.
+
+Standard Webhooks (https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md,
+https://www.standardwebhooks.com/): headers `webhook-id`, `webhook-timestamp` (Unix seconds) and
+`webhook-signature`, a space-separated list of `v1,<base64 HMAC-SHA256>` (several during the
+sender's key rotation). The signed content is `{webhook-id}.{webhook-timestamp}.{body}`; the key is
+the secret after its `whsec_` prefix, base64-decoded. We write the few lines of HMAC instead of
+calling the `standardwebhooks` package because its tolerance is fixed and measured against the
+wall clock, while ours is the source's `tolerance_seconds` from `delivery.received_at`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any
+
+from closeloop_ingest.domain.sources.base import (
+    BadSignature,
+    Delivery,
+    InvalidPayload,
+    Kind,
+    Parsed,
+    Responses,
+    SourceDefinition,
+    Submission,
+    canonical,
+    parse_score,
+    verify_hmac,
+)
+
+MAX_RESPONSES = 1_000
+
+
+def verify_standard_webhooks(delivery: Delivery, source: SourceDefinition) -> None:
+    """`BadSignature` unless one `v1` signature is one secret's HMAC of the message and its
+    timestamp is within the source's tolerance of the delivery's arrival."""
+    msg_id = delivery.header("webhook-id")
+    timestamp = delivery.header("webhook-timestamp")
+    signatures = delivery.header("webhook-signature")
+    if not msg_id or not timestamp or not signatures:
+        raise BadSignature(
+            "signature_missing", "webhook-id, webhook-timestamp and webhook-signature are needed"
+        )
+    signed = f"{msg_id}.{timestamp}.".encode() + delivery.body
+    expected = [
+        base64.b64encode(hmac.new(_key(secret), signed, "sha256").digest())
+        for secret in source.secret_values()
+    ]
+    presented = [
+        signature.encode()
+        for version, _, signature in (item.partition(",") for item in signatures.split())
+        if version == "v1"
+    ]
+    # Compare every presented signature (no early exit on the first match).
+    matched = False
+    for signature in presented:
+        matched |= verify_hmac(expected, signature)
+    if not matched:
+        raise BadSignature("signature_invalid", "no v1 signature in webhook-signature matches")
+    try:
+        sent_at = int(timestamp)
+    except ValueError as exc:
+        raise BadSignature("signature_invalid", "webhook-timestamp is not Unix seconds") from exc
+    if abs(delivery.received_at.timestamp() - sent_at) > source.tolerance_seconds:
+        raise BadSignature(
+            "timestamp_out_of_tolerance",
+            f"webhook-timestamp is more than {source.tolerance_seconds}s from the time received",
+        )
+
+
+def _key(secret: bytes) -> bytes:
+    """A `whsec_<base64>` secret's key bytes; a secret that is not base64 is used as it is."""
+    encoded = secret.removeprefix(b"whsec_")
+    try:  # some senders leave out the base64 padding
+        return base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return secret
+
+
+class StandardAdapter:
+    """Canonical responses signed with Standard Webhooks."""
+
+    kind: Kind = "standard"
+    content_types = frozenset({"application/json"})
+
+    def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
+        verify_standard_webhooks(delivery, source)
+
+    def parse(self, delivery: Delivery, source: SourceDefinition) -> Parsed:
+        payload = delivery.json()
+        if isinstance(payload, dict) and "responses" in payload:
+            items = payload["responses"]
+            if not isinstance(items, list) or not 1 <= len(items) <= MAX_RESPONSES:
+                raise InvalidPayload("responses", f"a list of 1 to {MAX_RESPONSES} responses")
+            submissions = [_submission(item, f"responses[{i}]") for i, item in enumerate(items)]
+        else:
+            submissions = [_submission(payload, "")]
+        return Responses(submissions, delivery_id=delivery.header("webhook-id"))
+
+
+def _submission(item: Any, at: str) -> Submission:
+    prefix = f"{at}." if at else ""
+    if not isinstance(item, dict):
+        raise InvalidPayload(at or "body", "a response is a JSON object")
+    fields = dict(item)
+    if "score" in fields:
+        fields["score"] = parse_score(fields["score"], f"{prefix}score")
+    try:
+        response = canonical(fields)
+    except InvalidPayload as exc:
+        raise InvalidPayload(f"{prefix}{exc.field}", exc.detail.split(": ", 1)[-1]) from exc
+    return Submission(response)
+
+
+ADAPTER = StandardAdapter()
