@@ -44,6 +44,7 @@ def source(**changes: Any) -> SourceDefinition:
         "name": "qx",
         "kind": "qualtrics",
         "secrets": [SHARED_KEY],
+        "api": {"base_url": "https://ca1.qualtrics.com", "token": "qualtrics-api-token"},
     }
     return SourceDefinition.model_validate(fields | changes)
 

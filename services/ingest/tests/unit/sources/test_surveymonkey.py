@@ -42,6 +42,7 @@ def source(**changes: Any) -> SourceDefinition:
         "kind": "surveymonkey",
         "secrets": [KEY],
         "default_locale": "en",
+        "api": {"base_url": "https://api.surveymonkey.com", "token": "sm-api-token"},
     }
     return SourceDefinition.model_validate(fields | changes)
 

@@ -23,7 +23,7 @@ Tools this is tested with, configured through `CustomSpec` only:
 from __future__ import annotations
 
 import hmac
-from typing import Any, ClassVar
+from typing import Any
 
 from closeloop_ingest.domain.sources.base import (
     BadSignature,
@@ -63,8 +63,8 @@ NO_DEFAULTS = DefaultRefs()
 
 
 class CustomAdapter:
-    kind: ClassVar[Kind] = "custom"
-    content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    kind: Kind = "custom"
+    content_types: frozenset[str] = frozenset({"application/json"})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
         auth = _spec(source).auth

@@ -104,7 +104,7 @@ def verify_standard_webhooks(
 
 def _standard_key(secret: bytes) -> bytes:
     text = secret.removeprefix(b"whsec_")
-    try:
-        return base64.b64decode(text, validate=True)
+    try:  # some senders leave out the base64 padding
+        return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         return secret  # not in the whsec_ form: used as the raw key

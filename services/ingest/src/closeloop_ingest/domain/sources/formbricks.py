@@ -39,7 +39,7 @@ from closeloop_ingest.domain.sources.base import (
     lookup_text,
     parse_score,
 )
-from closeloop_ingest.domain.sources.standard import verify_standard_webhooks
+from closeloop_ingest.domain.sources.digests import verify_standard_webhooks
 
 EVENTS = frozenset({"responseCreated", "responseUpdated", "responseFinished"})
 _ANSWERS = "$.data.data"
@@ -69,7 +69,7 @@ class FormbricksAdapter:
     content_types = frozenset({"application/json"})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
-        verify_standard_webhooks(delivery, source)
+        verify_standard_webhooks(delivery, source.secret_values(), source.tolerance_seconds)
 
     def parse(self, delivery: Delivery, source: SourceDefinition) -> Parsed:
         payload = delivery.json()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -70,8 +70,8 @@ DEFAULTS = DefaultRefs(
 
 
 class QualtricsAdapter:
-    kind: ClassVar[Kind] = "qualtrics"
-    content_types: ClassVar[frozenset[str]] = frozenset({FORM})
+    kind: Kind = "qualtrics"
+    content_types: frozenset[str] = frozenset({FORM})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
         try:

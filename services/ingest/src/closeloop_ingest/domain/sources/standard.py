@@ -16,13 +16,9 @@ wall clock, while ours is the source's `tolerance_seconds` from `delivery.receiv
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from typing import Any
 
 from closeloop_ingest.domain.sources.base import (
-    BadSignature,
     Delivery,
     InvalidPayload,
     Kind,
@@ -32,56 +28,10 @@ from closeloop_ingest.domain.sources.base import (
     Submission,
     canonical,
     parse_score,
-    verify_hmac,
 )
+from closeloop_ingest.domain.sources.digests import verify_standard_webhooks
 
 MAX_RESPONSES = 1_000
-
-
-def verify_standard_webhooks(delivery: Delivery, source: SourceDefinition) -> None:
-    """`BadSignature` unless one `v1` signature is one secret's HMAC of the message and its
-    timestamp is within the source's tolerance of the delivery's arrival."""
-    msg_id = delivery.header("webhook-id")
-    timestamp = delivery.header("webhook-timestamp")
-    signatures = delivery.header("webhook-signature")
-    if not msg_id or not timestamp or not signatures:
-        raise BadSignature(
-            "signature_missing", "webhook-id, webhook-timestamp and webhook-signature are needed"
-        )
-    signed = f"{msg_id}.{timestamp}.".encode() + delivery.body
-    expected = [
-        base64.b64encode(hmac.new(_key(secret), signed, "sha256").digest())
-        for secret in source.secret_values()
-    ]
-    presented = [
-        signature.encode()
-        for version, _, signature in (item.partition(",") for item in signatures.split())
-        if version == "v1"
-    ]
-    # Compare every presented signature (no early exit on the first match).
-    matched = False
-    for signature in presented:
-        matched |= verify_hmac(expected, signature)
-    if not matched:
-        raise BadSignature("signature_invalid", "no v1 signature in webhook-signature matches")
-    try:
-        sent_at = int(timestamp)
-    except ValueError as exc:
-        raise BadSignature("signature_invalid", "webhook-timestamp is not Unix seconds") from exc
-    if abs(delivery.received_at.timestamp() - sent_at) > source.tolerance_seconds:
-        raise BadSignature(
-            "timestamp_out_of_tolerance",
-            f"webhook-timestamp is more than {source.tolerance_seconds}s from the time received",
-        )
-
-
-def _key(secret: bytes) -> bytes:
-    """A `whsec_<base64>` secret's key bytes; a secret that is not base64 is used as it is."""
-    encoded = secret.removeprefix(b"whsec_")
-    try:  # some senders leave out the base64 padding
-        return base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return secret
 
 
 class StandardAdapter:
@@ -91,7 +41,7 @@ class StandardAdapter:
     content_types = frozenset({"application/json"})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
-        verify_standard_webhooks(delivery, source)
+        verify_standard_webhooks(delivery, source.secret_values(), source.tolerance_seconds)
 
     def parse(self, delivery: Delivery, source: SourceDefinition) -> Parsed:
         payload = delivery.json()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from closeloop_ingest.domain.sources.base import (
     Delivery,
@@ -59,8 +59,8 @@ DEFAULTS = DefaultRefs(
 
 
 class SurveyMonkeyAdapter:
-    kind: ClassVar[Kind] = "surveymonkey"
-    content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    kind: Kind = "surveymonkey"
+    content_types: frozenset[str] = frozenset({"application/json"})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
         expected = digests(source.secret_values(), delivery.body, "sha1", "base64")
