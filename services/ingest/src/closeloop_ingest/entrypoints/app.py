@@ -15,6 +15,7 @@ from closeloop_ingest.entrypoints import (
     sources_api,
     webhooks_api,
 )
+from closeloop_ingest.service_layer.fetcher import Fetcher
 from closeloop_ingest.service_layer.service import Ingest
 
 
@@ -31,15 +32,18 @@ def create_ingest_app(
         broker_required_for_readiness=False,
     )
     ingest = Ingest(runtime, settings)
+    fetcher = Fetcher(ingest)
+    runtime.add_worker("vendor-fetches", fetcher.run)
     app = create_app(
         title="Closeloop ingest",
         runtime=runtime,
         routers=[
             responses_api.build_router(ingest),
-            webhooks_api.build_router(ingest),
+            webhooks_api.build_router(ingest, on_fetch_queued=fetcher.wake.set),
             sources_api.build_router(ingest),
             invitations_api.build_router(ingest),
         ],
     )
     app.state.ingest = ingest
+    app.state.fetcher = fetcher
     return app

@@ -14,6 +14,7 @@ transaction that stores its response and queues its event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -44,7 +45,7 @@ from closeloop_ingest.service_layer.service import Ingest
 _NOT_STORED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 
 
-def build_router(ingest: Ingest) -> APIRouter:
+def build_router(ingest: Ingest, *, on_fetch_queued: Callable[[], None]) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["webhooks"])
     clock = ingest.runtime.clock
     limit = ingest.settings.webhook_max_body_bytes
@@ -111,6 +112,7 @@ def build_router(ingest: Ingest) -> APIRouter:
             raise database_unavailable(kind, exc) from exc
 
         if intake.fetch is not None:
+            on_fetch_queued()
             DELIVERIES.labels(kind, "fetch_queued").inc()
             return JSONResponse({"status": "fetch_queued"}, status_code=202)
         if intake.ignored is not None:

@@ -3,14 +3,18 @@ writer every write API shares."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common.db import delete_in_chunks
 from closeloop_common.group_commit import BatchCommitter
 from closeloop_common.handlers import Transaction
+from closeloop_common.loop import repeat
 from closeloop_common.runtime import ServiceRuntime
+from closeloop_ingest.adapters.tables import deliveries
 from closeloop_ingest.config import IngestSettings
 from closeloop_ingest.metrics import GROUP_COMMIT_SIZE
 from closeloop_ingest.service_layer.intake import Intake, IntakeResult, record
@@ -34,12 +38,30 @@ class Ingest:
         runtime.on_start(self._start)
         runtime.on_stop(self.writer.stop)
         runtime.add_worker("sources-refresh", self.sources.run)
+        runtime.add_worker("delivery-retention", self._prune_deliveries)
 
     async def _start(self) -> None:
         await self.writer.start()
         if self.settings.sources_file is not None:
             await self.sources.apply_file(self.settings.sources_file)
         await self.sources.refresh()
+
+    async def _prune_deliveries(self) -> None:
+        async def step() -> bool:
+            await self.prune_deliveries()
+            return False
+
+        await repeat(step, wake=asyncio.Event(), idle=600, name="delivery retention")
+
+    async def prune_deliveries(self) -> int:
+        """Delete raw deliveries older than `DELIVERY_RETENTION_DAYS`."""
+        before = self.runtime.clock.now() - timedelta(days=self.settings.delivery_retention_days)
+        return await delete_in_chunks(
+            self.runtime.worker_sessions,
+            deliveries,
+            key=[deliveries.c.id],
+            where=deliveries.c.received_at < before,
+        )
 
     def transaction(self, session: AsyncSession) -> Transaction:
         runtime = self.runtime
