@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from closeloop_common.db import make_engine, make_sessionmaker
-from closeloop_common.group_commit import GroupCommitError, GroupCommitter, GroupCommitterStopped
+from closeloop_common.group_commit import (
+    BatchCommitter,
+    GroupCommitError,
+    GroupCommitter,
+    GroupCommitterStopped,
+)
 from closeloop_common.settings import CommonSettings
 
 SCHEMA = "group_commit_it"
@@ -204,3 +209,67 @@ async def test_stop_commits_what_was_submitted_and_refuses_more(
     assert len(await committed_ids(engine)) == 12
     with pytest.raises(GroupCommitterStopped):
         await committer.submit(insert("late"))
+
+
+# --- BatchCommitter: set-based writes ----------------------------------------------------------
+
+
+async def insert_all(session: AsyncSession, ids: Sequence[str]) -> list[int]:
+    """One statement for the whole batch; the transaction id for each item."""
+    rows = await session.execute(
+        sa.text(
+            f"INSERT INTO {SCHEMA}.writes (id, txid) "
+            "SELECT i, txid_current() FROM unnest(CAST(:ids AS text[])) AS u(i) RETURNING txid"
+        ),
+        {"ids": list(ids)},
+    )
+    return [row.txid for row in rows]
+
+
+async def test_a_batch_is_one_statement_and_one_commit_answered_after_it(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    batches: list[int] = []
+
+    async def process(session: AsyncSession, ids: Sequence[str]) -> list[int]:
+        batches.append(len(ids))
+        return await insert_all(session, ids)
+
+    async with BatchCommitter(sessions, process, max_batch=50, max_wait_ms=20) as committer:
+        txids = await asyncio.gather(*(committer.submit(f"b{i}") for i in range(120)))
+    assert await committed_ids(engine) == {f"b{i}" for i in range(120)}
+    assert max(batches) <= 50
+    assert len(set(txids)) == len(batches) < 10
+
+
+async def test_a_batch_that_fails_is_retried_item_by_item_so_only_the_bad_item_fails(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    async with BatchCommitter(sessions, insert_all, max_wait_ms=20) as committer:
+        outcomes = await asyncio.gather(
+            committer.submit("ok-1"),
+            committer.submit("x" * 3 + "\x00"),  # PostgreSQL refuses a NUL in text
+            committer.submit("ok-2"),
+            return_exceptions=True,
+        )
+    ok_1, bad, ok_2 = outcomes
+    assert isinstance(ok_1, int)
+    assert isinstance(ok_2, int)
+    assert isinstance(bad, Exception)
+    assert not isinstance(bad, GroupCommitError)
+    assert await committed_ids(engine) == {"ok-1", "ok-2"}
+
+
+async def test_a_transient_failure_reaches_every_caller_as_a_group_commit_error(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    async def database_gone(session: AsyncSession, ids: Sequence[str]) -> list[int]:
+        await session.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return []
+
+    async with BatchCommitter(sessions, database_gone, max_wait_ms=20) as committer:
+        outcomes = await asyncio.gather(
+            committer.submit("a"), committer.submit("b"), return_exceptions=True
+        )
+    assert all(isinstance(o, GroupCommitError) for o in outcomes), outcomes
+    assert await committed_ids(engine) == set()
