@@ -22,6 +22,7 @@ from closeloop_ingest.adapters.tables import metadata
 from closeloop_ingest.entrypoints.app import create_ingest_app
 from services.ingest.tests.integration.test_responses_api import _wait_until_relayed, a_response
 from services.ingest.tests.unit.sources.signing import (
+    FIXTURES,
     OLD_SECRET,
     OLD_WHSEC,
     POLISH_COMMENT,
@@ -32,6 +33,7 @@ from services.ingest.tests.unit.sources.signing import (
     hmac_hex,
     standard_webhooks_headers,
 )
+from services.ingest.tests.unit.sources.test_custom import ZENLOOP
 
 OUTBOX = metadata.tables["ingest.outbox"]
 DELIVERIES = metadata.tables["ingest.deliveries"]
@@ -574,3 +576,34 @@ async def test_invitations_are_recorded_once_and_published(
     assert published["invitation_id"] == "inv-7"
     assert published["customer"]["email"] == "Anna.Nowak@example.pl"  # domain lower-cased
     assert len(rest) == 3
+
+
+async def test_a_tool_onboarded_by_configuration_alone(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    admin: dict[str, str],
+    tenant: str,
+) -> None:
+    """zenloop: no code for it anywhere; JSON paths and a token header in the source."""
+    spec = {key: value for key, value in ZENLOOP.items() if key not in ("tenant_id", "name")}
+    url = await put_source(client, admin, "zenloop", spec)
+    body = (FIXTURES / "custom" / "zenloop_alert.json").read_bytes()
+    token = ZENLOOP["secrets"][0]
+
+    refused = await client.post(
+        url, content=body, headers={**JSON, "Authorization": "Bearer not-the-token"}
+    )
+    accepted = await client.post(
+        url, content=body, headers={**JSON, "Authorization": f"Bearer {token}"}
+    )
+
+    assert refused.status_code == 401
+    assert accepted.status_code == 202, accepted.text
+    (event,) = await events(sessions, tenant, "response.received")
+    assert event["response_id"].startswith("zenloop:")
+    assert event["comment"] == POLISH_COMMENT
+    async with sessions() as session:
+        headers = await session.scalar(
+            sa.select(DELIVERIES.c.headers).where(DELIVERIES.c.tenant_id == tenant)
+        )
+    assert "authorization" not in headers  # the tool's credential is not kept
