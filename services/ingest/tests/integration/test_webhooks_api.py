@@ -606,4 +606,5 @@ async def test_a_tool_onboarded_by_configuration_alone(
         headers = await session.scalar(
             sa.select(DELIVERIES.c.headers).where(DELIVERIES.c.tenant_id == tenant)
         )
+    assert headers is not None
     assert "authorization" not in headers  # the tool's credential is not kept
