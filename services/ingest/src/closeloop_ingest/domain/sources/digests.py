@@ -1,4 +1,4 @@
-"""Signature checks shared by the kinds of this branch: HMAC digests over what a tool signs,
+"""Signature checks shared by the source kinds: HMAC digests over what a tool signs,
 compared in constant time against every secret of the source (rotation), and the Standard
 Webhooks scheme. Pure: the time to compare a timestamp with is the delivery's `received_at`.
 
@@ -6,6 +6,10 @@ Failures are `BadSignature` with the metric reason: `signature_missing`, `signat
 `timestamp_out_of_tolerance`. No message names a secret or a digest.
 
 Standard Webhooks: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
+The scheme is a few lines of HMAC written here rather than the `standardwebhooks` package's
+`verify`: the package measures its fixed tolerance against the wall clock, while a source's
+`tolerance_seconds` is measured from `delivery.received_at` (testable, and the time we answer
+for). The tests sign with the package, so the two implementations check each other.
 """
 
 from __future__ import annotations

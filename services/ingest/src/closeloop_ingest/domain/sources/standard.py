@@ -1,5 +1,6 @@
 """The `standard` source: an in-house tool posting our canonical response JSON, signed with the
-Standard Webhooks scheme. Also owns that scheme's verification, which Formbricks uses too.
+Standard Webhooks scheme (verified by `digests.verify_standard_webhooks`, which Formbricks and
+custom sources use too).
 
 Body: one `CanonicalResponse` object, or `{"responses": [...]}` with 1 to 1,000 of them. Response
 ids are taken as given (no kind prefix). A score given as a whole number in a string ("9") is
@@ -9,9 +10,7 @@ Standard Webhooks (https://github.com/standard-webhooks/standard-webhooks/blob/m
 https://www.standardwebhooks.com/): headers `webhook-id`, `webhook-timestamp` (Unix seconds) and
 `webhook-signature`, a space-separated list of `v1,<base64 HMAC-SHA256>` (several during the
 sender's key rotation). The signed content is `{webhook-id}.{webhook-timestamp}.{body}`; the key is
-the secret after its `whsec_` prefix, base64-decoded. We write the few lines of HMAC instead of
-calling the `standardwebhooks` package because its tolerance is fixed and measured against the
-wall clock, while ours is the source's `tolerance_seconds` from `delivery.received_at`.
+the secret after its `whsec_` prefix, base64-decoded.
 """
 
 from __future__ import annotations
