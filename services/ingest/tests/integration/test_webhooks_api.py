@@ -493,8 +493,15 @@ async def test_a_scanner_click_right_after_the_invitation_is_held_back_until_con
         answered_at=(invited_at + timedelta(seconds=3)).isoformat(),
     )
 
+    scanner = a_response(
+        comment=None,
+        user_agent="Mozilla/5.0 (compatible; Barracuda Sentinel (EE))",
+    )
+
     held = await client.post("/v1/responses", json=clicked, headers=writer)
     kept = await client.post("/v1/responses", json=human, headers=writer)
+    scanned = await client.post("/v1/responses", json=scanner, headers=writer)
+    assert scanned.json()["status"] == "suspected"
 
     assert held.status_code == 202
     assert held.json()["status"] == "suspected"

@@ -60,6 +60,12 @@ class CanonicalResponse(BaseModel):
         "other content is a correction (a new version), an earlier one is ignored",
     )
     segments: Segments = Segments()
+    user_agent: str | None = Field(
+        None,
+        max_length=1000,
+        description="the respondent's browser user agent, when the survey tool recorded it: "
+        "used only to spot email link scanners, not part of the response's content",
+    )
 
     @field_validator("customer")
     @classmethod

@@ -170,7 +170,9 @@ def build_router(ingest: Ingest) -> APIRouter:
 
     async def _accept(tenant: str, responses: list[CanonicalResponse]) -> list[Outcome]:
         intake = Intake(
-            tenant_id=tenant, source="api", submissions=[Submission(r) for r in responses]
+            tenant_id=tenant,
+            source="api",
+            submissions=[Submission(r, user_agent=r.user_agent) for r in responses],
         )
         try:
             result = await ingest.accept(intake)

@@ -65,7 +65,7 @@ def _submission(item: Any, at: str) -> Submission:
         response = canonical(fields)
     except InvalidPayload as exc:
         raise InvalidPayload(f"{prefix}{exc.field}", exc.detail.split(": ", 1)[-1]) from exc
-    return Submission(response)
+    return Submission(response, user_agent=response.user_agent)
 
 
 ADAPTER = StandardAdapter()
