@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -64,6 +65,7 @@ class Script:
 
     failing: bool = False
     missing: bool = False
+    answered_at: str | None = None  # in place of the documented answer time
     answered: list[int] = field(default_factory=list)  # status of every request, in order
 
 
@@ -81,9 +83,17 @@ class Vendor:
         authorised = request.headers.get("authorization") == f"Bearer {SM_TOKEN}"
         return self._answer(request, authorised, "surveymonkey/details_promoter.json")
 
+    @staticmethod
+    def _surveymonkey_answered_at(document: dict[str, Any], at: str) -> None:
+        document["date_created"] = document["date_modified"] = at
+
     async def qualtrics(self, request: Request) -> Response:
         authorised = request.headers.get("x-api-token") == QX_TOKEN
         return self._answer(request, authorised, "qualtrics/response_promoter.json")
+
+    @staticmethod
+    def _qualtrics_answered_at(document: dict[str, Any], at: str) -> None:
+        document["result"]["values"]["recordedDate"] = at
 
     def _answer(self, request: Request, authorised: bool, document: str) -> Response:
         script = self.script(request.path_params["tenant"])
@@ -97,9 +107,18 @@ class Vendor:
         elif script.missing:
             answer = JSONResponse({"error": "not found"}, status_code=404)
         else:
-            answer = JSONResponse(json.loads(fixture_text(document)))
+            answer = JSONResponse(self._document(document, script.answered_at))
         script.answered.append(answer.status_code)
         return answer
+
+    def _document(self, path: str, answered_at: str | None) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(fixture_text(path))
+        if answered_at is not None:
+            if path.startswith("surveymonkey/"):
+                self._surveymonkey_answered_at(document, answered_at)
+            else:
+                self._qualtrics_answered_at(document, answered_at)
+        return document
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +352,36 @@ async def test_a_response_the_vendor_does_not_have_fails_the_fetch_and_accepts_n
     assert script.answered == [404]
     reader = bearer(tenant, "read")
     missing = await client.get(f"/v1/responses/{RESPONSE_ID[kind]}", headers=reader)
+    assert missing.status_code == 404
+    assert await received_events(sessions, tenant) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_fetched_answer_dated_in_the_future_is_refused_like_a_webhook_would_be(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    vendor: tuple[str, Vendor],
+    bearer: Callable[..., dict[str, str]],
+    tenant: str,
+    kind: Kind,
+) -> None:
+    base, fake = vendor
+    fake.script(tenant).answered_at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    webhook = await put_source(client, bearer(tenant, "admin"), kind, f"{base}/{tenant}")
+    body, headers = signed_webhook(kind)
+
+    posted = await client.post(webhook, content=body, headers=headers)
+    assert posted.status_code == 202, posted.text
+
+    async def finished() -> bool:
+        return bool((await only_fetch(sessions, tenant)).status != "pending")
+
+    await until(finished, what="the fetch finished")
+    refused = await only_fetch(sessions, tenant)
+    assert refused.status == "failed"
+    assert "answered_at" in refused.last_error
+    assert "future" in refused.last_error
+    missing = await client.get(f"/v1/responses/{RESPONSE_ID[kind]}", headers=bearer(tenant, "read"))
     assert missing.status_code == 404
     assert await received_events(sessions, tenant) == []
 

@@ -10,8 +10,9 @@ leaves them to be retried when the lease ends. Then, for each:
 - the vendor fails transiently (connection, timeout, 429, 5xx): retried with a backoff doubling
   from `FETCH_RETRY_BASE_SECONDS` up to `FETCH_MAX_BACKOFF_SECONDS`, for as long as it takes
   (retries that came due are found every `FETCH_POLL_SECONDS`);
-- the vendor refuses for good (401, 403, 404, a payload we cannot read) or the source was
-  deleted: marked failed with the reason, counted, kept for an operator.
+- the vendor refuses for good (401, 403, 404, a payload we cannot read), its answer is dated
+  in the future (refused as a webhook's would be), or the source was deleted: marked failed
+  with the reason, counted, kept for an operator.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ class Fetcher:
         if isinstance(parsed, Ignored):
             await self._finish(row, "ignored", error=parsed.reason)
             FETCHES.labels(kind, "ignored").inc()
+            return
+        # Refused as the same answer in a webhook or the canonical API would be (422).
+        now = self._ingest.runtime.clock.now()
+        if any(s.response.answered_in_future(now) for s in parsed.submissions):
+            error = "the vendor's answer: answered_at: the answer time is in the future"
+            await self._finish(row, "failed", error=error)
+            FETCHES.labels(kind, "failed").inc()
             return
         try:
             result = await self._ingest.accept(
