@@ -48,8 +48,21 @@ class IngestSettings(CommonSettings):
         4, ge=1, le=64, description="vendor API fetches (SurveyMonkey, Qualtrics) at a time"
     )
     fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    fetch_retry_base_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=300,
+        description="wait before the first retry of a failing vendor API (doubling after)",
+    )
     fetch_max_backoff_seconds: float = Field(
         900.0, ge=1, description="longest wait between retries of a failing vendor API"
+    )
+    fetch_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="how often the fetch worker looks for fetches that came due (a webhook "
+        "wakes it at once)",
     )
     delivery_retention_days: float = Field(
         30.0, gt=0, description="raw webhook deliveries are deleted after this long"

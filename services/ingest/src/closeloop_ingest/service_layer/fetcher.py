@@ -7,10 +7,12 @@ their next attempt past a lease before letting go of the rows; a replica that di
 leaves them to be retried when the lease ends. Then, for each:
 - the vendor answers: the response goes through the same intake as a webhook (deduplicated,
   versioned), then the fetch is marked done (a crash in between fetches again: a duplicate);
-- the vendor fails transiently (connection, timeout, 429, 5xx): retried with a doubling backoff
-  up to `FETCH_MAX_BACKOFF_SECONDS`, for as long as it takes;
-- the vendor refuses for good (401, 403, 404, a payload we cannot read) or the source was
-  deleted: marked failed with the reason, counted, kept for an operator.
+- the vendor fails transiently (connection, timeout, 429, 5xx): retried with a backoff doubling
+  from `FETCH_RETRY_BASE_SECONDS` up to `FETCH_MAX_BACKOFF_SECONDS`, for as long as it takes
+  (retries that came due are found every `FETCH_POLL_SECONDS`);
+- the vendor refuses for good (401, 403, 404, a payload we cannot read), its answer is dated
+  in the future (refused as a webhook's would be), or the source was deleted: marked failed
+  with the reason, counted, kept for an operator.
 """
 
 from __future__ import annotations
@@ -43,12 +45,14 @@ class Fetcher:
         self._client = client or httpx.AsyncClient(timeout=settings.fetch_timeout_seconds)
         self._concurrency = settings.fetch_concurrency
         self._lease = timedelta(seconds=settings.fetch_timeout_seconds * 3)
+        self._retry_base = settings.fetch_retry_base_seconds
         self._max_backoff = settings.fetch_max_backoff_seconds
+        self._poll = settings.fetch_poll_seconds
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
         try:
-            await repeat(self.step, wake=self.wake, idle=1.0, name="vendor fetches")
+            await repeat(self.step, wake=self.wake, idle=self._poll, name="vendor fetches")
         finally:
             await self._client.aclose()
 
@@ -108,6 +112,13 @@ class Fetcher:
             await self._finish(row, "ignored", error=parsed.reason)
             FETCHES.labels(kind, "ignored").inc()
             return
+        # Refused as the same answer in a webhook or the canonical API would be (422).
+        now = self._ingest.runtime.clock.now()
+        if any(s.response.answered_in_future(now) for s in parsed.submissions):
+            error = "the vendor's answer: answered_at: the answer time is in the future"
+            await self._finish(row, "failed", error=error)
+            FETCHES.labels(kind, "failed").inc()
+            return
         try:
             result = await self._ingest.accept(
                 Intake(tenant_id=row.tenant_id, source=source.name, submissions=parsed.submissions)
@@ -122,7 +133,7 @@ class Fetcher:
         FETCHES.labels(kind, "accepted").inc()
 
     async def _retry(self, row: Any, error: str) -> None:
-        wait = backoff(row.attempts, base=1.0, cap=self._max_backoff)
+        wait = backoff(row.attempts, base=self._retry_base, cap=self._max_backoff)
         now = self._ingest.runtime.clock.now()
         async with transaction(self._ingest.runtime.worker_sessions) as session:
             await session.execute(
