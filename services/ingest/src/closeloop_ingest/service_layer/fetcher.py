@@ -59,8 +59,19 @@ class Fetcher:
     async def step(self) -> bool:
         """Run the fetches due now; True when there may be more."""
         claimed = await self._claim()
-        await asyncio.gather(*(self._fetch(row) for row in claimed))
+        await asyncio.gather(*(self._fetch_one(row) for row in claimed))
         return len(claimed) == self._concurrency
+
+    async def _fetch_one(self, row: Any) -> None:
+        """One fetch; a failure of our own (a bug, our database) never stops the others."""
+        try:
+            await self._fetch(row)
+        except Exception as exc:
+            log.exception("fetch failed unexpectedly; retried later", extra={"fetch": row.id})
+            try:
+                await self._retry(row, f"unexpected: {type(exc).__name__}")
+            except Exception:
+                log.warning("could not record the failure; the lease brings it back")
 
     async def _claim(self) -> list[Any]:
         now = self._ingest.runtime.clock.now()
