@@ -33,6 +33,12 @@ responses = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="accepted"),
     sa.Column("suspicion", postgresql.ARRAY(sa.Text), nullable=False, server_default="{}"),
     sa.CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
+    sa.Index(
+        "responses_suspected",
+        "tenant_id",
+        "received_at",
+        postgresql_where=sa.text("status = 'suspected'"),
+    ),
 )
 
 sources = sa.Table(
@@ -46,6 +52,7 @@ sources = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.Index("sources_revision", "revision"),
 )
 
 deliveries = sa.Table(
@@ -61,6 +68,8 @@ deliveries = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("response_ids", postgresql.ARRAY(sa.Text), nullable=False),
+    sa.Index("deliveries_received_at", "received_at", postgresql_using="brin"),
+    sa.Index("deliveries_source", "tenant_id", "source", "id"),
 )
 
 invitations = sa.Table(
@@ -76,6 +85,7 @@ invitations = sa.Table(
     sa.Column("fingerprint", sa.Text, nullable=False),
     sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("payload", postgresql.JSONB, nullable=False),
+    sa.Index("invitations_customer", "tenant_id", "customer_id", "survey_id", "invited_at"),
 )
 
 fetches = sa.Table(
@@ -93,4 +103,13 @@ fetches = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("last_error", sa.Text),
     sa.Column("response_ids", postgresql.ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Index(
+        "fetches_pending_key",
+        "tenant_id",
+        "source",
+        "key",
+        unique=True,
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("fetches_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
 )
