@@ -79,6 +79,12 @@ def with_database(url: str, database: str) -> str:
     return make_url(url).set(database=database).render_as_string(hide_password=False)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -264,12 +270,17 @@ def measure(
         )
 
     command = uvicorn_command(INGEST_APP, port, factory=True)
-    with server(command, env=env, log=tmp / "ingest.log", ready_url=f"{base}/readyz"):
+    with server(command, env=env, log=tmp / "ingest.log", ready_url=f"{base}/readyz") as proc:
         load(f"/v1/webhooks/{TENANT}.warmup", warmup_bodies, args.warmup_seconds)
+        load_average = os.getloadavg()[0]
+        cpu = cpu_seconds(proc.pid)
         started = datetime.now(UTC)
         ingest = load(f"/v1/webhooks/{TENANT}.load", load_bodies, args.seconds)
         ended = datetime.now(UTC)
+        cpu = cpu_seconds(proc.pid) - cpu
         checked = asyncio.run(check_and_drain(database_url, started=started, ended=ended))
+    checked["ingest_cpu"] = cpu / ingest.seconds
+    checked["load_average"] = load_average
     with server(
         uvicorn_command(CEILING_APP, port, factory=False),
         env=env,
@@ -302,6 +313,10 @@ def rows(
             f"({size / count:,.0f} bytes each on average, made in {made:.1f} s)",
         ),
         ("ingest settings", ", ".join(args.set) or "defaults"),
+        (
+            "machine load average (1 min) before the measured run",
+            f"{checked['load_average']:.2f} on {os.cpu_count()} cores (other work adds noise)",
+        ),
         ("ingest: accepted durably (2xx/s)", f"{accepted:,.0f} requests/s"),
         (
             "ingest: latency p50 / p90 / p99 / max",
@@ -332,6 +347,10 @@ def rows(
             "ceiling: bare uvicorn ASGI app, same port, flags and client",
             f"{ceiling.rate:,.0f} "
             f"requests/s (p50 {ceiling.p50_ms:.1f} ms, p99 {ceiling.p99_ms:.1f} ms)",
+        ),
+        (
+            "ingest process CPU during the measured run",
+            f"{100 * checked['ingest_cpu']:.0f} % of one core",
         ),
         ("ingest / ceiling", f"{100 * accepted / ceiling.rate:.1f} %"),
         (
