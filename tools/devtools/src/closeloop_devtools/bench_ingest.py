@@ -85,6 +85,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def shown(setting: str) -> str:
+    """`NAME=VALUE` for the report, a URL's password hidden."""
+    name, _, value = setting.partition("=")
+    if "://" in value:
+        value = make_url(value).render_as_string(hide_password=True)
+    return f"{name}={value}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -312,7 +320,7 @@ def rows(
             f"{args.warmup_seconds:g} s warm-up; {count:,} distinct signed Typeform bodies "
             f"({size / count:,.0f} bytes each on average, made in {made:.1f} s)",
         ),
-        ("ingest settings", ", ".join(args.set) or "defaults"),
+        ("ingest settings", ", ".join(map(shown, args.set)) or "defaults"),
         (
             "machine load average (1 min) before the measured run",
             f"{checked['load_average']:.2f} on {os.cpu_count()} cores (other work adds noise)",
