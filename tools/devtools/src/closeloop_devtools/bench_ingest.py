@@ -11,7 +11,8 @@ of ingest, with the real PostgreSQL and Kafka on the same machine. The run:
    rows of `load` in `ingest.responses` must be those wrk saw accepted (a request still in flight
    when wrk stopped may add one per connection);
 4. waits until the outbox relay has published every event of the measured run and reads the
-   outbox-to-Kafka lag (`published_at - created_at`) from `ingest.outbox`;
+   outbox-to-Kafka lag (`published_at - created_at`) from `ingest.outbox`: from the group
+   commit's transaction writing the event to the broker's ack of it;
 5. stops ingest and starts the ceiling (`closeloop_devtools.ceiling_app`, a bare ASGI app) on the
    same port with the same flags, and runs the same wrk client and script against it.
 Writes a Markdown table to --out and prints it. Ingest's settings can be varied with
@@ -337,6 +338,10 @@ def rows(
             f"{ingest.timeouts:,}",
         ),
         (
+            "ingest process CPU during the measured run",
+            f"{100 * checked['ingest_cpu']:.0f} % of one core",
+        ),
+        (
             "check: rows stored in ingest.responses vs 2xx seen by wrk",
             f"{checked['stored']:,} vs {ingest.ok:,} ({in_flight:+,} in flight when wrk "
             f"stopped; {'consistent' if stored_ok else 'NOT consistent'})",
@@ -355,10 +360,6 @@ def rows(
             "ceiling: bare uvicorn ASGI app, same port, flags and client",
             f"{ceiling.rate:,.0f} "
             f"requests/s (p50 {ceiling.p50_ms:.1f} ms, p99 {ceiling.p99_ms:.1f} ms)",
-        ),
-        (
-            "ingest process CPU during the measured run",
-            f"{100 * checked['ingest_cpu']:.0f} % of one core",
         ),
         ("ingest / ceiling", f"{100 * accepted / ceiling.rate:.1f} %"),
         (
