@@ -88,6 +88,15 @@ bench: infra-up ## measure POST-to-email latency and throughput; writes bench/re
 bench-consumer: infra-up ## consumer events/s, one transaction per event vs batches; writes bench/consumer.md
 	$(BIN)/python -m closeloop_devtools.bench_consumer --out bench/consumer.md
 
+.PHONY: bench-tools
+bench-tools: ## wrk: the load generator bench-ingest drives (Debian's package)
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@command -v wrk >/dev/null || { echo "bench-ingest needs wrk: install Debian's wrk package"; exit 1; }
+
+.PHONY: bench-ingest
+bench-ingest: infra-up bench-tools ## signed Typeform webhooks/s one ingest process accepts durably, vs bare uvicorn; writes bench/ingest.md
+	$(BIN)/python -m closeloop_devtools.bench_ingest --out bench/ingest.md
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra

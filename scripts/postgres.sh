@@ -11,7 +11,8 @@
 #   over its Unix socket only the OS user running this script gets in, as the superuser
 #   `postgres` (peer); over TCP every role needs its password (SCRAM).
 # Then the role `closeloop` (password `closeloop`, local use only) and the databases `closeloop`
-# (make run) and `closeloop_test` (make test) are created if missing. Idempotent.
+# (make run), `closeloop_test` (make test) and `closeloop_bench` (make bench-ingest) are created
+# if missing. Idempotent.
 #
 # Values never become shell or SQL code: other users' commands get them as arguments, SQL gets
 # them as psql variables (:'name'), and the private server reads its settings from a file.
@@ -22,7 +23,7 @@ state=${CLOSELOOP_INFRA_DIR:-$root/.infra}/postgres
 port=${PGPORT:-5432}
 role=closeloop
 password=closeloop
-databases=(closeloop closeloop_test)
+databases=(closeloop closeloop_test closeloop_bench)
 
 say() { echo "[postgres] $*"; }
 

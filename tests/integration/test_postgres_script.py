@@ -100,7 +100,7 @@ async def test_the_closeloop_role_logs_in_with_its_password_only(
     private_cluster: tuple[Path, int],
 ) -> None:
     _, port = private_cluster
-    for database in ("closeloop", "closeloop_test"):
+    for database in ("closeloop", "closeloop_test", "closeloop_bench"):
         conn = await asyncpg.connect(
             host="127.0.0.1", port=port, user="closeloop", password="closeloop", database=database
         )
