@@ -27,9 +27,6 @@ from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.loop import repeat
 from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_PUBLISHED
 
-# PostgreSQL takes at most 32,767 bind parameters per statement; an outbox row has 7.
-_ROWS_PER_INSERT = 4000
-
 
 class Outbox:
     """Adds events to a service's outbox inside the caller's transaction."""
@@ -37,32 +34,39 @@ class Outbox:
     def __init__(self, table: sa.Table, *, topic_prefix: str) -> None:
         self._table = table
         self._prefix = topic_prefix
+        # `seq` comes from the table's sequence in `unnest` order, which is the events' order.
+        self._insert = sa.text(
+            f'INSERT INTO "{table.schema}"."{table.name}" '
+            "(event_id, tenant_id, topic, event_type, key, payload, created_at) "
+            "SELECT i, t, tp, y, k, p, c FROM unnest(CAST(:ids AS text[]), "
+            "CAST(:tenants AS text[]), CAST(:topics AS text[]), CAST(:types AS text[]), "
+            "CAST(:keys AS text[]), CAST(:payloads AS bytea[]), CAST(:times AS timestamptz[])) "
+            "WITH ORDINALITY AS u(i, t, tp, y, k, p, c, n) ORDER BY n"
+        )
         self.committed = asyncio.Event()  # set when a transaction that added rows commits
 
     async def add(self, session: AsyncSession, event: CloudEvent[Any]) -> None:
         await self.add_many(session, [event])
 
     async def add_many(self, session: AsyncSession, events: Sequence[CloudEvent[Any]]) -> None:
-        """Queue events in the caller's transaction, in order, with few statements."""
-        rows = [
+        """Queue events in the caller's transaction, in order, with one statement (`unnest`
+        arrays: one compiled, cached statement whatever the number of events)."""
+        if not events:
+            return
+        await session.execute(
+            self._insert,
             {
-                "event_id": event.id,
-                "tenant_id": event.tenantid,
-                "topic": event.data.TOPIC.address(self._prefix),
-                "event_type": event.type,
-                "key": event.partitionkey,
-                "payload": event.encode(),
-                "created_at": event.time,
-            }
-            for event in events
-        ]
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            await session.execute(
-                sa.insert(self._table).values(rows[start : start + _ROWS_PER_INSERT])
-            )
-        if rows:
-            # Wake the relay when the rows are visible, not before.
-            on_commit(session, self.committed.set)
+                "ids": [event.id for event in events],
+                "tenants": [event.tenantid for event in events],
+                "topics": [event.data.TOPIC.address(self._prefix) for event in events],
+                "types": [event.type for event in events],
+                "keys": [event.partitionkey for event in events],
+                "payloads": [event.encode() for event in events],
+                "times": [event.time for event in events],
+            },
+        )
+        # Wake the relay when the rows are visible, not before.
+        on_commit(session, self.committed.set)
 
 
 class OutboxRelay:

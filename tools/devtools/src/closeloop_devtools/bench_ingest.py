@@ -198,6 +198,20 @@ async def check_and_drain(
     }
 
 
+def group_commit_sizes(metrics_url: str) -> tuple[float, float]:
+    """(transactions, mean requests per transaction) of ingest's group commit so far."""
+    text = httpx.get(metrics_url, timeout=10).text
+    values = {
+        name: float(value)
+        for name, value in (
+            line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+    }
+    count = values.get("closeloop_ingest_group_commit_requests_count", 0.0)
+    total = values.get("closeloop_ingest_group_commit_requests_sum", 0.0)
+    return count, total / count if count else float("nan")
+
+
 def write_sources(path: Path, secret: str) -> None:
     sources = {name: {"kind": "typeform", "secrets": [secret]} for name in ("warmup", "load")}
     path.write_bytes(orjson.dumps({"tenants": {TENANT: {"sources": sources}}}))
@@ -287,8 +301,10 @@ def measure(
         ingest = load(f"/v1/webhooks/{TENANT}.load", load_bodies, args.seconds)
         ended = datetime.now(UTC)
         cpu = cpu_seconds(proc.pid) - cpu
+        batching = group_commit_sizes(f"{base}/metrics")
         checked = asyncio.run(check_and_drain(database_url, started=started, ended=ended))
     checked["ingest_cpu"] = cpu / ingest.seconds
+    checked["batches"], checked["batch_mean"] = batching
     checked["load_average"] = load_average
     with server(
         uvicorn_command(CEILING_APP, port, factory=False),
@@ -340,6 +356,10 @@ def rows(
         (
             "ingest process CPU during the measured run",
             f"{100 * checked['ingest_cpu']:.0f} % of one core",
+        ),
+        (
+            "group commit: transactions, mean requests per transaction (warm-up included)",
+            f"{checked['batches']:,.0f}, {checked['batch_mean']:.1f}",
         ),
         (
             "check: rows stored in ingest.responses vs 2xx seen by wrk",

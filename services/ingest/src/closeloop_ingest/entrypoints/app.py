@@ -34,16 +34,19 @@ def create_ingest_app(
     ingest = Ingest(runtime, settings)
     fetcher = Fetcher(ingest)
     runtime.add_worker("vendor-fetches", fetcher.run)
+    webhooks = webhooks_api.WebhookHandler(ingest, on_fetch_queued=fetcher.wake.set)
     app = create_app(
         title="Closeloop ingest",
         runtime=runtime,
         routers=[
             responses_api.build_router(ingest),
-            webhooks_api.build_router(ingest, on_fetch_queued=fetcher.wake.set),
+            webhooks_api.build_router(webhooks),
             sources_api.build_router(ingest),
             invitations_api.build_router(ingest),
         ],
     )
+    # Outermost: survey tools' webhooks skip FastAPI's routing (see WebhookFastPath).
+    app.add_middleware(webhooks_api.WebhookFastPath, handler=webhooks)
     app.state.ingest = ingest
     app.state.fetcher = fetcher
     return app
