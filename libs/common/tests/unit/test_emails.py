@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.headerregistry import Address
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,3 +81,35 @@ def test_normal_form_is_one_plain_ascii_mailbox_and_normalizing_it_again_changes
     assert (parsed.username, parsed.domain) == (local, domain)
     assert domain == domain.lower()
     assert normalize_email(normal) == normal
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_ADDRESSES = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+    st.from_regex(r"[A-Za-z0-9_+.-]{1,20}", fullmatch=True),
+    st.lists(_LABEL, min_size=1, max_size=3),
+    st.sampled_from(["pl", "com", "example", "test", "local", "onion", "xn--p1ai", "c0m", "a"]),
+)
+
+
+@given(_ADDRESSES)
+def test_the_fast_path_for_everyday_addresses_agrees_with_email_validator(address: str) -> None:
+    """`normalize_email` skips the full validation for addresses already in normal form; for
+    each address it must answer exactly what the full validation answers."""
+    try:
+        full: str | None = validate_email(
+            address,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_display_name=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            test_environment=True,
+        ).ascii_email
+    except EmailNotValidError:
+        full = None
+    try:
+        ours: str | None = normalize_email(address)
+    except InvalidEmailAddress:
+        ours = None
+    assert ours == full
