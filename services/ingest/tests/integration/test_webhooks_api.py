@@ -615,3 +615,21 @@ async def test_a_tool_onboarded_by_configuration_alone(
         )
     assert headers is not None
     assert "authorization" not in headers  # the tool's credential is not kept
+
+
+async def test_a_nul_character_in_a_webhook_is_a_validation_problem_and_nothing_is_stored(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    admin: dict[str, str],
+    tenant: str,
+) -> None:
+    url = await put_source(client, admin, "tf", {"kind": "typeform", "secrets": [SECRET]})
+    body = fixture("typeform", "detractor").replace(b"Obs\\u0142uga", b"Obs\\u0000uga", 1)
+    body = body if b"\\u0000" in body else body.replace(b'"token": "', b'"token": "\\u0000', 1)
+
+    answer = await client.post(url, content=body, headers=typeform(body))
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["kind"] == "nul_character"
+    assert answer.json()["errors"][0]["location"][0] == "body"
+    assert await events(sessions, tenant) == []

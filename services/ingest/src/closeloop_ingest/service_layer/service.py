@@ -4,6 +4,7 @@ writer every write API shares."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -19,6 +20,8 @@ from closeloop_ingest.config import IngestSettings
 from closeloop_ingest.metrics import GROUP_COMMIT_SIZE
 from closeloop_ingest.service_layer.intake import Intake, IntakeResult, record
 from closeloop_ingest.service_layer.sources import SourceDirectory
+
+log = logging.getLogger(__name__)
 
 
 class Ingest:
@@ -43,8 +46,14 @@ class Ingest:
     async def _start(self) -> None:
         await self.writer.start()
         if self.settings.sources_file is not None:
+            # A bad file stops the start (a configuration error); so does a database that is
+            # down, since the file's sources could not be applied.
             await self.sources.apply_file(self.settings.sources_file)
-        await self.sources.refresh()
+        try:
+            await self.sources.refresh()
+        except Exception:
+            # The database is down: start anyway (readiness says so); the refresh worker retries.
+            log.warning("sources not loaded at start; retrying in the background", exc_info=True)
 
     async def _prune_deliveries(self) -> None:
         async def step() -> bool:
