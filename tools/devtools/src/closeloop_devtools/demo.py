@@ -12,7 +12,12 @@ the tenant `demo`, the status lines read with a `read` token, which is printed w
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
+import json
 import random
+import secrets
 import signal
 import sys
 import threading
@@ -129,6 +134,74 @@ def make_response(
     }
 
 
+def invitation_of(response: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The invitation that preceded `response` (hours before: no suspicion of a link scanner)."""
+    answered_at = datetime.fromisoformat(response["answered_at"])
+    return {
+        "invitation_id": f"inv-{response['response_id']}",
+        "survey_id": response["survey_id"],
+        "customer": response["customer"],
+        "account_id": response["account_id"],
+        "channel": response["segments"]["channel"],
+        "invited_at": (answered_at - timedelta(hours=rng.uniform(1, 48))).isoformat(),
+        "segments": response["segments"],
+    }
+
+
+def typeform_body(response: dict[str, Any]) -> bytes:
+    """`response` as Typeform would post it (`form_response`; hidden fields for the respondent)."""
+    nps = {"id": "npsQ1", "type": "nps", "ref": "nps_score"}
+    text = {"id": "txtQ2", "type": "long_text", "ref": "what_to_improve"}
+    at = datetime.fromisoformat(response["answered_at"]).astimezone(UTC)
+    answers: list[dict[str, Any]] = [{"type": "number", "number": response["score"], "field": nps}]
+    if response["comment"]:
+        answers.append({"type": "text", "text": response["comment"], "field": text})
+    customer = response["customer"]
+    payload = {
+        "event_id": f"ev-{response['response_id']}",
+        "event_type": "form_response",
+        "form_response": {
+            "form_id": response["survey_id"],
+            "token": response["response_id"],
+            "landed_at": (at - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "submitted_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "hidden": {
+                "customer_id": customer["id"],
+                "email": customer["email"],
+                "name": customer["name"],
+                "locale": customer["locale"],
+                "account_id": response["account_id"],
+                **response["segments"],
+            },
+            "definition": {
+                "id": response["survey_id"],
+                "title": "NPS",
+                "fields": [{**nps, "title": "How likely?"}, {**text, "title": "Why?"}],
+            },
+            "answers": answers,
+        },
+    }
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def typeform_signature(secret: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return "sha256=" + base64.b64encode(digest).decode()
+
+
+def create_typeform_source(stack: Stack, headers: dict[str, str], secret: str) -> str:
+    """The demo tenant's Typeform source; its webhook path."""
+    reply = httpx.put(
+        f"{stack.url('ingest')}/v1/sources/typeform-nps",
+        json={"kind": "typeform", "secrets": [secret]},
+        headers=headers,
+        timeout=10,
+    )
+    reply.raise_for_status()
+    url: str = reply.json()["webhook_url"]
+    return url.removeprefix(stack.url("ingest"))
+
+
 def demo_keys(state_dir: Path) -> KeyPair:
     """The demo's key pair, made on the first run and kept (tokens printed earlier stay valid)."""
     directory = state_dir / "auth"
@@ -157,7 +230,10 @@ def feed(
     stop: threading.Event,
     seed: int,
     headers: dict[str, str],
+    webhook: tuple[str, str] | None = None,
 ) -> None:
+    """Post `count` responses, each after its invitation: every third one as a signed Typeform
+    webhook (`webhook`: its path and secret), the others to the canonical API."""
     rng = random.Random(seed)
     run_id = uuid.uuid4().hex[:8]
     with httpx.Client(base_url=stack.url("ingest"), headers=headers, timeout=10) as client:
@@ -165,9 +241,26 @@ def feed(
             if stop.is_set():
                 return
             response = make_response(rng, run_id, n, datetime.now(UTC), score=2 if n == 0 else None)
-            reply = client.post("/v1/responses", json=response)
-            if reply.status_code >= 300:
-                print(f"  feed: {reply.status_code} {reply.text}", flush=True)
+            replies = [client.post("/v1/invitations", json=invitation_of(response, rng))]
+            if webhook is not None and n % 3 == 1:
+                path, secret = webhook
+                body = typeform_body(response)
+                signature = typeform_signature(secret, body)
+                replies.append(
+                    client.post(
+                        path,
+                        content=body,
+                        headers={
+                            "content-type": "application/json",
+                            "Typeform-Signature": signature,
+                        },
+                    )
+                )
+            else:
+                replies.append(client.post("/v1/responses", json=response))
+            for reply in replies:
+                if reply.status_code >= 300:
+                    print(f"  feed: {reply.status_code} {reply.text}", flush=True)
             stop.wait(interval)
 
 
@@ -221,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     maildir = args.state_dir / "mail"
     keys = demo_keys(args.state_dir)
     feed_headers = bearer(keys, "responses:write")
+    admin_headers = bearer(keys, "admin")
     read_headers = bearer(keys, "read")
     sink = MailSink(maildir, port=1025)
     sink.start()
@@ -262,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
             f"More tokens: {Path(sys.executable).parent / 'closeloop-token'} mint "
             f"--key {keys.private} --tenant {DEMO_TENANT} --scope read --ttl 3600"
         )
+        secret = secrets.token_urlsafe(24)
+        webhook = create_typeform_source(stack, admin_headers, secret)
+        print(
+            f"A Typeform source of `{DEMO_TENANT}` takes signed webhooks at "
+            f"{stack.url('ingest')}{webhook} (every third demo response arrives that way)."
+        )
         print("Feeding demo responses; Ctrl-C stops everything.", flush=True)
         feeder = threading.Thread(
             target=feed,
@@ -273,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 "stop": stop,
                 "seed": args.seed,
                 "headers": feed_headers,
+                "webhook": (webhook, secret),
             },
         )
         feeder.start()
