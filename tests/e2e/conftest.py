@@ -7,6 +7,7 @@ environment defaults.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -16,6 +17,8 @@ from typing import TypeVar
 
 import pytest
 
+from closeloop_common.kafka.topics import delete_topics, ensure_topics
+from closeloop_common.settings import CommonSettings
 from closeloop_devtools.mailsink import MailSink
 from closeloop_devtools.stack import Stack
 
@@ -68,9 +71,15 @@ def stack(
     sink.start()
     tenants_file = tmp_path_factory.mktemp("tenants") / "tenants.toml"
     tenants_file.write_text(TENANTS_TOML, encoding="utf-8")
+    # Topics of their own: the integration tests leave thousands of events on this run's
+    # topics, which services consuming from the earliest offset would have to work through
+    # before they reach an e2e test's event.
+    topics = CommonSettings(kafka_topic_prefix=f"{infra['KAFKA_TOPIC_PREFIX']}-e2e")
+    asyncio.run(ensure_topics(topics))
     running = Stack(
         env={
             **infra,
+            "KAFKA_TOPIC_PREFIX": topics.kafka_topic_prefix,
             "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
             "TENANTS_FILE": str(tenants_file),
             # A notifier killed mid-send leaves its claim until the lease ends (see
@@ -86,6 +95,7 @@ def stack(
     finally:
         running.stop()
         sink.stop()
+        asyncio.run(delete_topics(topics))
 
 
 def eventually(
