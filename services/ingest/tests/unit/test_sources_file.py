@@ -62,3 +62,17 @@ def test_a_bad_file_is_refused_naming_the_problem(
     path.write_text(text, encoding="utf-8")
     with pytest.raises(SourcesFileError, match=message):
         load_sources_file(path)
+
+
+def test_a_refused_file_never_shows_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "sources.toml"
+    path.write_text(
+        '[tenants.acme.sources.x]\nkind = "surveymonkey"\nsecrets = ["very-secret-value"]\n'
+        'api = { base_url = "https://api.surveymonkey.com", token = "token-secret", x = 1 }',
+        encoding="utf-8",
+    )
+    with pytest.raises(SourcesFileError) as refused:
+        load_sources_file(path)
+    assert "very-secret-value" not in str(refused.value)
+    assert "token-secret" not in str(refused.value)
+    assert refused.value.__cause__ is None

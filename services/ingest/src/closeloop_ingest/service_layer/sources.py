@@ -232,8 +232,15 @@ def load_sources_file(path: Path) -> list[SourceDefinition]:
                 definitions.append(
                     SourceDefinition.model_validate({**body, "tenant_id": tenant_id, "name": name})
                 )
-            except (ValidationError, KeyError, TypeError, ValueError) as exc:
-                raise SourcesFileError(f"{path}: source {tenant_id}/{name}: {exc}") from exc
+            except ValidationError as exc:
+                # Never the input values: they hold secrets.
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '<source>'}: {e['msg']}"
+                    for e in exc.errors(include_input=False, include_url=False)
+                )
+                raise SourcesFileError(f"{path}: source {tenant_id}/{name}: {problems}") from None
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SourcesFileError(f"{path}: source {tenant_id}/{name}: {exc}") from None
     return definitions
 
 

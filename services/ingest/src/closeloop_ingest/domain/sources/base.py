@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, ClassVar, Literal, Protocol, Self
+from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
 
 import jsonpath
 import orjson
@@ -189,13 +189,14 @@ class ApiAccess(Definition):
 
 
 FETCHING_KINDS: frozenset[str] = frozenset({"surveymonkey", "qualtrics"})
+Secret = Annotated[SecretStr, Field(min_length=1, max_length=1000)]
 
 
 class SourceSpec(Definition):
     """A source as `PUT /v1/sources/{name}` takes it (the tenant comes from the token)."""
 
     kind: Kind
-    secrets: tuple[SecretStr, ...] = Field(
+    secrets: tuple[Secret, ...] = Field(
         min_length=1,
         max_length=5,
         description="signing secrets; several during a rotation (any one verifies). Never "
