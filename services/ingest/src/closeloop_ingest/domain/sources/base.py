@@ -23,7 +23,7 @@ import jsonpath
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from closeloop_common.events import SEGMENT_ATTRIBUTES, SegmentAttribute
+from closeloop_common.events import SegmentAttribute
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_ingest.domain.responses import CanonicalResponse
 
@@ -447,6 +447,12 @@ class CustomerParts:
     locale: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
+    def named(self, fallback: str | None) -> CustomerParts:
+        """These parts with `fallback` as the name when none was found."""
+        if self.name or not fallback:
+            return self
+        return CustomerParts(self.customer_id, self.email, fallback, self.locale, self.extra)
+
     def customer_json(self, response_id: str) -> dict[str, Any]:
         customer: dict[str, Any] = {"id": self.customer_id or self.email or response_id}
         if self.email:
@@ -521,46 +527,3 @@ def _hmac_sha256(key: bytes, message: bytes) -> bytes:
 
 def _encode(digest: bytes, encoding: Literal["hex", "base64"]) -> bytes:
     return digest.hex().encode() if encoding == "hex" else base64.b64encode(digest)
-
-
-PartName = Literal[
-    "customer_id", "customer_email", "customer_name", "locale", "account_id", SegmentAttribute
-]
-PartPaths = Mapping[PartName, Sequence[str]]
-"""A kind's default JSONPaths for each respondent part, tried in order (the first giving text
-wins); `FieldRefs` of the source (or form) replace a part's defaults."""
-
-
-@dataclass(frozen=True, slots=True)
-class Respondent:
-    """Who answered and under which account and segments, as found in a payload."""
-
-    customer: CustomerParts
-    account_id: str | None
-    segments: Mapping[SegmentAttribute, str]
-
-
-def find_respondent(
-    document: Any, refs: FieldRefs, defaults: PartPaths, *, default_locale: str | None
-) -> Respondent:
-    """The respondent's parts from `refs` where given, else from the kind's `defaults`."""
-
-    def part(name: PartName, ref: str | None) -> str | None:
-        for path in (ref,) if ref else defaults.get(name, ()):
-            if (text := lookup_text(document, path)) is not None:
-                return text
-        return None
-
-    locale = normalize_locale(part("locale", refs.locale)) or normalize_locale(default_locale)
-    customer = CustomerParts(
-        customer_id=part("customer_id", refs.customer_id),
-        email=part("customer_email", refs.customer_email),
-        name=part("customer_name", refs.customer_name),
-        locale=locale,
-    )
-    segments = {
-        attribute: value
-        for attribute in SEGMENT_ATTRIBUTES
-        if (value := part(attribute, refs.segments.get(attribute))) is not None
-    }
-    return Respondent(customer, part("account_id", refs.account_id), segments)

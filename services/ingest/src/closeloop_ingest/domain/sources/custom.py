@@ -50,16 +50,7 @@ from closeloop_ingest.domain.sources.digests import (
     parse_timestamp,
     verify_standard_webhooks,
 )
-from closeloop_ingest.domain.sources.respondent import (
-    DefaultRefs,
-    account_of,
-    assemble,
-    first_text,
-    respondent,
-    segments_of,
-)
-
-NO_DEFAULTS = DefaultRefs()
+from closeloop_ingest.domain.sources.respondent import NO_DEFAULTS, assemble, find_respondent
 
 
 class CustomAdapter:
@@ -90,18 +81,19 @@ class CustomAdapter:
         if raw_score is None:
             raise InvalidPayload(spec.score, "the score is missing")
         score = parse_score(raw_score, spec.score)
-        survey_id = first_text(document, source.fields.survey_id) or source.name
+        survey_id = lookup_text(document, source.fields.survey_id) or source.name
         refs = source.refs_for(survey_id)
+        found = find_respondent(document, refs, NO_DEFAULTS, default_locale=source.default_locale)
         response = assemble(
             response_id=f"{source.name}:{vendor_id}",
             survey_id=survey_id,
-            customer=respondent(document, refs, NO_DEFAULTS, default_locale=source.default_locale),
-            account_id=account_of(document, refs, NO_DEFAULTS),
+            customer=found.customer,
+            account_id=found.account_id,
             score=score,
             comment=lookup_text(document, spec.comment),
             answered_at=_instant(document, spec.answered_at) or delivery.received_at,
             updated_at=_instant(document, spec.updated_at),
-            segments=segments_of(document, refs, NO_DEFAULTS),
+            segments=found.segments,
             at=_locations(source),
         )
         user_agent = lookup_text(document, spec.user_agent)

@@ -30,16 +30,15 @@ from closeloop_ingest.domain.sources.base import (
     InvalidPayload,
     Kind,
     Parsed,
-    PartPaths,
     Responses,
     SourceDefinition,
     Submission,
     canonical,
-    find_respondent,
     lookup_text,
     parse_score,
 )
 from closeloop_ingest.domain.sources.digests import verify_standard_webhooks
+from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
 
 EVENTS = frozenset({"responseCreated", "responseUpdated", "responseFinished"})
 _ANSWERS = "$.data.data"

@@ -49,24 +49,22 @@ from closeloop_ingest.domain.sources.base import (
 )
 from closeloop_ingest.domain.sources.digests import check_digest, digests
 from closeloop_ingest.domain.sources.respondent import (
-    DefaultRefs,
-    account_of,
+    PartPaths,
     assemble,
-    respondent,
-    segments_of,
+    find_respondent,
 )
 
 FORM = "application/x-www-form-urlencoded"
 _COMPLETED = re.compile(r"(?:^|\.)surveyengine\.completedResponse\.")
 _TEXT_ANSWER = re.compile(r"^QID\d+(?:_\d+)*_TEXT$")
 _NPS_GROUP = "_NPS_GROUP"
-DEFAULTS = DefaultRefs(
-    customer_id=("$.result.values.customer_id", "$.result.values.externalDataReference"),
-    customer_email=("$.result.values.recipientEmail", "$.result.values.email"),
-    locale=("$.result.values.userLanguage",),
-    account_id=("$.result.values.account_id",),
-    segments={"channel": "$.result.values.distributionChannel"},
-)
+DEFAULTS: PartPaths = {
+    "customer_id": ("$.result.values.customer_id", "$.result.values.externalDataReference"),
+    "customer_email": ("$.result.values.recipientEmail", "$.result.values.email"),
+    "locale": ("$.result.values.userLanguage",),
+    "account_id": ("$.result.values.account_id",),
+    "channel": ("$.result.values.distributionChannel",),
+}
 
 
 class QualtricsAdapter:
@@ -133,18 +131,17 @@ def parse_api_response(
         return Ignored("the NPS question is not answered yet")
     score = parse_score(values[qid], f"result.values.{qid}")
     comment, comment_at = _comment(values, refs.comment_question)
+    found = find_respondent(document, refs, DEFAULTS, default_locale=source.default_locale)
     response = assemble(
         response_id=f"qualtrics:{vendor_id}",
         survey_id=survey_id,
-        customer=respondent(
-            document, refs, DEFAULTS, default_locale=source.default_locale, name=_name(values)
-        ),
-        account_id=account_of(document, refs, DEFAULTS),
+        customer=found.customer.named(_name(values)),
+        account_id=found.account_id,
         score=score,
         comment=comment,
         answered_at=values.get("recordedDate") or values.get("endDate") or "",
         updated_at=None,
-        segments=segments_of(document, refs, DEFAULTS),
+        segments=found.segments,
         at={"comment": comment_at, "answered_at": "result.values.recordedDate"},
     )
     return Responses(submissions=[Submission(response=response)])

@@ -1,14 +1,15 @@
 """Who answered and under which account and segments, read from a tool's document through the
 source's `FieldRefs` (JSONPath) with each kind's defaults, and the assembly of the canonical
-response. Pure; shared by the kinds that fetch from an API and the configuration-only kind."""
+response. Pure; every kind uses it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from closeloop_common.events import SEGMENT_ATTRIBUTES, SegmentAttribute
 from closeloop_ingest.domain.responses import CanonicalResponse
 from closeloop_ingest.domain.sources.base import (
     CustomerParts,
@@ -18,59 +19,48 @@ from closeloop_ingest.domain.sources.base import (
     normalize_locale,
 )
 
+PartName = Literal[
+    "customer_id", "customer_email", "customer_name", "locale", "account_id", SegmentAttribute
+]
+PartPaths = Mapping[PartName, Sequence[str]]
+"""A kind's default JSONPaths for each respondent part, tried in order (the first giving text
+wins); `FieldRefs` of the source (or form) replace a part's defaults."""
+NO_DEFAULTS: PartPaths = {}
+
 
 @dataclass(frozen=True, slots=True)
-class DefaultRefs:
-    """A kind's JSONPath defaults for the refs a source leaves unset; each field is tried in
-    order and the first that gives text wins."""
+class Respondent:
+    """Who answered and under which account and segments, as found in a payload."""
 
-    customer_id: Sequence[str] = ()
-    customer_email: Sequence[str] = ()
-    customer_name: Sequence[str] = ()
-    locale: Sequence[str] = ()
-    account_id: Sequence[str] = ()
-    segments: Mapping[str, str] | None = None
+    customer: CustomerParts
+    account_id: str | None
+    segments: Mapping[SegmentAttribute, str]
 
 
-def first_text(document: Any, own: str | None, defaults: Sequence[str] = ()) -> str | None:
-    """The text `own` selects when the source set it, else the first default that gives text."""
-    if own is not None:
-        return lookup_text(document, own)
-    for path in defaults:
-        if (text := lookup_text(document, path)) is not None:
-            return text
-    return None
+def find_respondent(
+    document: Any, refs: FieldRefs, defaults: PartPaths, *, default_locale: str | None
+) -> Respondent:
+    """The respondent's parts from `refs` where given, else from the kind's `defaults`."""
 
+    def part(name: PartName, ref: str | None) -> str | None:
+        for path in (ref,) if ref else defaults.get(name, ()):
+            if (text := lookup_text(document, path)) is not None:
+                return text
+        return None
 
-def respondent(
-    document: Any,
-    refs: FieldRefs,
-    defaults: DefaultRefs,
-    *,
-    default_locale: str | None,
-    name: str | None = None,
-) -> CustomerParts:
-    """The respondent's parts; `name` is a kind's own composition, used when no ref gives one."""
-    locale = first_text(document, refs.locale, defaults.locale)
-    return CustomerParts(
-        customer_id=first_text(document, refs.customer_id, defaults.customer_id),
-        email=first_text(document, refs.customer_email, defaults.customer_email),
-        name=first_text(document, refs.customer_name, defaults.customer_name) or name,
-        locale=normalize_locale(locale) or normalize_locale(default_locale),
+    locale = normalize_locale(part("locale", refs.locale)) or normalize_locale(default_locale)
+    customer = CustomerParts(
+        customer_id=part("customer_id", refs.customer_id),
+        email=part("customer_email", refs.customer_email),
+        name=part("customer_name", refs.customer_name),
+        locale=locale,
     )
-
-
-def account_of(document: Any, refs: FieldRefs, defaults: DefaultRefs) -> str | None:
-    return first_text(document, refs.account_id, defaults.account_id)
-
-
-def segments_of(document: Any, refs: FieldRefs, defaults: DefaultRefs) -> dict[str, str]:
-    """Segment attribute -> value, from the source's refs or else the kind's defaults."""
-    paths: Mapping[str, str] = defaults.segments or {}
-    if refs.segments:
-        paths = {str(attribute): path for attribute, path in refs.segments.items()}
-    found = {attribute: lookup_text(document, path) for attribute, path in paths.items()}
-    return {attribute: value for attribute, value in found.items() if value is not None}
+    segments = {
+        attribute: value
+        for attribute in SEGMENT_ATTRIBUTES
+        if (value := part(attribute, refs.segments.get(attribute))) is not None
+    }
+    return Respondent(customer, part("account_id", refs.account_id), segments)
 
 
 def assemble(
@@ -83,7 +73,7 @@ def assemble(
     comment: str | None,
     answered_at: datetime | str | int | float,
     updated_at: datetime | str | int | float | None,
-    segments: Mapping[str, str],
+    segments: Mapping[SegmentAttribute, str],
     at: Mapping[str, str],
 ) -> CanonicalResponse:
     """Validate the parts into a `CanonicalResponse`; `at` maps canonical fields to where in the

@@ -41,21 +41,19 @@ from closeloop_ingest.domain.sources.base import (
 )
 from closeloop_ingest.domain.sources.digests import check_digest, digests
 from closeloop_ingest.domain.sources.respondent import (
-    DefaultRefs,
-    account_of,
+    PartPaths,
     assemble,
-    respondent,
-    segments_of,
+    find_respondent,
 )
 
 RESPONSE_EVENTS = frozenset({"response_completed", "response_updated"})
 _RESOURCE_IDS = ("collector_id", "respondent_id", "recipient_id")
-DEFAULTS = DefaultRefs(
-    customer_id=("$.custom_variables.customer_id", "$.metadata.contact.external_id.value"),
-    customer_email=("$.metadata.contact.email.value", "$.email_address"),
-    locale=("$.custom_variables.locale", "$.custom_variables.language"),
-    account_id=("$.custom_variables.account_id",),
-)
+DEFAULTS: PartPaths = {
+    "customer_id": ("$.custom_variables.customer_id", "$.metadata.contact.external_id.value"),
+    "customer_email": ("$.metadata.contact.email.value", "$.email_address"),
+    "locale": ("$.custom_variables.locale", "$.custom_variables.language"),
+    "account_id": ("$.custom_variables.account_id",),
+}
 
 
 class SurveyMonkeyAdapter:
@@ -152,18 +150,17 @@ def parse_api_response(
     )
     comment, comment_at = _answer_text(comment_question)
     response_id = f"surveymonkey:{vendor_id}"
+    found = find_respondent(document, refs, DEFAULTS, default_locale=source.default_locale)
     response = assemble(
         response_id=response_id,
         survey_id=survey_id,
-        customer=respondent(
-            document, refs, DEFAULTS, default_locale=source.default_locale, name=_name(document)
-        ),
-        account_id=account_of(document, refs, DEFAULTS),
+        customer=found.customer.named(_name(document)),
+        account_id=found.account_id,
         score=score,
         comment=comment,
         answered_at=document.get("date_created") or document.get("date_modified") or "",
         updated_at=document.get("date_modified"),
-        segments=segments_of(document, refs, DEFAULTS),
+        segments=found.segments,
         at={"comment": comment_at, "answered_at": "date_created", "updated_at": "date_modified"},
     )
     return Responses(submissions=[Submission(response=response)])

@@ -25,16 +25,15 @@ from closeloop_ingest.domain.sources.base import (
     InvalidPayload,
     Kind,
     Parsed,
-    PartPaths,
     Responses,
     SourceDefinition,
     Submission,
     canonical,
-    find_respondent,
     lookup_text,
     parse_score,
     verify_body_hmac,
 )
+from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
 
 _HIDDEN = "$.form_response.hidden"
 DEFAULTS: PartPaths = {
