@@ -10,7 +10,6 @@ Kinds whose webhook carries ids only (SurveyMonkey, Qualtrics) also follow `Fetc
 
 from __future__ import annotations
 
-import base64
 import hmac
 import re
 from collections.abc import Mapping, Sequence
@@ -493,37 +492,3 @@ def canonical(
         top = location.split(".", 1)[0]
         where = (at or {}).get(location) or (at or {}).get(top) or location
         raise InvalidPayload(where, first.get("msg", "invalid")) from exc
-
-
-def verify_body_hmac(
-    delivery: Delivery,
-    source: SourceDefinition,
-    *,
-    header: str,
-    encoding: Literal["hex", "base64"],
-    prefix: str = "",
-) -> None:
-    """The common scheme "HMAC-SHA256 of the raw body, in `header` as `<prefix><digest>`":
-    `BadSignature` unless one of the source's secrets made it (all are compared)."""
-    presented = delivery.header(header)
-    if presented is None or not presented.strip():
-        raise BadSignature("signature_missing", f"no {header} header")
-    value = presented.strip()
-    if not value.startswith(prefix):
-        raise BadSignature("signature_invalid", f"{header} does not start with {prefix!r}")
-    value = value[len(prefix) :]
-    if encoding == "hex":
-        value = value.lower()  # hex digits compare case-insensitively
-    expected = [
-        _encode(_hmac_sha256(secret, delivery.body), encoding) for secret in source.secret_values()
-    ]
-    if not verify_hmac(expected, value.encode()):
-        raise BadSignature("signature_invalid", f"{header} does not match the body")
-
-
-def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-    return hmac.new(key, message, "sha256").digest()
-
-
-def _encode(digest: bytes, encoding: Literal["hex", "base64"]) -> bytes:
-    return digest.hex().encode() if encoding == "hex" else base64.b64encode(digest)

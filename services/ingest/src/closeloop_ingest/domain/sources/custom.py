@@ -44,7 +44,7 @@ from closeloop_ingest.domain.sources.base import (
     parse_score,
 )
 from closeloop_ingest.domain.sources.digests import (
-    check_digest,
+    check_header_digest,
     check_tolerance,
     digests,
     parse_timestamp,
@@ -121,13 +121,8 @@ def _verify_hmac(delivery: Delivery, source: SourceDefinition, auth: HmacAuth) -
     message = delivery.body.join(
         part.replace("{timestamp}", timestamp or "").encode() for part in parts
     )
-    presented = delivery.header(auth.header)
-    if presented is not None and auth.prefix:
-        if not presented.startswith(auth.prefix):
-            raise BadSignature("signature_invalid", f"{auth.header} lacks its prefix")
-        presented = presented[len(auth.prefix) :]
     expected = digests(source.secret_values(), message, auth.algorithm, auth.encoding)
-    check_digest(presented, expected, encoding=auth.encoding, where=auth.header)
+    check_header_digest(delivery, auth.header, expected, encoding=auth.encoding, prefix=auth.prefix)
     if timestamp is not None:
         sent_at = parse_timestamp(timestamp)
         if sent_at is None:

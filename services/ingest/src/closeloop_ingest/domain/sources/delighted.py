@@ -38,8 +38,8 @@ from closeloop_ingest.domain.sources.base import (
     canonical,
     lookup_text,
     parse_score,
-    verify_body_hmac,
 )
+from closeloop_ingest.domain.sources.digests import verify_body_hmac
 from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
 
 SURVEY_ID = "delighted"

@@ -22,7 +22,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from closeloop_ingest.domain.sources.base import BadSignature, Delivery, verify_hmac
+from closeloop_ingest.domain.sources.base import (
+    BadSignature,
+    Delivery,
+    SourceDefinition,
+    verify_hmac,
+)
 
 Algorithm = Literal["sha1", "sha256", "sha512"]
 Encoding = Literal["hex", "base64"]
@@ -50,6 +55,39 @@ def check_digest(
         value = value.lower()
     if not verify_hmac(expected, value.encode()):
         raise BadSignature("signature_invalid", f"the signature in {where} does not match")
+
+
+def check_header_digest(
+    delivery: Delivery,
+    header: str,
+    expected: Sequence[bytes],
+    *,
+    encoding: Encoding,
+    prefix: str = "",
+) -> None:
+    """`BadSignature` unless the header `header` is `<prefix>` and one of `expected`."""
+    presented = delivery.header(header)
+    if presented is None or not presented.strip():
+        raise BadSignature("signature_missing", f"no {header} header")
+    value = presented.strip()
+    if not value.startswith(prefix):
+        raise BadSignature("signature_invalid", f"{header} does not start with {prefix!r}")
+    check_digest(value[len(prefix) :], expected, encoding=encoding, where=header)
+
+
+def verify_body_hmac(
+    delivery: Delivery,
+    source: SourceDefinition,
+    *,
+    header: str,
+    encoding: Encoding,
+    prefix: str = "",
+    algorithm: Algorithm = "sha256",
+) -> None:
+    """The common scheme "HMAC of the raw body, in `header` as `<prefix><digest>`":
+    `BadSignature` unless one of the source's secrets made it (all are compared)."""
+    expected = digests(source.secret_values(), delivery.body, algorithm, encoding)
+    check_header_digest(delivery, header, expected, encoding=encoding, prefix=prefix)
 
 
 def parse_timestamp(value: str) -> datetime | None:

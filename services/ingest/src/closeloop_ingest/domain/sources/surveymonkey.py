@@ -39,7 +39,7 @@ from closeloop_ingest.domain.sources.base import (
     UnsupportedContentType,
     parse_score,
 )
-from closeloop_ingest.domain.sources.digests import check_digest, digests
+from closeloop_ingest.domain.sources.digests import verify_body_hmac
 from closeloop_ingest.domain.sources.respondent import (
     PartPaths,
     assemble,
@@ -61,9 +61,8 @@ class SurveyMonkeyAdapter:
     content_types: frozenset[str] = frozenset({"application/json"})
 
     def verify(self, delivery: Delivery, source: SourceDefinition) -> None:
-        expected = digests(source.secret_values(), delivery.body, "sha1", "base64")
-        check_digest(
-            delivery.header("sm-signature"), expected, encoding="base64", where="Sm-Signature"
+        verify_body_hmac(
+            delivery, source, header="Sm-Signature", encoding="base64", algorithm="sha1"
         )
 
     def parse(self, delivery: Delivery, source: SourceDefinition) -> Parsed:
