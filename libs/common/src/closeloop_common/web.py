@@ -353,9 +353,14 @@ class MetricsMiddleware:
 
 
 def create_app(
-    *, title: str, runtime: ServiceRuntime, routers: Sequence[APIRouter], version: str = "0.1.0"
+    *,
+    title: str,
+    runtime: ServiceRuntime,
+    routers: Sequence[APIRouter],
+    version: str = "0.1.0",
+    app_class: type[FastAPI] = FastAPI,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan starts and stops the service runtime."""
+    """A FastAPI app (of `app_class`) whose lifespan starts and stops the service runtime."""
 
     settings = runtime.settings
     authenticator = Authenticator.from_settings(settings)
@@ -385,7 +390,7 @@ def create_app(
                 metrics_server.shutdown()
                 metrics_server.server_close()
 
-    app = FastAPI(
+    app = app_class(
         title=title,
         version=version,
         lifespan=lifespan,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from closeloop_common.clock import Clock
 from closeloop_common.runtime import ServiceRuntime
@@ -19,9 +20,22 @@ from closeloop_ingest.service_layer.fetcher import Fetcher
 from closeloop_ingest.service_layer.service import Ingest
 
 
+class IngestApp(FastAPI):
+    """Ingest's app: survey tools' webhooks go to `WebhookFastPath` before FastAPI's own
+    machinery (its routing, dependencies and middleware stack); everything else as usual."""
+
+    fast_path: webhooks_api.WebhookFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and self.fast_path.matches(scope):
+            await self.fast_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_ingest_app(
     settings: IngestSettings | None = None, clock: Clock | None = None
-) -> FastAPI:
+) -> IngestApp:
     settings = settings or IngestSettings()
     runtime = ServiceRuntime(
         name="ingest",
@@ -36,6 +50,7 @@ def create_ingest_app(
     runtime.add_worker("vendor-fetches", fetcher.run)
     webhooks = webhooks_api.WebhookHandler(ingest, on_fetch_queued=fetcher.wake.set)
     app = create_app(
+        app_class=IngestApp,
         title="Closeloop ingest",
         runtime=runtime,
         routers=[
@@ -45,8 +60,8 @@ def create_ingest_app(
             invitations_api.build_router(ingest),
         ],
     )
-    # Outermost: survey tools' webhooks skip FastAPI's routing (see WebhookFastPath).
-    app.add_middleware(webhooks_api.WebhookFastPath, handler=webhooks)
+    assert isinstance(app, IngestApp)
+    app.fast_path = webhooks_api.WebhookFastPath(webhooks)
     app.state.ingest = ingest
     app.state.fetcher = fetcher
     return app

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from closeloop_common.group_commit import GroupCommitError
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -181,7 +181,8 @@ def payload_too_large(limit: int) -> Problem:
 
 
 class WebhookFastPath:
-    """ASGI middleware answering `POST /v1/webhooks/{source}` itself, ahead of FastAPI.
+    """Answers `POST /v1/webhooks/{source}` itself, before FastAPI sees the request
+    (`IngestApp.__call__`).
 
     Survey tools post at the highest rates ingest sees, and FastAPI's routing, dependency
     solving and middleware stack cost several times what verifying and storing a delivery
@@ -191,25 +192,25 @@ class WebhookFastPath:
     documented FastAPI route uses.
     """
 
-    def __init__(self, app: ASGIApp, handler: WebhookHandler) -> None:
-        self.app = app
+    def __init__(self, handler: WebhookHandler) -> None:
         self.handler = handler
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @staticmethod
+    def matches(scope: Scope) -> bool:
         path: str = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not path.startswith(WEBHOOK_PREFIX)
-            or "/" in path[len(WEBHOOK_PREFIX) :]
-            or len(path) == len(WEBHOOK_PREFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
+        return (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and path.startswith(WEBHOOK_PREFIX)
+            and len(path) > len(WEBHOOK_PREFIX)
+            and "/" not in path[len(WEBHOOK_PREFIX) :]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
         try:
-            status = await self._serve(scope, receive, send, path)
+            status = await self._serve(scope, receive, send, scope["path"])
         finally:
             HTTP_REQUESTS.labels("POST", WEBHOOK_ROUTE, str(status)).inc()
             HTTP_LATENCY.labels("POST", WEBHOOK_ROUTE).observe(time.perf_counter() - started)
