@@ -22,6 +22,9 @@ Outcomes:
 objects bound to the shared session. Callbacks registered with `db.on_commit` run at the shared
 COMMIT (for every item of the batch, including one whose SAVEPOINT was rolled back).
 While one batch commits the next one gathers, so under load batches fill without any wait.
+`concurrency` lets that many batches be in flight at once (each in its own transaction and
+connection): while one waits on the database the next is prepared. Batches may then commit in
+another order than they were gathered; writers that share rows must take their locks in one order.
 """
 
 from __future__ import annotations
@@ -70,14 +73,19 @@ class _Batcher:
         *,
         max_batch: int = 100,
         max_wait_ms: float = 2.0,
+        concurrency: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must not be negative")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._sessions = sessions
         self._max_batch = max_batch
         self._max_wait = max_wait_ms / 1000
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Item | object] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._accepting = False
@@ -125,15 +133,31 @@ class _Batcher:
         return await future
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            assert isinstance(first, _Item)
-            batch = [first]
-            stopping = await self._gather(batch)
+        try:
+            stopping = False
+            while not stopping:
+                # A free slot first, then the batch: with one slot, a batch gathers everything
+                # that arrived while the one before it committed.
+                await self._slots.acquire()
+                first = await self._queue.get()
+                if first is _STOP:
+                    self._slots.release()
+                    return
+                assert isinstance(first, _Item)
+                batch = [first]
+                stopping = await self._gather(batch)
+                task = asyncio.create_task(self._commit_then_free(batch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _commit_then_free(self, batch: list[_Item]) -> None:
+        try:
             await self._commit(batch)
+        finally:
+            self._slots.release()
 
     async def _gather(self, batch: list[_Item]) -> bool:
         """Add the items arriving within the wait to `batch`; True once the stop mark was seen."""
@@ -224,8 +248,11 @@ class BatchCommitter(_Batcher, Generic[ItemT, ResultT]):
         *,
         max_batch: int = 100,
         max_wait_ms: float = 2.0,
+        concurrency: int = 1,
     ) -> None:
-        super().__init__(sessions, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        super().__init__(
+            sessions, max_batch=max_batch, max_wait_ms=max_wait_ms, concurrency=concurrency
+        )
         self._process = process
 
     async def submit(self, item: ItemT) -> ResultT:

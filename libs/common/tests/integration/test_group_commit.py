@@ -273,3 +273,45 @@ async def test_a_transient_failure_reaches_every_caller_as_a_group_commit_error(
         )
     assert all(isinstance(o, GroupCommitError) for o in outcomes), outcomes
     assert await committed_ids(engine) == set()
+
+
+async def test_with_two_slots_a_batch_is_prepared_while_the_one_before_it_commits(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    in_flight = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def slow(session: AsyncSession, ids: Sequence[str]) -> list[int]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await release.wait()
+            return await insert_all(session, ids)
+        finally:
+            in_flight -= 1
+
+    async with BatchCommitter(sessions, slow, max_batch=5, concurrency=2) as committer:
+        submitted = [asyncio.create_task(committer.submit(f"c{i}")) for i in range(15)]
+        await asyncio.sleep(0.2)
+        assert most == 2  # two batches in flight, the third waits for a slot
+        release.set()
+        await asyncio.gather(*submitted)
+    assert await committed_ids(engine) == {f"c{i}" for i in range(15)}
+
+
+async def test_stop_waits_for_every_batch_in_flight(
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    async def slow(session: AsyncSession, ids: Sequence[str]) -> list[int]:
+        await asyncio.sleep(0.1)
+        return await insert_all(session, ids)
+
+    committer = BatchCommitter(sessions, slow, max_batch=2, concurrency=3)
+    await committer.start()
+    submitted = [asyncio.create_task(committer.submit(f"s{i}")) for i in range(6)]
+    await asyncio.sleep(0.01)
+    await committer.stop()
+    assert [t.done() for t in submitted] == [True] * 6
+    assert await committed_ids(engine) == {f"s{i}" for i in range(6)}

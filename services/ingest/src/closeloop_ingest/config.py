@@ -37,6 +37,13 @@ class IngestSettings(CommonSettings):
     group_commit_max_wait_ms: float = Field(
         2.0, ge=0, le=100, description="how long a batch waits for more requests"
     )
+    group_commit_concurrency: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="shared transactions in flight at once: while one waits on the database "
+        "the next is prepared",
+    )
     suspicion_window_seconds: float = Field(
         10.0,
         ge=0,

@@ -4,7 +4,9 @@ that end as one response, secret rotation, replay refusal, suspicion and the can
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -633,3 +635,34 @@ async def test_a_nul_character_in_a_webhook_is_a_validation_problem_and_nothing_
     assert answer.json()["errors"][0]["kind"] == "nul_character"
     assert answer.json()["errors"][0]["location"][0] == "body"
     assert await events(sessions, tenant) == []
+
+
+async def test_the_same_deliveries_racing_each_other_are_accepted_once_each(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    admin: dict[str, str],
+    tenant: str,
+) -> None:
+    """A tool retrying while its first tries are still in flight: the copies land in different
+    batches committing at the same time, and in different orders, without a deadlock."""
+    url = await put_source(client, admin, "tf", {"kind": "typeform", "secrets": [SECRET]})
+    template = json.loads(fixture("typeform", "detractor"))
+    bodies = []
+    for n in range(20):
+        template["form_response"]["token"] = f"race-{n:02d}"
+        bodies.append(json.dumps(template, ensure_ascii=False).encode())
+    copies = [body for body in bodies for _ in range(8)]
+    random.Random(7).shuffle(copies)
+
+    answers = await asyncio.gather(
+        *(client.post(url, content=body, headers=typeform(body)) for body in copies)
+    )
+
+    statuses = [a.json().get("status") for a in answers]
+    assert {a.status_code for a in answers} <= {200, 202}, [a.text for a in answers][:3]
+    assert statuses.count("accepted") == 20
+    assert statuses.count("duplicate") == len(copies) - 20
+    published = await events(sessions, tenant, "response.received")
+    assert sorted(e["response_id"] for e in published) == [
+        f"typeform:race-{n:02d}" for n in range(20)
+    ]

@@ -6,6 +6,10 @@ transaction and each statement covers the whole batch (`unnest` arrays), so a ba
 webhooks costs a handful of round trips and one COMMIT. The same function serves a single canonical
 POST, a batch POST of 1,000 and a vendor fetch.
 
+Several batches may be in flight at once (`GROUP_COMMIT_CONCURRENCY`): each takes its row locks
+in (tenant, response id) order, new rows first and then the known ones, so two batches that share
+ids wait for each other but can never deadlock.
+
 Within one batch the same response id may come twice (a tool's retry racing its first try): the
 batch is processed in passes, each holding an id at most once, in arrival order, so the second is
 judged against the first exactly as if it had come later.
@@ -113,7 +117,7 @@ _INSERT_RESPONSES = sa.text(
     "SELECT t, r, s, c, a, sc, cat, ans, :now, src, fp, ev, p, 1, va, st, sus "
     "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(t text, r text, s text, c text, "
     "a text, sc smallint, cat text, ans timestamptz, src text, fp text, ev text, p jsonb, "
-    "va timestamptz, st text, sus text[]) "
+    "va timestamptz, st text, sus text[]) ORDER BY t, r "
     "ON CONFLICT DO NOTHING RETURNING tenant_id, response_id"
 )
 
@@ -121,7 +125,8 @@ _LOCK_EXISTING = sa.text(
     "SELECT x.tenant_id, x.response_id, x.fingerprint, x.version, x.version_at, x.status, "
     "x.event_id, x.payload, x.category FROM ingest.responses x "
     "JOIN unnest(CAST(:t AS text[]), CAST(:r AS text[])) AS u(t, r) "
-    "ON x.tenant_id = u.t AND x.response_id = u.r FOR UPDATE OF x"
+    "ON x.tenant_id = u.t AND x.response_id = u.r "
+    "ORDER BY x.tenant_id, x.response_id FOR UPDATE OF x"
 )
 
 _UPDATE_RESPONSE = sa.text(

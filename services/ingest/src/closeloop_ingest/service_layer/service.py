@@ -37,6 +37,7 @@ class Ingest:
             self._write,
             max_batch=settings.group_commit_max_batch,
             max_wait_ms=settings.group_commit_max_wait_ms,
+            concurrency=settings.group_commit_concurrency,
         )
         runtime.on_start(self._start)
         runtime.on_stop(self.writer.stop)
