@@ -27,6 +27,9 @@ class OutboundRecord:
     )
 
 
+YIELD_EVERY = 100
+
+
 class EventProducer:
     def __init__(self, bootstrap_servers: str, *, client_id: str) -> None:
         self._bootstrap_servers = bootstrap_servers
@@ -74,10 +77,17 @@ class EventProducer:
         """Send records in order and return once the broker acknowledged every one (the sends
         are queued together and their acknowledgements awaited together)."""
         await self._connected.wait()
-        pending = [
-            await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers))
-            for r in records
-        ]
+        pending = []
+        for n, r in enumerate(records, start=1):
+            pending.append(
+                await self._producer.send(
+                    r.topic, r.value, key=r.key.encode(), headers=list(r.headers)
+                )
+            )
+            if n % YIELD_EVERY == 0:
+                # Queuing a record rarely waits, so a long batch would hold the event loop for
+                # tens of milliseconds: let the process's HTTP requests through now and then.
+                await asyncio.sleep(0)
         await asyncio.gather(*pending)
 
     async def send(self, record: OutboundRecord) -> None:
