@@ -6,6 +6,7 @@ on read (the tables keep counts only). No writes happen here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -17,6 +18,13 @@ from closeloop_common.events import Dimension
 from closeloop_scoring.adapters.tables import CATEGORY_TOTALS
 from closeloop_scoring.adapters.tables import segment_daily as t
 from closeloop_scoring.domain.nps import NpsCounts
+from closeloop_scoring.domain.statistics import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_N,
+    Comparison,
+    Method,
+    estimate,
+)
 
 
 class InvalidWindow(ValueError):
@@ -55,15 +63,53 @@ def window_from_query(
     return Window(first_day, last_day)
 
 
-def report(counts: NpsCounts) -> dict[str, Any]:
-    nps, moe = counts.nps, counts.margin_of_error()
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """How a figure's uncertainty is reported: the interval method, confidence and the least
+    number of answers below which a figure is flagged insufficient."""
+
+    method: Method = "adjusted-wald"
+    confidence: float = DEFAULT_CONFIDENCE
+    min_n: int = DEFAULT_MIN_N
+
+
+def _rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def report(counts: NpsCounts, stats: Statistics = Statistics()) -> dict[str, Any]:
+    found = estimate(counts, method=stats.method, confidence=stats.confidence, min_n=stats.min_n)
+    wald_95 = counts.margin_of_error()
     return {
-        "responses": counts.responses,
-        "promoters": counts.promoters,
-        "passives": counts.passives,
-        "detractors": counts.detractors,
-        "nps": None if nps is None else round(nps, 2),
-        "margin_of_error_95": None if moe is None else round(moe, 2),
+        "n": found.n,
+        "responses": found.n,
+        "promoters": found.promoters,
+        "passives": found.passives,
+        "detractors": found.detractors,
+        "nps": _rounded(found.nps),
+        "standard_error": _rounded(found.standard_error, 4),
+        "margin_of_error": _rounded(found.margin_of_error),
+        "ci_low": _rounded(found.ci_low),
+        "ci_high": _rounded(found.ci_high),
+        "confidence": found.confidence,
+        "method": found.method,
+        "insufficient": found.insufficient,
+        # Kept for clients of the first version: the Wald margin at 95 %.
+        "margin_of_error_95": _rounded(wald_95),
+    }
+
+
+def comparison_json(found: Comparison | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "difference": round(found.difference, 2),
+        "standard_error": round(found.standard_error, 4),
+        "z": None if not math.isfinite(found.z) else round(found.z, 4),
+        "p_value": round(found.p_value, 6),
+        "significant": found.significant,
+        "confidence": found.confidence,
+        "method": found.method,
     }
 
 
@@ -87,24 +133,44 @@ async def segment_counts(
     return {r.segment: NpsCounts(r.promoters, r.passives, r.detractors) for r in rows}
 
 
-async def nps_of_segment(
+async def counts_of_segment(
     *, session: AsyncSession, tenant_id: str, dimension: Dimension, segment: str, window: Window
-) -> dict[str, Any]:
-    """One segment's NPS over the window; a segment without answers reports zero responses."""
+) -> NpsCounts:
     found = await segment_counts(
         session=session, tenant_id=tenant_id, dimension=dimension, window=window, segment=segment
+    )
+    return found.get(segment, NpsCounts())
+
+
+async def nps_of_segment(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    dimension: Dimension,
+    segment: str,
+    window: Window,
+    stats: Statistics = Statistics(),
+) -> dict[str, Any]:
+    """One segment's NPS over the window; a segment without answers reports n = 0 and no NPS."""
+    counts = await counts_of_segment(
+        session=session, tenant_id=tenant_id, dimension=dimension, segment=segment, window=window
     )
     return {
         "tenant_id": tenant_id,
         "dimension": dimension,
         "segment": segment,
         "window": window.json(),
-        **report(found.get(segment, NpsCounts())),
+        **report(counts, stats),
     }
 
 
 async def nps_by_segment(
-    *, session: AsyncSession, tenant_id: str, dimension: Dimension, window: Window
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    dimension: Dimension,
+    window: Window,
+    stats: Statistics = Statistics(),
 ) -> dict[str, Any]:
     """Every segment of a dimension with answers in the window, most answers first."""
     found = await segment_counts(
@@ -115,5 +181,5 @@ async def nps_by_segment(
         "tenant_id": tenant_id,
         "dimension": dimension,
         "window": window.json(),
-        "segments": [{"segment": name, **report(counts)} for name, counts in segments],
+        "segments": [{"segment": name, **report(counts, stats)} for name, counts in segments],
     }

@@ -26,6 +26,8 @@ from closeloop_common.events import (
 )
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_scoring.adapters.tables import metadata
+from closeloop_scoring.domain.nps import NpsCounts
+from closeloop_scoring.domain.statistics import compare, estimate
 from closeloop_scoring.entrypoints.app import create_scoring_app
 from closeloop_scoring.service_layer.counting import count_response
 
@@ -232,3 +234,81 @@ async def test_a_nul_character_in_the_segment_is_a_validation_problem(
     assert [(e["location"], e["kind"]) for e in answer.json()["errors"]] == [
         (["query", "segment"], "nul_character")
     ]
+
+
+async def test_the_nps_comes_with_its_interval_by_the_chosen_method(
+    client: httpx.AsyncClient,
+    three_answers: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    headers = bearer(three_answers, "read")
+    adjusted = await get(client, headers, "/v1/nps")
+    wald = await get(client, headers, "/v1/nps", method="wald", confidence=0.9)
+
+    # One promoter, one passive, one detractor; the figures are those of the statistics module.
+    expected = estimate(NpsCounts(1, 1, 1))
+    assert (adjusted["n"], adjusted["method"], adjusted["confidence"]) == (3, "adjusted-wald", 0.95)
+    assert adjusted["standard_error"] == pytest.approx(expected.standard_error, abs=1e-4)
+    assert adjusted["ci_low"] == pytest.approx(expected.ci_low, abs=0.01)
+    assert adjusted["ci_high"] == pytest.approx(expected.ci_high, abs=0.01)
+    assert adjusted["insufficient"] is True  # 3 answers, below the default 30
+    assert (wald["method"], wald["confidence"]) == ("wald", 0.9)
+    assert wald["ci_low"] == pytest.approx(-wald["ci_high"], abs=0.01)  # centred on NPS 0
+    assert wald["margin_of_error"] < adjusted["margin_of_error_95"]  # 90 % is narrower
+
+    bad = await client.get("/v1/nps", params={"method": "bootstrap"}, headers=headers)
+    assert bad.status_code == 422
+    assert (
+        await client.get("/v1/nps", params={"confidence": 1.5}, headers=headers)
+    ).status_code == 422
+
+
+async def test_an_empty_segment_is_no_data_never_zero(
+    client: httpx.AsyncClient,
+    three_answers: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    body = await get(
+        client, bearer(three_answers, "read"), "/v1/nps", dimension="region", segment="FR"
+    )
+    assert (body["n"], body["nps"], body["ci_low"], body["ci_high"]) == (0, None, None, None)
+
+
+async def test_two_segments_or_two_windows_are_compared(
+    client: httpx.AsyncClient,
+    three_answers: str,
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    headers = bearer(three_answers, "read")
+    regions = await get(
+        client,
+        headers,
+        "/v1/nps/compare",
+        dimension="region",
+        segment="PL",
+        baseline_segment="DE",
+        method="wald",
+    )
+    days = await get(
+        client,
+        headers,
+        "/v1/nps/compare",
+        **{"from": "2024-05-06", "to": "2024-05-06", "baseline_from": "2024-05-05"},
+        baseline_to="2024-05-05",
+    )
+
+    assert (regions["compared"]["nps"], regions["baseline"]["nps"]) == (0.0, 0.0)
+    assert regions["comparison"]["difference"] == 0.0
+    assert regions["comparison"]["significant"] is False
+    assert days["compared"]["n"] == 2
+    assert days["baseline"]["n"] == 1
+    expected = compare(NpsCounts(0, 1, 1), NpsCounts(1, 0, 0))
+    assert expected is not None
+    assert days["comparison"]["difference"] == pytest.approx(expected.difference, abs=0.01)
+    assert days["comparison"]["p_value"] == pytest.approx(expected.p_value, abs=1e-5)
+    same = await client.get("/v1/nps/compare", headers=headers)
+    assert same.status_code == 400
+    nobody = await get(
+        client, headers, "/v1/nps/compare", dimension="region", segment="PL", baseline_segment="FR"
+    )
+    assert nobody["comparison"] is None
