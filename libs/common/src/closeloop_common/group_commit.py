@@ -230,7 +230,7 @@ class GroupCommitter(_Batcher):
 
 class BatchCommitter(_Batcher, Generic[ItemT, ResultT]):
     """Group commit for set-based writes: callers submit items of data, and `process(session,
-    items)` writes a whole batch with a few statements (`unnest` arrays), returning one result per
+    items)` writes a whole batch with a few set-based statements, returning one result per
     item, in order. Only after the COMMIT does each caller get its result.
 
     No SAVEPOINT per item: `process` must decide every item's fate itself (a duplicate or a

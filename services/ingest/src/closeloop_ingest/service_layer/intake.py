@@ -2,8 +2,8 @@
 conflicting, suspected), the raw deliveries they came in, and vendor fetches to run later.
 
 `record(tx, intakes)` is the `process` of ingest's `BatchCommitter`: many HTTP requests share one
-transaction and each statement covers the whole batch (`unnest` arrays), so a batch of a hundred
-webhooks costs a handful of round trips and one COMMIT. The same function serves a single canonical
+transaction and each statement covers the whole batch (its rows as one JSON document), so a batch
+of a hundred webhooks costs a handful of round trips and one COMMIT. The same function serves a single canonical
 POST, a batch POST of 1,000 and a vendor fetch.
 
 Several batches may be in flight at once (`GROUP_COMMIT_CONCURRENCY`): each takes its row locks
