@@ -54,11 +54,17 @@ class _Shares:
 
 
 def _shares(counts: NpsCounts, method: Method) -> _Shares | None:
-    n: float = counts.responses
-    if n == 0:
+    return shares_of(counts.promoters, counts.passives, counts.detractors, method)
+
+
+def shares_of(
+    promoters: float, passives: float, detractors: float, method: Method
+) -> _Shares | None:
+    """The NPS and its standard error by `method`, from counts that may be fractional (a what-if
+    projection moves parts of answers); None when there is no answer."""
+    n = promoters + passives + detractors
+    if n <= 0:
         return None
-    promoters: float = counts.promoters
-    detractors: float = counts.detractors
     if method == "adjusted-wald":
         promoters, detractors, n = promoters + 0.75, detractors + 0.75, n + 3
     p, d = promoters / n, detractors / n
