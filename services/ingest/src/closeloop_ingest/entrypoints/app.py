@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
@@ -31,6 +33,15 @@ class IngestApp(FastAPI):
             await self.fast_path(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the schemas of bodies the routes parse themselves."""
+        if self.openapi_schema is None:
+            document = super().openapi()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in responses_api.BODY_COMPONENTS.items():
+                schemas.setdefault(name, schema)
+        return self.openapi_schema or super().openapi()
 
 
 def create_ingest_app(

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from closeloop_common.group_commit import GroupCommitError
 from closeloop_common.web import AdminTenant, Problem, ReadTenant, ResponsesWriteTenant
@@ -34,20 +34,19 @@ class ResponseBatch(BaseModel):
     responses: list[CanonicalResponse] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+# The body as OpenAPI describes it: the models' JSON Schema, whose definitions `IngestApp` adds to
+# the document's components (FastAPI only adds the models routes take as parameters).
+_BODY_SCHEMA = TypeAdapter(CanonicalResponse | ResponseBatch).json_schema(
+    ref_template="#/components/schemas/{model}"
+)
+BODY_COMPONENTS: dict[str, Any] = _BODY_SCHEMA.pop("$defs")
+
+
 def _request_body_schema() -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/CanonicalResponse"},
-                            {"$ref": "#/components/schemas/ResponseBatch"},
-                        ]
-                    }
-                }
-            },
+            "content": {"application/json": {"schema": _BODY_SCHEMA}},
         }
     }
 
