@@ -391,6 +391,20 @@ def _simple_steps(path: str) -> tuple[str | int, ...] | None:
     )
 
 
+def text_of(value: Any) -> str | None:
+    """A payload's string without surrounding space; None for anything else or blank."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def required_text(data: Mapping[str, Any], name: str, at: str) -> str:
+    """`data[name]` as text, or `InvalidPayload` naming it as `<at><name>` (`at` is where
+    `data` is in the payload, `form_response.`)."""
+    value = text_of(data.get(name))
+    if value is None:
+        raise InvalidPayload(f"{at}{name}", "missing")
+    return value
+
+
 def lookup(document: Any, path: str | None) -> Any:
     """The first value `path` (JSONPath) selects in `document`, or None (also for no path)."""
     if path is None:

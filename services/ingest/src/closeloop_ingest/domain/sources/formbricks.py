@@ -36,6 +36,7 @@ from closeloop_ingest.domain.sources.base import (
     canonical,
     lookup_text,
     parse_score,
+    required_text,
 )
 from closeloop_ingest.domain.sources.digests import verify_standard_webhooks
 from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
@@ -97,9 +98,9 @@ def _parse_event(event: Any, at: str, source: SourceDefinition) -> Submission | 
     data = event.get("data")
     if not isinstance(data, dict):
         raise InvalidPayload(f"{at}data", "missing")
-    vendor_id = _required(data, "id", at)
-    survey_id = _required(data, "surveyId", at)
-    created_at = _required(data, "createdAt", at)
+    vendor_id = required_text(data, "id", f"{at}data.")
+    survey_id = required_text(data, "surveyId", f"{at}data.")
+    created_at = required_text(data, "createdAt", f"{at}data.")
     answers = data.get("data") or {}
     if not isinstance(answers, dict):
         raise InvalidPayload(f"{at}data.data", "answers by question id")
@@ -162,13 +163,6 @@ def _user_agent(data: dict[str, Any]) -> str | None:
         parts = [str(agent[k]) for k in ("browser", "os", "device") if agent.get(k)]
         return "; ".join(parts) or None
     return None
-
-
-def _required(data: dict[str, Any], name: str, at: str) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidPayload(f"{at}data.{name}", "missing")
-    return value.strip()
 
 
 ADAPTER = FormbricksAdapter()

@@ -46,6 +46,7 @@ from closeloop_ingest.domain.sources.base import (
     Submission,
     UnsupportedContentType,
     parse_score,
+    text_of,
 )
 from closeloop_ingest.domain.sources.digests import check_digest, digests
 from closeloop_ingest.domain.sources.respondent import (
@@ -119,7 +120,7 @@ def parse_api_response(
     values = result.get("values") if isinstance(result, dict) else None
     if not isinstance(result, dict) or not isinstance(values, dict):
         raise InvalidPayload("result.values", "the answer has no response values")
-    vendor_id = _text(result.get("responseId")) or ids.get("response_id")
+    vendor_id = text_of(result.get("responseId")) or ids.get("response_id")
     survey_id = ids.get("survey_id")
     if vendor_id is None or survey_id is None:
         raise InvalidPayload("result.responseId", "no response or survey id")
@@ -177,7 +178,3 @@ def _comment(values: Mapping[str, Any], explicit: str | None) -> tuple[str | Non
 def _name(values: Mapping[str, Any]) -> str | None:
     parts = [values.get("recipientFirstName"), values.get("recipientLastName")]
     return " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip()) or None
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None

@@ -30,6 +30,8 @@ from closeloop_ingest.domain.sources.base import (
     canonical,
     lookup_text,
     parse_score,
+    required_text,
+    text_of,
 )
 from closeloop_ingest.domain.sources.digests import verify_body_hmac
 from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
@@ -67,15 +69,15 @@ class TallyAdapter:
         payload = delivery.json()
         if not isinstance(payload, dict):
             raise InvalidPayload("body", "a Tally webhook is a JSON object")
-        event_id = _text(payload.get("eventId"))
+        event_id = text_of(payload.get("eventId"))
         if payload.get("eventType") != "FORM_RESPONSE":
             return Ignored(f"event type {payload.get('eventType')!r:.60}", event_id)
         data = payload.get("data")
         if not isinstance(data, dict):
             raise InvalidPayload("data", "missing")
-        form_id = _required(data, "formId")
-        response_token = _required(data, "responseId")
-        created_at = _required(data, "createdAt")
+        form_id = required_text(data, "formId", "data.")
+        response_token = required_text(data, "responseId", "data.")
+        created_at = required_text(data, "createdAt", "data.")
         fields_list = data.get("fields") or []
         if not isinstance(fields_list, list):
             raise InvalidPayload("data.fields", "a list of fields")
@@ -86,7 +88,7 @@ class TallyAdapter:
         where = f"data.fields[{nps[0]}].value"
         score = parse_score(nps[1]["value"], where)
         comment_field = _field_for(fields_list, refs.comment_question, COMMENT_TYPES)
-        comment = _text(comment_field[1].get("value")) if comment_field else None
+        comment = text_of(comment_field[1].get("value")) if comment_field else None
         respondent = find_respondent(payload, refs, DEFAULTS, default_locale=source.default_locale)
         response_id = f"tally:{response_token}"
         fields = {
@@ -124,17 +126,6 @@ def _field_for(
             if field.get("type") == wanted:
                 return index, field
     return None
-
-
-def _required(data: dict[str, Any], name: str) -> str:
-    value = _text(data.get(name))
-    if value is None:
-        raise InvalidPayload(f"data.{name}", "missing")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
 
 
 ADAPTER = TallyAdapter()

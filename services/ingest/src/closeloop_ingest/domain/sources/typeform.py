@@ -31,6 +31,8 @@ from closeloop_ingest.domain.sources.base import (
     canonical,
     lookup_text,
     parse_score,
+    required_text,
+    text_of,
 )
 from closeloop_ingest.domain.sources.digests import verify_body_hmac
 from closeloop_ingest.domain.sources.respondent import PartPaths, find_respondent
@@ -65,15 +67,15 @@ class TypeformAdapter:
         payload = delivery.json()
         if not isinstance(payload, dict):
             raise InvalidPayload("body", "a Typeform webhook is a JSON object")
-        event_id = _text(payload.get("event_id"))
+        event_id = text_of(payload.get("event_id"))
         if payload.get("event_type") != "form_response":
             return Ignored(f"event type {payload.get('event_type')!r:.60}", event_id)
         response = payload.get("form_response")
         if not isinstance(response, dict):
             raise InvalidPayload("form_response", "missing")
-        form_id = _required(response, "form_id")
-        token = _required(response, "token")
-        submitted_at = _required(response, "submitted_at")
+        form_id = required_text(response, "form_id", "form_response.")
+        token = required_text(response, "token", "form_response.")
+        submitted_at = required_text(response, "submitted_at", "form_response.")
         refs = source.refs_for(form_id)
         answers = response.get("answers") or []
         if not isinstance(answers, list):
@@ -143,11 +145,11 @@ def _opinion_scale_ranges(response: dict[str, Any]) -> dict[str, int | None]:
 def _comment(answers: list[Any], refs: FieldRefs) -> str | None:
     if refs.comment_question:
         found = _answer_to(answers, refs.comment_question)
-        return _text(found[1].get("text")) if found else None
+        return text_of(found[1].get("text")) if found else None
     for wanted in COMMENT_TYPES:
         for answer in answers:
             if _field(answer).get("type") == wanted:
-                return _text(answer.get("text"))
+                return text_of(answer.get("text"))
     return None
 
 
@@ -162,17 +164,6 @@ def _answer_to(answers: list[Any], question: str) -> tuple[int, dict[str, Any]] 
 def _field(answer: Any) -> dict[str, Any]:
     field = answer.get("field") if isinstance(answer, dict) else None
     return field if isinstance(field, dict) else {}
-
-
-def _required(response: dict[str, Any], name: str) -> str:
-    value = _text(response.get(name))
-    if value is None:
-        raise InvalidPayload(f"form_response.{name}", "missing")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
 
 
 ADAPTER = TypeformAdapter()
