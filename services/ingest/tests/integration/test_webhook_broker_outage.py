@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
-import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -30,39 +28,12 @@ from closeloop_devtools.topic_tail import Records, TopicTail
 from closeloop_ingest.adapters.tables import metadata
 from closeloop_ingest.config import IngestSettings
 from closeloop_ingest.entrypoints.app import create_ingest_app
+from services.ingest.tests.integration.test_broker_outage import free_port, tcp_proxy
 
 OUTBOX = metadata.tables["ingest.outbox"]
 TYPEFORM_PROMOTER = Path(__file__).parents[1] / "fixtures" / "typeform" / "promoter.json"
 SECRET = "typeform-outage-secret"
 DELIVERIES = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def tcp_proxy(port: int, target: tuple[str, int]) -> AsyncIterator[None]:
-    """A bootstrap address for the broker that exists only inside this block."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*target)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = await asyncio.start_server(on_client, "127.0.0.1", port)
-    try:
-        yield
-    finally:
-        server.close()
 
 
 def typeform_webhook(n: int) -> tuple[bytes, dict[str, str]]:
