@@ -27,7 +27,6 @@ from closeloop_common.group_commit import GroupCommitError
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.storable import NUL_CHARACTER, NUL_MESSAGE, may_hold_nul, nul_locations
 from closeloop_common.web import PROBLEM_CONTENT_TYPE, PROBLEM_URN, Problem
-from closeloop_ingest.domain.responses import FUTURE_TOLERANCE
 from closeloop_ingest.domain.sources.base import (
     BadSignature,
     Delivery,
@@ -330,10 +329,8 @@ def _understand(adapter: SourceAdapter, definition: SourceDefinition, delivery: 
         return Intake(**common, fetch=parsed)
     if isinstance(parsed, Ignored):
         return Intake(**common, ignored=parsed.reason)
-    latest = delivery.received_at + FUTURE_TOLERANCE
-    for submission in parsed.submissions:
-        if submission.response.answered_at > latest:
-            raise InvalidPayload("answered_at", "the answer time is in the future")
+    if any(s.response.answered_in_future(delivery.received_at) for s in parsed.submissions):
+        raise InvalidPayload("answered_at", "the answer time is in the future")
     return Intake(**common, submissions=parsed.submissions)
 
 
