@@ -75,6 +75,43 @@ class Problem(Exception):
         self.headers = headers
         self.extensions = extensions
 
+    def body(self, instance: str) -> dict[str, Any]:
+        """The problem document for a request to `instance` (its path)."""
+        return problem_body(
+            self.status, self.type, self.title, self.detail, instance=instance, **self.extensions
+        )
+
+
+def validation_problem(errors: list[dict[str, Any]]) -> Problem:
+    """422: `errors` are `{"location", "message", "kind"}`, one per field at fault."""
+    return Problem(
+        422,
+        "validation",
+        "The request is not valid",
+        f"{len(errors)} field(s) failed validation",
+        errors=errors,
+    )
+
+
+def internal_problem() -> Problem:
+    return Problem(
+        500,
+        "internal",
+        "Internal server error",
+        "The error was logged; nothing was accepted from this request.",
+    )
+
+
+def problem_body(
+    status: int, type_: str, title: str, detail: str | None, *, instance: str, **extensions: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = instance
+    body.update(extensions)
+    return body
+
 
 def problem_response(
     request: Request,
@@ -86,11 +123,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body["instance"] = request.url.path
-    body.update(extensions)
+    body = problem_body(status, type_, title, detail, instance=request.url.path, **extensions)
     return JSONResponse(
         jsonable_encoder(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
     )
@@ -119,14 +152,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return problem_response(
-            request,
-            422,
-            PROBLEM_URN + "validation",
-            "The request is not valid",
-            f"{len(errors)} field(s) failed validation",
-            errors=errors,
-        )
+        return await on_problem(request, validation_problem(errors))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -139,13 +165,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(
-            request,
-            500,
-            PROBLEM_URN + "internal",
-            "Internal server error",
-            "The error was logged; nothing was accepted from this request.",
-        )
+        return await on_problem(request, internal_problem())
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -91,6 +91,7 @@ async def test_a_database_outage_is_a_503_and_nothing_is_lost_once_it_is_back(
 
             assert down_hook.status_code == 503, down_hook.text
             assert down_hook.json()["type"] == "urn:closeloop:problem:database-unavailable"
+            assert down_hook.headers["retry-after"] == "5"
             assert down_api.status_code == 503, down_api.text
             assert down_api.headers["retry-after"] == "5"
             assert ready.status_code == 503

@@ -26,7 +26,12 @@ from starlette.types import Receive, Scope, Send
 from closeloop_common.group_commit import GroupCommitError
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.storable import NUL_CHARACTER, NUL_MESSAGE, may_hold_nul, nul_locations
-from closeloop_common.web import PROBLEM_CONTENT_TYPE, PROBLEM_URN, Problem
+from closeloop_common.web import (
+    PROBLEM_CONTENT_TYPE,
+    Problem,
+    internal_problem,
+    validation_problem,
+)
 from closeloop_ingest.domain.sources.base import (
     BadSignature,
     Delivery,
@@ -83,12 +88,8 @@ def build_router(handler: WebhookHandler) -> APIRouter:
     )
     async def post_webhook(source: str, request: Request) -> Response:
         # Reached only without the fast path in front (see `WebhookFastPath`); same handler.
-        body = await request.body()
-        status, answer = await handler.handle(source, request.headers, body)
-        media = PROBLEM_CONTENT_TYPE if status >= 400 else "application/json"
-        if status >= 400:
-            answer["instance"] = request.url.path
-        return Response(orjson.dumps(answer), status_code=status, media_type=media)
+        status, answer = await handler.handle(source, request.headers, await request.body())
+        return Response(orjson.dumps(answer), status_code=status, media_type="application/json")
 
     return router
 
@@ -111,14 +112,7 @@ class WebhookHandler:
     async def handle(
         self, source: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, Any]]:
-        try:
-            return await self._handle(source, headers, body)
-        except Problem as problem:
-            return _problem_of(problem)
-
-    async def _handle(
-        self, source: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+        """(status, JSON answer) of an accepted or known delivery; `Problem` otherwise."""
         tenant_id, _, name = source.partition(".")
         definition = self._ingest.sources.get(tenant_id, name)
         if definition is None:
@@ -227,44 +221,25 @@ class WebhookFastPath:
             size += len(chunk)
             if size > limit:
                 DELIVERIES.labels(self.handler.kind_of(path), "payload_too_large").inc()
-                return await _answer(send, path, *_problem_of(payload_too_large(limit)), close=True)
+                return await _answer(send, path, payload_too_large(limit), close=True)
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if may_hold_nul(body) and (found := _nul_fields(body)):
-            return await _answer(send, path, 422, _nul_problem(found))
+            return await _answer(send, path, _nul_problem(found))
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         source = path[len(WEBHOOK_PREFIX) :]
         try:
-            status, answer = await self.handler.handle(source, headers, body)
+            return await _answer(send, path, await self.handler.handle(source, headers, body))
+        except Problem as problem:
+            return await _answer(send, path, problem)
         except Exception:
             log.exception("unhandled error", extra={"path": path})
-            status, answer = (
-                500,
-                {
-                    "type": PROBLEM_URN + "internal",
-                    "title": "Internal server error",
-                    "status": 500,
-                    "detail": "The error was logged; nothing was accepted from this request.",
-                },
-            )
-        return await _answer(send, path, status, answer)
+            return await _answer(send, path, internal_problem())
 
 
 WEBHOOK_PREFIX = "/v1/webhooks/"
 WEBHOOK_ROUTE = "/v1/webhooks/{source}"
-
-
-def _problem_of(problem: Problem) -> tuple[int, dict[str, Any]]:
-    answer: dict[str, Any] = {
-        "type": problem.type,
-        "title": problem.title,
-        "status": problem.status,
-    }
-    if problem.detail:
-        answer["detail"] = problem.detail
-    answer.update(problem.extensions)
-    return problem.status, answer
 
 
 def _nul_fields(body: bytes) -> list[tuple[str | int, ...]]:
@@ -275,32 +250,33 @@ def _nul_fields(body: bytes) -> list[tuple[str | int, ...]]:
     return [("body", *at) for at in nul_locations(document)]
 
 
-def _nul_problem(found: list[tuple[str | int, ...]]) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_URN + "validation",
-        "title": "The request is not valid",
-        "status": 422,
-        "detail": f"{len(found)} field(s) failed validation",
-        "errors": [
-            {"location": list(at), "message": NUL_MESSAGE, "kind": NUL_CHARACTER} for at in found
-        ],
-    }
+def _nul_problem(found: list[tuple[str | int, ...]]) -> Problem:
+    return validation_problem(
+        [{"location": list(at), "message": NUL_MESSAGE, "kind": NUL_CHARACTER} for at in found]
+    )
 
 
 async def _answer(
-    send: Send, path: str, status: int, answer: dict[str, Any], *, close: bool = False
+    send: Send,
+    path: str,
+    answer: tuple[int, dict[str, Any]] | Problem,
+    *,
+    close: bool = False,
 ) -> int:
-    if status >= 400:
-        answer["instance"] = path
-        media = PROBLEM_CONTENT_TYPE.encode()
+    """Send (status, JSON) or a problem (problem+json); the status sent."""
+    extra: list[tuple[bytes, bytes]] = []
+    if isinstance(answer, Problem):
+        status, body, media = answer.status, answer.body(path), PROBLEM_CONTENT_TYPE.encode()
+        # A problem's own headers too: 503 says when to come back (Retry-After).
+        extra = [(k.lower().encode(), v.encode()) for k, v in (answer.headers or {}).items()]
     else:
-        media = b"application/json"
-    body = orjson.dumps(answer)
-    headers = [(b"content-type", media), (b"content-length", str(len(body)).encode())]
+        (status, body), media = answer, b"application/json"
+    encoded = orjson.dumps(body)
+    headers = [(b"content-type", media), (b"content-length", str(len(encoded)).encode()), *extra]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})
     return status
 
 
