@@ -11,7 +11,9 @@ A handler may also come in a batch form (`runtime.on_batch(Contract, handler)`):
 aggregate with one statement. The plain form is looped over the batch.
 
 Everything a handler writes, including what it emits, commits or rolls back with the inbox rows of
-its events: that is what makes the effect exactly once.
+its events: that is what makes the effect exactly once. A batch handler whose effect is idempotent
+by itself (it keeps, per entity, the version it applied and ignores what is not newer) may say so
+(`idempotent=True`): its events then skip the inbox, which saves a row per event.
 """
 
 from __future__ import annotations
@@ -100,8 +102,12 @@ BatchHandler = Callable[[Transaction, Sequence[CloudEvent[DataT]]], Awaitable[No
 
 @dataclass(frozen=True, slots=True)
 class Registration(Generic[DataT]):
-    contract: type[DataT]
+    """A batch handler and the contracts it takes. A handler registered for several contracts
+    gets consecutive events of any of them in one call, in partition order."""
+
+    contracts: tuple[type[DataT], ...]
     batch: BatchHandler[DataT]
+    idempotent: bool = False
 
 
 def looped(handler: Handler[DataT]) -> BatchHandler[DataT]:
@@ -123,17 +129,32 @@ class HandlerRegistry:
     def on(self, contract: type[DataT], handler: Handler[DataT]) -> None:
         self.on_batch(contract, looped(handler))
 
-    def on_batch(self, contract: type[DataT], handler: BatchHandler[DataT]) -> None:
-        if contract.EVENT_TYPE in self._by_type:
-            raise ValueError(f"a handler for {contract.EVENT_TYPE} is registered already")
-        self._by_type[contract.EVENT_TYPE] = Registration(contract, handler)
+    def on_batch(
+        self, contract: type[DataT], handler: BatchHandler[DataT], *, idempotent: bool = False
+    ) -> None:
+        self.on_batches((contract,), handler, idempotent=idempotent)
+
+    def on_batches(
+        self,
+        contracts: tuple[type[Any], ...],
+        handler: BatchHandler[Any],
+        *,
+        idempotent: bool = False,
+    ) -> None:
+        """One batch handler for events of several contracts (say, every version of an entity)."""
+        registration: Registration[Any] = Registration(contracts, handler, idempotent)
+        for contract in contracts:
+            if contract.EVENT_TYPE in self._by_type:
+                raise ValueError(f"a handler for {contract.EVENT_TYPE} is registered already")
+        for contract in contracts:
+            self._by_type[contract.EVENT_TYPE] = registration
 
     def get(self, event_type: str) -> Registration[Any] | None:
         return self._by_type.get(event_type)
 
     def topics(self) -> list[Topic]:
         """Topics of the registered contracts, in registration order, once each."""
-        return list(dict.fromkeys(r.contract.TOPIC for r in self._by_type.values()))
+        return list(dict.fromkeys(c.TOPIC for r in self._by_type.values() for c in r.contracts))
 
     def __bool__(self) -> bool:
         return bool(self._by_type)

@@ -3,7 +3,7 @@ Prometheus adds `job`/`instance` when it scrapes)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -57,4 +57,10 @@ OUTBOX_DELAY = Histogram(
     "closeloop_outbox_delay_seconds",
     "Time from outbox write to broker acknowledgement",
     buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "closeloop_consumer_lag_records",
+    "Records of a partition not yet handled by a consumer group: the partition's high watermark "
+    "at the last fetch minus the group's committed offset, set after each commit",
+    ["group", "topic", "partition"],
 )

@@ -108,6 +108,7 @@ class ServiceRuntime:
         self.consumer: EventConsumer | None = None
         self._workers: dict[str, Worker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._before_start_hooks: list[Hook] = []
         self._start_hooks: list[Hook] = []
         self._stop_hooks: list[Hook] = []
 
@@ -119,9 +120,20 @@ class ServiceRuntime:
         """Handle every event of `contract` with `handler`, one event at a time."""
         self.handlers.on(contract, handler)
 
-    def on_batch(self, contract: type[DataT], handler: BatchHandler[DataT]) -> None:
-        """Handle the events of `contract` a consumer batch at a time (one transaction)."""
-        self.handlers.on_batch(contract, handler)
+    def on_batch(
+        self, contract: type[DataT], handler: BatchHandler[DataT], *, idempotent: bool = False
+    ) -> None:
+        """Handle the events of `contract` a consumer batch at a time (one transaction).
+
+        `idempotent`: the handler itself ignores an event it has applied before (it keeps a
+        version per entity), so its events need no inbox row (see `handlers`)."""
+        self.handlers.on_batch(contract, handler, idempotent=idempotent)
+
+    def on_batches(
+        self, contracts: tuple[type[Any], ...], handler: BatchHandler[Any], *, idempotent: bool
+    ) -> None:
+        """One batch handler for consecutive events of several contracts (see `handlers`)."""
+        self.handlers.on_batches(contracts, handler, idempotent=idempotent)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -138,6 +150,11 @@ class ServiceRuntime:
     def add_worker(self, name: str, worker: Worker) -> None:
         """Run `worker` as a background task for the service's lifetime."""
         self._workers[name] = worker
+
+    def before_start(self, hook: Hook) -> None:
+        """Await `hook` before anything is spawned: a check that must pass before any event is
+        handled (raising stops the service from starting)."""
+        self._before_start_hooks.append(hook)
 
     def on_start(self, hook: Hook) -> None:
         """Await `hook` when the service starts, before it serves (after its tasks are spawned)."""
@@ -167,6 +184,8 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
+        for hook in self._before_start_hooks:
+            await hook()
         tune_garbage_collector()
         self._spawn("outbox-relay", self._relay)
         if self.handlers:

@@ -1,185 +1,300 @@
-"""Scoring's read side: NPS of segments over a window of answer days, as the API answers it.
+"""Scoring's read side: counts for any combination of segment filters over a range of local days.
+No writes happen here.
 
-Counts are summed over the window's days and NPS, margin of error and rounding are computed here,
-on read (the tables keep counts only). No writes happen here.
+Where the counts are read from (the same numbers whichever path; tests compare them):
+- an account filter, or a breakdown by account: the stored responses of the account(s)
+  (`responses`, indexed by account and day) and `invitations`;
+- at most one other filter and no breakdown, or a breakdown with no filter: the single-dimension
+  rollup (`segment_daily`), one row per day;
+- otherwise: the cells matching every filter (`cells`) and their days (`cell_daily`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.events import Dimension
-from closeloop_scoring.adapters.tables import CATEGORY_TOTALS
-from closeloop_scoring.adapters.tables import segment_daily as t
-from closeloop_scoring.domain.nps import NpsCounts
-from closeloop_scoring.domain.statistics import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_MIN_N,
-    Comparison,
-    Method,
-    estimate,
+from closeloop_scoring.adapters.tables import (
+    cell_daily,
+    cells,
+    invitations,
+    responses,
+    segment_daily,
+    theme_daily,
 )
+from closeloop_scoring.domain.nps import NpsCounts
+from closeloop_scoring.domain.windows import Granularity
 
-
-class InvalidWindow(ValueError):
-    """The query names no consistent window of days."""
+FilterName = Literal["survey", "account", "product", "region", "channel", "touchpoint"]
+FILTER_NAMES: tuple[FilterName, ...] = (
+    "survey",
+    "account",
+    "product",
+    "region",
+    "channel",
+    "touchpoint",
+)
+_CELL_COLUMN = {"survey": "survey_id"}
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """Inclusive range of answer days (UTC); None on a side means unbounded."""
+class Filters:
+    """Segment filters; None means any value."""
 
-    first_day: date | None = None
-    last_day: date | None = None
+    survey: str | None = None
+    account: str | None = None
+    product: str | None = None
+    region: str | None = None
+    channel: str | None = None
+    touchpoint: str | None = None
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
+    def given(self) -> dict[str, str]:
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+    def without_account(self) -> dict[str, str]:
+        return {k: v for k, v in self.given().items() if k != "account"}
+
+
+@dataclass(frozen=True, slots=True)
+class Days:
+    """Local days [first, end); None on a side means unbounded."""
+
+    first: date | None = None
+    end: date | None = None
+
+    def where(self, column: sa.ColumnElement[date]) -> list[sa.ColumnElement[bool]]:
         clauses: list[sa.ColumnElement[bool]] = []
-        if self.first_day is not None:
-            clauses.append(t.c.day >= self.first_day)
-        if self.last_day is not None:
-            clauses.append(t.c.day <= self.last_day)
+        if self.first is not None:
+            clauses.append(column >= self.first)
+        if self.end is not None:
+            clauses.append(column < self.end)
         return clauses
 
-    def json(self) -> dict[str, Any]:
-        return {"from": self.first_day, "to": self.last_day}
-
-
-def window_from_query(
-    first_day: date | None, last_day: date | None, days: int | None, *, today: date
-) -> Window:
-    """`days` (a rolling window ending today) or `from`/`to`, not both; unbounded if neither."""
-    if days is not None:
-        if first_day is not None or last_day is not None:
-            raise InvalidWindow("give either days or from/to, not both")
-        return Window(today - timedelta(days=days - 1), today)
-    if first_day and last_day and first_day > last_day:
-        raise InvalidWindow("from is after to")
-    return Window(first_day, last_day)
-
 
 @dataclass(frozen=True, slots=True)
-class Statistics:
-    """How a figure's uncertainty is reported: the interval method, confidence and the least
-    number of answers below which a figure is flagged insufficient."""
+class Tally:
+    counts: NpsCounts
+    suspected: int = 0
+    invitations: int = 0
 
-    method: Method = "adjusted-wald"
-    confidence: float = DEFAULT_CONFIDENCE
-    min_n: int = DEFAULT_MIN_N
-
-
-def _rounded(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def report(counts: NpsCounts, stats: Statistics = Statistics()) -> dict[str, Any]:
-    found = estimate(counts, method=stats.method, confidence=stats.confidence, min_n=stats.min_n)
-    wald_95 = counts.margin_of_error()
-    return {
-        "n": found.n,
-        "responses": found.n,
-        "promoters": found.promoters,
-        "passives": found.passives,
-        "detractors": found.detractors,
-        "nps": _rounded(found.nps),
-        "standard_error": _rounded(found.standard_error, 4),
-        "margin_of_error": _rounded(found.margin_of_error),
-        "ci_low": _rounded(found.ci_low),
-        "ci_high": _rounded(found.ci_high),
-        "confidence": found.confidence,
-        "method": found.method,
-        "insufficient": found.insufficient,
-        # Kept for clients of the first version: the Wald margin at 95 %.
-        "margin_of_error_95": _rounded(wald_95),
-    }
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.counts + other.counts,
+            self.suspected + other.suspected,
+            self.invitations + other.invitations,
+        )
 
 
-def comparison_json(found: Comparison | None) -> dict[str, Any] | None:
-    if found is None:
-        return None
-    return {
-        "difference": round(found.difference, 2),
-        "standard_error": round(found.standard_error, 4),
-        "z": None if not math.isfinite(found.z) else round(found.z, 4),
-        "p_value": round(found.p_value, 6),
-        "significant": found.significant,
-        "confidence": found.confidence,
-        "method": found.method,
-    }
+EMPTY = Tally(NpsCounts())
 
 
-async def segment_counts(
-    *,
+def _bucket(column: sa.ColumnElement[date], granularity: Granularity | None) -> Any:
+    if granularity is None or granularity == "day":
+        return column
+    return sa.cast(sa.func.date_trunc(granularity, column), sa.Date)
+
+
+def _cell_filters(given: dict[str, str]) -> list[sa.ColumnElement[bool]]:
+    return [cells.c[_CELL_COLUMN.get(name, name)] == value for name, value in given.items()]
+
+
+def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    return [
+        sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name)
+        for name in ("promoters", "passives", "detractors", "suspected", "invitations")
+    ]
+
+
+def _tally(row: Any) -> Tally:
+    return Tally(
+        NpsCounts(int(row.promoters), int(row.passives), int(row.detractors)),
+        int(row.suspected),
+        int(row.invitations),
+    )
+
+
+async def tallies(
     session: AsyncSession,
-    tenant_id: str,
-    dimension: Dimension,
-    window: Window,
-    segment: str | None = None,
-) -> dict[str, NpsCounts]:
-    """Counts per segment of a dimension over the window (one segment if given)."""
+    tenant: str,
+    filters: Filters,
+    days: Days,
+    *,
+    by: FilterName | None = None,
+    granularity: Granularity | None = None,
+) -> dict[tuple[Any, ...], Tally]:
+    """Counts grouped by (breakdown value, bucket start) — either part left out when not asked
+    for, so the plain total is the one key `()`."""
+    if filters.account is not None or by == "account":
+        return await _from_responses(session, tenant, filters, days, by, granularity)
+    given = filters.given()
+    if len(given) <= 1 and (by is None or not given):
+        return await _from_segments(session, tenant, given, days, by, granularity)
+    return await _from_cells(session, tenant, given, days, by, granularity)
+
+
+async def tally(session: AsyncSession, tenant: str, filters: Filters, days: Days) -> Tally:
+    return (await tallies(session, tenant, filters, days)).get((), EMPTY)
+
+
+def _grouped(rows: Sequence[Any], width: int) -> dict[tuple[Any, ...], Tally]:
+    return {tuple(row[:width]): _tally(row) for row in rows}
+
+
+async def _from_segments(
+    session: AsyncSession,
+    tenant: str,
+    given: dict[str, str],
+    days: Days,
+    by: FilterName | None,
+    granularity: Granularity | None,
+) -> dict[tuple[Any, ...], Tally]:
+    t = segment_daily
+    keys: list[Any] = []
+    where = [t.c.tenant_id == tenant, *days.where(t.c.day)]
+    if by is not None:
+        keys.append(t.c.segment)
+        where.append(t.c.dimension == by)
+    elif given:
+        ((dimension, segment),) = given.items()
+        where += [t.c.dimension == dimension, t.c.segment == segment]
+    else:
+        where += [t.c.dimension == "overall", t.c.segment == "all"]
+    if granularity is not None:
+        keys.append(_bucket(t.c.day, granularity))
+    query = sa.select(*keys, *_sums(t)).where(*where)
+    if keys:
+        query = query.group_by(*keys)
+    return _grouped((await session.execute(query)).all(), len(keys))
+
+
+async def _from_cells(
+    session: AsyncSession,
+    tenant: str,
+    given: dict[str, str],
+    days: Days,
+    by: FilterName | None,
+    granularity: Granularity | None,
+) -> dict[tuple[Any, ...], Tally]:
+    t = cell_daily
+    keys: list[Any] = []
+    if by is not None:
+        keys.append(cells.c[_CELL_COLUMN.get(by, by)])
+    if granularity is not None:
+        keys.append(_bucket(t.c.day, granularity))
     query = (
-        sa.select(t.c.segment, *CATEGORY_TOTALS)
-        .where(t.c.tenant_id == tenant_id, t.c.dimension == dimension, *window.where())
-        .group_by(t.c.segment)
+        sa.select(*keys, *_sums(t))
+        .select_from(t.join(cells, t.c.cell_id == cells.c.cell_id))
+        .where(
+            t.c.tenant_id == tenant,
+            cells.c.tenant_id == tenant,
+            *_cell_filters(given),
+            *days.where(t.c.day),
+        )
     )
-    if segment is not None:
-        query = query.where(t.c.segment == segment)
+    if by is not None:
+        query = query.where(cells.c[_CELL_COLUMN.get(by, by)].is_not(None))
+    if keys:
+        query = query.group_by(*keys)
+    return _grouped((await session.execute(query)).all(), len(keys))
+
+
+async def _from_responses(
+    session: AsyncSession,
+    tenant: str,
+    filters: Filters,
+    days: Days,
+    by: FilterName | None,
+    granularity: Granularity | None,
+) -> dict[tuple[Any, ...], Tally]:
+    """Counts of the stored responses (an account's are few), and invitations likewise."""
+    others = filters.without_account()
+    found: dict[tuple[Any, ...], Tally] = {}
+    for table, counting in ((responses, True), (invitations, False)):
+        keys: list[Any] = []
+        if by is not None:
+            keys.append(
+                table.c.account_id if by == "account" else cells.c[_CELL_COLUMN.get(by, by)]
+            )
+        if granularity is not None:
+            keys.append(_bucket(table.c.day, granularity))
+        if counting:
+            r = responses
+            normal = sa.not_(r.c.suspected)
+            measures = [
+                sa.func.count().filter(normal, r.c.category == c).label(c + "s")
+                for c in ("promoter", "passive", "detractor")
+            ] + [
+                sa.func.count().filter(r.c.suspected).label("suspected"),
+                sa.literal(0).label("invitations"),
+            ]
+        else:
+            measures = [
+                *(sa.literal(0).label(n) for n in ("promoters", "passives", "detractors")),
+                sa.literal(0).label("suspected"),
+                sa.func.count().label("invitations"),
+            ]
+        where = [table.c.tenant_id == tenant, *days.where(table.c.day)]
+        where.append(
+            table.c.account_id == filters.account
+            if filters.account is not None
+            else table.c.account_id.is_not(None)
+        )
+        source: Any = table
+        if others or (by is not None and by != "account"):
+            source = table.join(cells, table.c.cell_id == cells.c.cell_id)
+            where += _cell_filters(others)
+        query = sa.select(*keys, *measures).select_from(source).where(*where)
+        if keys:
+            query = query.group_by(*keys)
+        for key, part in _grouped((await session.execute(query)).all(), len(keys)).items():
+            found[key] = found.get(key, EMPTY) + part
+    return found
+
+
+async def theme_tallies(
+    session: AsyncSession, tenant: str, filters: Filters, days: Days
+) -> dict[str, NpsCounts]:
+    """Counts of the responses mentioning each theme (suspected ones left out)."""
+    if filters.account is not None:
+        r = responses
+        theme = sa.func.unnest(r.c.themes).label("theme")
+        inner = (
+            sa.select(theme, r.c.category)
+            .select_from(r.join(cells, r.c.cell_id == cells.c.cell_id))
+            .where(
+                r.c.tenant_id == tenant,
+                r.c.account_id == filters.account,
+                sa.not_(r.c.suspected),
+                *_cell_filters(filters.without_account()),
+                *days.where(r.c.day),
+            )
+            .subquery()
+        )
+        query = sa.select(
+            inner.c.theme,
+            *(
+                sa.func.count().filter(inner.c.category == c).label(c + "s")
+                for c in ("promoter", "passive", "detractor")
+            ),
+        ).group_by(inner.c.theme)
+    else:
+        t = theme_daily
+        query = (
+            sa.select(
+                t.c.theme,
+                *(sa.func.sum(t.c[n]).label(n) for n in ("promoters", "passives", "detractors")),
+            )
+            .select_from(t.join(cells, t.c.cell_id == cells.c.cell_id))
+            .where(t.c.tenant_id == tenant, *_cell_filters(filters.given()), *days.where(t.c.day))
+            .group_by(t.c.theme)
+        )
     rows = (await session.execute(query)).all()
-    return {r.segment: NpsCounts(r.promoters, r.passives, r.detractors) for r in rows}
-
-
-async def counts_of_segment(
-    *, session: AsyncSession, tenant_id: str, dimension: Dimension, segment: str, window: Window
-) -> NpsCounts:
-    found = await segment_counts(
-        session=session, tenant_id=tenant_id, dimension=dimension, window=window, segment=segment
-    )
-    return found.get(segment, NpsCounts())
-
-
-async def nps_of_segment(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    dimension: Dimension,
-    segment: str,
-    window: Window,
-    stats: Statistics = Statistics(),
-) -> dict[str, Any]:
-    """One segment's NPS over the window; a segment without answers reports n = 0 and no NPS."""
-    counts = await counts_of_segment(
-        session=session, tenant_id=tenant_id, dimension=dimension, segment=segment, window=window
-    )
     return {
-        "tenant_id": tenant_id,
-        "dimension": dimension,
-        "segment": segment,
-        "window": window.json(),
-        **report(counts, stats),
-    }
-
-
-async def nps_by_segment(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    dimension: Dimension,
-    window: Window,
-    stats: Statistics = Statistics(),
-) -> dict[str, Any]:
-    """Every segment of a dimension with answers in the window, most answers first."""
-    found = await segment_counts(
-        session=session, tenant_id=tenant_id, dimension=dimension, window=window
-    )
-    segments = sorted(found.items(), key=lambda kv: (-kv[1].responses, kv[0]))
-    return {
-        "tenant_id": tenant_id,
-        "dimension": dimension,
-        "window": window.json(),
-        "segments": [{"segment": name, **report(counts, stats)} for name, counts in segments],
+        row.theme: NpsCounts(int(row.promoters), int(row.passives), int(row.detractors))
+        for row in rows
     }

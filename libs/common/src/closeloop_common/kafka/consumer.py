@@ -63,6 +63,7 @@ from closeloop_common.loop import until_connected
 from closeloop_common.metrics import (
     CONSUMER_BATCH_DURATION,
     CONSUMER_BATCH_SIZE,
+    CONSUMER_LAG,
     DEAD_LETTERS_DROPPED,
     EVENT_AGE,
     EVENTS_CONSUMED,
@@ -271,6 +272,13 @@ class EventConsumer:
         except KafkaError:
             # Lost a partition in a rebalance: the new owner redelivers, the inbox dedupes.
             log.warning("offset commit failed", extra={"offsets": str(offsets)})
+            return
+        for tp, offset in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offset)
+                )
 
     async def _handle_items(
         self, partitions: set[TopicPartition], items: Sequence[Decoded]
@@ -371,23 +379,27 @@ class EventConsumer:
         """Dedupe and handle `items` in one transaction; metrics only after it committed."""
         started = time.perf_counter()
         async with transaction(self._sessions) as session:
+            # Events of idempotent handlers skip the inbox: their handler dedupes by version.
+            inboxed = [i for i in items if not i.registration.idempotent]
             new_ids = await record_new(
                 session,
                 self._inbox,
                 group_id=self.group_id,
                 deliveries=Deliveries(
-                    event_ids=[i.event.id for i in items],
-                    tenant_ids=[i.event.tenantid for i in items],
-                    event_types=[i.event.type for i in items],
-                    topics=[i.record.topic for i in items],
-                    partitions=[i.record.partition for i in items],
-                    offsets=[i.record.offset for i in items],
+                    event_ids=[i.event.id for i in inboxed],
+                    tenant_ids=[i.event.tenantid for i in inboxed],
+                    event_types=[i.event.type for i in inboxed],
+                    topics=[i.record.topic for i in inboxed],
+                    partitions=[i.record.partition for i in inboxed],
+                    offsets=[i.record.offset for i in inboxed],
                 ),
                 now=self._clock.now(),
             )
             fresh: list[Decoded] = []
             for item in items:
-                if item.event.id in new_ids:
+                if item.registration.idempotent:
+                    fresh.append(item)
+                elif item.event.id in new_ids:
                     new_ids.discard(item.event.id)  # the same event twice in one batch: once
                     fresh.append(item)
             tx = Transaction(

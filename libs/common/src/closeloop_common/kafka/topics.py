@@ -31,6 +31,8 @@ class TopicBootstrapError(RuntimeError):
 
 RETENTION_MS = {
     Topic.DEADLETTER: 30 * 24 * 3600 * 1000,  # a month to inspect and replay poison messages
+    # Kept forever: the record of every response, from which scoring rebuilds its aggregates.
+    Topic.RESPONSES: -1,
 }
 DEFAULT_RETENTION_MS = 14 * 24 * 3600 * 1000
 

@@ -1,16 +1,73 @@
-"""The `scoring` schema: per tenant, segment and day, the counts of each NPS category."""
+"""The `scoring` schema (see `domain/aggregation.py` for what is counted where).
+
+- `responses`: per response, the version counted, its cell, local day, category, account,
+  themes and whether it is suspected of being automated: the state that makes corrections and
+  redeliveries exact, and the source of per-account figures.
+- `cells`: each combination of survey and segment attributes seen, numbered.
+- `cell_daily`, `segment_daily`, `theme_daily`: counts per local day (in `SCORING_TIME_ZONE`) of
+  a cell, of a single dimension's segment, and of a cell's theme.
+- `invitations`: invitations counted (each once), for response rates.
+- `account_weights`: revenue weight per account, for weighted B2B figures.
+- `settings_applied`: settings the stored aggregates depend on (the time zone of their days).
+Rows of counts hold only non-negative numbers; a row whose counts all fall to zero after a
+correction is deleted, so a rebuild from the topic yields the same rows.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from closeloop_common.db import schema_metadata
 
 SCHEMA = "scoring"
 metadata = schema_metadata(SCHEMA)
 
-# Days are the answer's UTC date. Any window (all time, rolling 30 days, a quarter) is a sum of
-# days, so windows are decided on read and a late answer lands in the day it was given.
+
+def _counts(*, invitations: bool = True, suspected: bool = True) -> list[sa.Column[int]]:
+    names = ["promoters", "passives", "detractors"]
+    if suspected:
+        names.append("suspected")
+    if invitations:
+        names.append("invitations")
+    return [sa.Column(n, sa.Integer, nullable=False, server_default="0") for n in names]
+
+
+cells = sa.Table(
+    "cells",
+    metadata,
+    sa.Column("cell_id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("tenant_id", sa.Text, nullable=False),
+    sa.Column("survey_id", sa.Text, nullable=False),
+    sa.Column("product", sa.Text),
+    sa.Column("region", sa.Text),
+    sa.Column("channel", sa.Text),
+    sa.Column("touchpoint", sa.Text),
+)
+
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("response_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("cell_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("account_id", sa.Text),
+    sa.Column("themes", ARRAY(sa.Text), nullable=False),
+    sa.Column("suspected", sa.Boolean, nullable=False),
+)
+
+cell_daily = sa.Table(
+    "cell_daily",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("cell_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    *_counts(),
+)
+
 segment_daily = sa.Table(
     "segment_daily",
     metadata,
@@ -18,15 +75,44 @@ segment_daily = sa.Table(
     sa.Column("dimension", sa.Text, primary_key=True),
     sa.Column("segment", sa.Text, primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("promoters", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("passives", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("detractors", sa.Integer, nullable=False, server_default="0"),
+    *_counts(),
 )
 
-# The counts of the rows a query selects, named like `NpsCounts`' fields: what both the handler
-# (new totals for the event) and the read side (a window's counts) sum.
-CATEGORY_TOTALS = (
-    sa.func.coalesce(sa.func.sum(segment_daily.c.promoters), 0).label("promoters"),
-    sa.func.coalesce(sa.func.sum(segment_daily.c.passives), 0).label("passives"),
-    sa.func.coalesce(sa.func.sum(segment_daily.c.detractors), 0).label("detractors"),
+theme_daily = sa.Table(
+    "theme_daily",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("cell_id", sa.BigInteger, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("theme", sa.Text, primary_key=True),
+    *_counts(invitations=False, suspected=False),
 )
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("invitation_id", sa.Text, primary_key=True),
+    sa.Column("cell_id", sa.BigInteger, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("account_id", sa.Text),
+)
+
+account_weights = sa.Table(
+    "account_weights",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("account_id", sa.Text, primary_key=True),
+    sa.Column("revenue_weight", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+settings_applied = sa.Table(
+    "settings_applied",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+AGGREGATES = (cell_daily, segment_daily, theme_daily)
+"""Tables a rebuild empties (with `responses`, `invitations` and `cells`)."""

@@ -107,3 +107,58 @@ def buckets(period: Period, granularity: Granularity, tz: ZoneInfo) -> list[Peri
             raise ValueError(f"more than {MAX_BUCKETS} buckets: choose a coarser granularity")
         day = following
     return found
+
+
+WindowName = Literal[
+    "7d", "30d", "90d", "month", "quarter", "previous-month", "previous-quarter", "all"
+]
+_ROLLING = {"7d": 7, "30d": 30, "90d": 90}
+
+
+def local_days(period: Period, tz: ZoneInfo) -> tuple[date, date]:
+    """The local days [first, end) of a period whose bounds are local midnights."""
+    return local_day(period.start, tz), local_day(period.end, tz)
+
+
+def resolve(
+    name: WindowName | None,
+    *,
+    days: int | None = None,
+    month: tuple[int, int] | None = None,
+    quarter: tuple[int, int] | None = None,
+    first: date | None = None,
+    end: date | None = None,
+    now: datetime,
+    tz: ZoneInfo,
+) -> Period | None:
+    """The period one way of naming a window gives (None: all time). `first`/`end` may leave one
+    side open only together with the other given as None: then `None` bounds are returned by the
+    caller; here both or neither are needed."""
+    if name in _ROLLING:
+        return rolling(_ROLLING[name], now=now, tz=tz)
+    if name == "month":
+        return month_of(now, tz)
+    if name == "quarter":
+        return quarter_of(now, tz)
+    if name == "previous-month":
+        return month_of(month_of(now, tz).start - timedelta(days=1), tz)
+    if name == "previous-quarter":
+        return quarter_of(quarter_of(now, tz).start - timedelta(days=1), tz)
+    if days is not None:
+        return rolling(days, now=now, tz=tz)
+    if month is not None:
+        return calendar_month(*month, tz)
+    if quarter is not None:
+        return calendar_quarter(*quarter, tz)
+    if first is not None and end is not None:
+        return between(first, end, tz)
+    return None
+
+
+def truncate(day: date, granularity: Granularity) -> date:
+    """The first day of the day's bucket: itself, its ISO week's Monday, or its month's first."""
+    if granularity == "day":
+        return day
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)

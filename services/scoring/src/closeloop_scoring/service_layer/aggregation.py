@@ -1,0 +1,354 @@
+"""Counting responses, their corrections and suspicions, and invitations, a consumer batch at a
+time (see `domain/aggregation.py` for the rules).
+
+For the responses of one tenant in a batch, in one transaction (the consumer's):
+1. the stored versions of those responses are read and locked (one statement, in id order);
+2. the batch's versions are folded over them in partition order (`supersede`), which gives the
+   versions to store and the changes (`Deltas`) to the counts;
+3. the changed versions are upserted, then each count table gets one upsert of its deltas, in key
+   order (two scoring replicas lock rows in the same order, so they cannot deadlock); rows whose
+   counts fell to zero are deleted.
+The handlers are idempotent by version, so the consumer gives them its events without the inbox.
+
+Cells (combinations of segment attributes) are numbered in a transaction of their own and cached:
+a cell is never deleted, and one inserted for a batch that then fails is simply unused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from closeloop_common.db import transaction
+from closeloop_common.events import (
+    Category,
+    CloudEvent,
+    InvitationSentV1,
+    ResponseCorrectedV1,
+    ResponseReceivedV1,
+    ResponseSuspectedV1,
+)
+from closeloop_common.handlers import Transaction
+from closeloop_scoring.domain.aggregation import (
+    Cell,
+    Counted,
+    Deltas,
+    supersede,
+)
+from closeloop_scoring.domain.themes import ThemeTagger
+from closeloop_scoring.metrics import RESPONSES_AGGREGATED
+
+log = logging.getLogger(__name__)
+
+ResponseEvent = ResponseReceivedV1 | ResponseCorrectedV1 | ResponseSuspectedV1
+RESPONSE_CONTRACTS = (ResponseReceivedV1, ResponseCorrectedV1, ResponseSuspectedV1)
+# Theme names are joined with this to travel as one text per row through `unnest`.
+THEME_SEPARATOR = "\x1f"
+
+_STORED = sa.text(
+    "SELECT r.response_id, r.version, r.day, r.category, r.account_id, r.themes, r.suspected, "
+    "c.survey_id, c.product, c.region, c.channel, c.touchpoint "
+    "FROM scoring.responses r JOIN scoring.cells c USING (cell_id) "
+    "WHERE r.tenant_id = :tenant AND r.response_id = ANY(CAST(:ids AS text[])) "
+    "ORDER BY r.response_id FOR UPDATE OF r"
+)
+_UPSERT_RESPONSES = sa.text(
+    "INSERT INTO scoring.responses AS r "
+    "(tenant_id, response_id, version, cell_id, day, category, account_id, themes, suspected) "
+    "SELECT :tenant, i, v, c, d, k, a, string_to_array(th, :sep), s FROM unnest("
+    "CAST(:ids AS text[]), CAST(:versions AS int[]), CAST(:cells AS bigint[]), "
+    "CAST(:days AS date[]), CAST(:categories AS text[]), CAST(:accounts AS text[]), "
+    "CAST(:themes AS text[]), CAST(:suspected AS boolean[])) AS u(i, v, c, d, k, a, th, s) "
+    "ON CONFLICT (tenant_id, response_id) DO UPDATE SET version = excluded.version, "
+    "cell_id = excluded.cell_id, day = excluded.day, category = excluded.category, "
+    "account_id = excluded.account_id, themes = excluded.themes, suspected = excluded.suspected"
+)
+_NEW_INVITATIONS = sa.text(
+    "INSERT INTO scoring.invitations (tenant_id, invitation_id, cell_id, day, account_id) "
+    "SELECT :tenant, i, c, d, a FROM unnest(CAST(:ids AS text[]), CAST(:cells AS bigint[]), "
+    "CAST(:days AS date[]), CAST(:accounts AS text[])) AS u(i, c, d, a) "
+    "ON CONFLICT DO NOTHING RETURNING invitation_id"
+)
+_INSERT_CELLS = sa.text(
+    "INSERT INTO scoring.cells (tenant_id, survey_id, product, region, channel, touchpoint) "
+    "SELECT :tenant, s, p, r, ch, tp FROM unnest(CAST(:surveys AS text[]), "
+    "CAST(:products AS text[]), CAST(:regions AS text[]), CAST(:channels AS text[]), "
+    "CAST(:touchpoints AS text[])) AS u(s, p, r, ch, tp) "
+    "ON CONFLICT ON CONSTRAINT uq_cells_combination DO NOTHING"
+)
+_SELECT_CELLS = sa.text(
+    "SELECT c.cell_id, c.survey_id, c.product, c.region, c.channel, c.touchpoint "
+    "FROM scoring.cells c JOIN unnest(CAST(:surveys AS text[]), CAST(:products AS text[]), "
+    "CAST(:regions AS text[]), CAST(:channels AS text[]), CAST(:touchpoints AS text[])) "
+    "AS u(s, p, r, ch, tp) ON c.tenant_id = :tenant AND c.survey_id = u.s "
+    "AND c.product IS NOT DISTINCT FROM u.p AND c.region IS NOT DISTINCT FROM u.r "
+    "AND c.channel IS NOT DISTINCT FROM u.ch AND c.touchpoint IS NOT DISTINCT FROM u.tp"
+)
+
+
+def _count_upsert(table: str, keys: Sequence[tuple[str, str]], columns: Sequence[str]) -> str:
+    """`INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE SET c = c + excluded.c`."""
+    key_names = [k for k, _ in keys]
+    names = [*key_names, *columns]
+    casts = [f"CAST(:{k} AS {t}[])" for k, t in keys] + [f"CAST(:{c} AS int[])" for c in columns]
+    updates = ", ".join(f"{c} = t.{c} + excluded.{c}" for c in columns)
+    return (
+        f"INSERT INTO scoring.{table} AS t (tenant_id, {', '.join(names)}) "
+        f"SELECT :tenant, * FROM unnest({', '.join(casts)}) "
+        f"ON CONFLICT (tenant_id, {', '.join(key_names)}) DO UPDATE SET {updates}"
+    )
+
+
+def _zero_delete(table: str, keys: Sequence[tuple[str, str]], columns: Sequence[str]) -> str:
+    key_names = ", ".join(k for k, _ in keys)
+    casts = ", ".join(f"CAST(:{k} AS {t}[])" for k, t in keys)
+    zero = " AND ".join(f"{c} = 0" for c in columns)
+    return (
+        f"DELETE FROM scoring.{table} WHERE tenant_id = :tenant AND ({key_names}) IN "
+        f"(SELECT * FROM unnest({casts})) AND {zero}"
+    )
+
+
+class _CountTable:
+    """One count table: its key columns (name, SQL type) and count columns, and its statements."""
+
+    def __init__(self, name: str, keys: Sequence[tuple[str, str]], columns: Sequence[str]):
+        self.keys = keys
+        self.columns = columns
+        self.upsert = sa.text(_count_upsert(name, keys, columns))
+        self.delete_zeros = sa.text(_zero_delete(name, keys, columns))
+
+    async def apply(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        rows: Sequence[tuple[tuple[Any, ...], Counter[str]]],
+    ) -> None:
+        if not rows:
+            return
+        params: dict[str, Any] = {"tenant": tenant}
+        for i, (name, _) in enumerate(self.keys):
+            params[name] = [key[i] for key, _ in rows]
+        for column in self.columns:
+            params[column] = [counts[column] for _, counts in rows]
+        await session.execute(self.upsert, params)
+        shrunk = [(key, counts) for key, counts in rows if any(v < 0 for v in counts.values())]
+        if shrunk:
+            await session.execute(
+                self.delete_zeros,
+                {
+                    "tenant": tenant,
+                    **{
+                        name: [key[i] for key, _ in shrunk] for i, (name, _) in enumerate(self.keys)
+                    },
+                },
+            )
+
+
+CELL_DAILY = _CountTable(
+    "cell_daily",
+    (("cell_id", "bigint"), ("day", "date")),
+    ("promoters", "passives", "detractors", "suspected", "invitations"),
+)
+SEGMENT_DAILY = _CountTable(
+    "segment_daily",
+    (("dimension", "text"), ("segment", "text"), ("day", "date")),
+    ("promoters", "passives", "detractors", "suspected", "invitations"),
+)
+THEME_DAILY = _CountTable(
+    "theme_daily",
+    (("cell_id", "bigint"), ("day", "date"), ("theme", "text")),
+    ("promoters", "passives", "detractors"),
+)
+
+
+class Aggregator:
+    """The batch handlers of scoring's consumer (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        time_zone: ZoneInfo,
+        tagger: ThemeTagger,
+    ) -> None:
+        self._sessions = sessions
+        self._zone = time_zone
+        self._tagger = tagger
+        self._cell_ids: dict[tuple[str, Cell], int] = {}
+
+    def forget_cells(self) -> None:
+        """Drop the cell cache (after a rebuild emptied the table)."""
+        self._cell_ids.clear()
+
+    def counted(self, data: ResponseEvent) -> Counted:
+        """The version an event carries, as it is counted."""
+        themes: frozenset[str] | None
+        if isinstance(data, ResponseSuspectedV1):
+            themes, version, suspected = None, data.version, True
+        else:
+            themes = self._tagger.tag(data.comment) if data.comment else frozenset()
+            version = data.version if isinstance(data, ResponseCorrectedV1) else 1
+            suspected = False
+        return Counted(
+            response_id=data.response_id,
+            version=version,
+            cell=Cell.of(data.survey_id, data.segments),
+            day=data.answered_at.astimezone(self._zone).date(),
+            category=data.category,
+            account_id=data.account_id,
+            themes=themes,
+            suspected=suspected,
+        )
+
+    async def responses(self, tx: Transaction, events: Sequence[CloudEvent[ResponseEvent]]) -> None:
+        by_tenant: dict[str, list[Counted]] = defaultdict(list)
+        for event in events:
+            by_tenant[event.tenantid].append(self.counted(event.data))
+        for tenant in sorted(by_tenant):
+            changed = await self._apply_versions(tx.session, tenant, by_tenant[tenant])
+            RESPONSES_AGGREGATED.labels("changed").inc(changed)
+            RESPONSES_AGGREGATED.labels("unchanged").inc(len(by_tenant[tenant]) - changed)
+
+    async def invitations(
+        self, tx: Transaction, events: Sequence[CloudEvent[InvitationSentV1]]
+    ) -> None:
+        by_tenant: dict[str, dict[str, InvitationSentV1]] = defaultdict(dict)
+        for event in events:
+            by_tenant[event.tenantid].setdefault(event.data.invitation_id, event.data)
+        for tenant in sorted(by_tenant):
+            invited = by_tenant[tenant]
+            cells = {i: Cell.of(d.survey_id, d.segments) for i, d in invited.items()}
+            days = {i: d.invited_at.astimezone(self._zone).date() for i, d in invited.items()}
+            ids = await self.cell_ids(tenant, cells.values())
+            order = sorted(invited)
+            new = (
+                await tx.session.execute(
+                    _NEW_INVITATIONS,
+                    {
+                        "tenant": tenant,
+                        "ids": order,
+                        "cells": [ids[cells[i]] for i in order],
+                        "days": [days[i] for i in order],
+                        "accounts": [invited[i].account_id for i in order],
+                    },
+                )
+            ).scalars()
+            deltas = Deltas.empty()
+            for invitation_id in new:
+                deltas.invite(cells[invitation_id], days[invitation_id])
+            await self._apply_deltas(tx.session, tenant, deltas, ids)
+
+    async def _apply_versions(
+        self, session: AsyncSession, tenant: str, versions: list[Counted]
+    ) -> int:
+        """Fold the versions over the stored ones and write the changes; how many responses
+        changed."""
+        ids = sorted({v.response_id for v in versions})
+        stored = await self._stored(session, tenant, ids)
+        deltas = Deltas.empty()
+        changed: dict[str, Counted] = {}
+        for version in versions:
+            before = stored.get(version.response_id)
+            after = supersede(before, version)
+            if after is None:
+                continue
+            deltas.replace(before, after)
+            stored[version.response_id] = changed[version.response_id] = after
+        if not changed:
+            return 0
+        cell_ids = await self.cell_ids(tenant, [v.cell for v in changed.values()])
+        rows = [changed[i] for i in sorted(changed)]
+        await session.execute(
+            _UPSERT_RESPONSES,
+            {
+                "tenant": tenant,
+                "sep": THEME_SEPARATOR,
+                "ids": [r.response_id for r in rows],
+                "versions": [r.version for r in rows],
+                "cells": [cell_ids[r.cell] for r in rows],
+                "days": [r.day for r in rows],
+                "categories": [r.category.value for r in rows],
+                "accounts": [r.account_id for r in rows],
+                "themes": [THEME_SEPARATOR.join(sorted(r.themes or ())) for r in rows],
+                "suspected": [r.suspected for r in rows],
+            },
+        )
+        await self._apply_deltas(session, tenant, deltas, cell_ids)
+        return len(changed)
+
+    async def _stored(
+        self, session: AsyncSession, tenant: str, ids: list[str]
+    ) -> dict[str, Counted]:
+        rows = (await session.execute(_STORED, {"tenant": tenant, "ids": ids})).all()
+        return {
+            row.response_id: Counted(
+                response_id=row.response_id,
+                version=row.version,
+                cell=Cell(row.survey_id, row.product, row.region, row.channel, row.touchpoint),
+                day=row.day,
+                category=Category(row.category),
+                account_id=row.account_id,
+                themes=frozenset(row.themes),
+                suspected=row.suspected,
+            )
+            for row in rows
+        }
+
+    async def _apply_deltas(
+        self, session: AsyncSession, tenant: str, deltas: Deltas, cell_ids: dict[Cell, int]
+    ) -> None:
+        cells = sorted(
+            ((cell_ids[cell], day), counts) for (cell, day), counts in deltas.cells.items()
+        )
+        await CELL_DAILY.apply(session, tenant, cells)
+        await SEGMENT_DAILY.apply(
+            session,
+            tenant,
+            sorted(
+                ((dimension, segment, day), counts)
+                for (dimension, segment, day), counts in deltas.segments.items()
+            ),
+        )
+        themes = sorted(
+            ((cell_ids[cell], day, theme), counts)
+            for (cell, day, theme), counts in deltas.themes.items()
+        )
+        await THEME_DAILY.apply(session, tenant, themes)
+
+    async def cell_ids(self, tenant: str, cells: Iterable[Cell]) -> dict[Cell, int]:
+        """The number of each cell, numbering new ones (committed at once, see the docstring)."""
+        wanted = set(cells)
+        found = {c: self._cell_ids[(tenant, c)] for c in wanted if (tenant, c) in self._cell_ids}
+        missing = sorted(
+            (c for c in wanted if c not in found),
+            key=lambda c: (
+                c.survey_id,
+                c.product or "",
+                c.region or "",
+                c.channel or "",
+                c.touchpoint or "",
+            ),
+        )
+        if missing:
+            params = {
+                "tenant": tenant,
+                "surveys": [c.survey_id for c in missing],
+                "products": [c.product for c in missing],
+                "regions": [c.region for c in missing],
+                "channels": [c.channel for c in missing],
+                "touchpoints": [c.touchpoint for c in missing],
+            }
+            async with transaction(self._sessions) as session:
+                await session.execute(_INSERT_CELLS, params)
+                rows = (await session.execute(_SELECT_CELLS, params)).all()
+            for row in rows:
+                cell = Cell(row.survey_id, row.product, row.region, row.channel, row.touchpoint)
+                self._cell_ids[(tenant, cell)] = found[cell] = row.cell_id
+        return found
