@@ -1,0 +1,177 @@
+"""Events to feed scoring's batch handlers (one transaction per call, as the consumer does) and
+reading its API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from closeloop_common.clock import SystemClock
+from closeloop_common.db import transaction
+from closeloop_common.events import (
+    CloudEvent,
+    Customer,
+    InvitationSentV1,
+    ResponseCorrectedV1,
+    ResponseReceivedV1,
+    ResponseSuspectedV1,
+    ResponseVersion,
+    Segments,
+    categorize,
+    new_event,
+)
+from closeloop_common.handlers import Transaction
+from closeloop_common.runtime import ServiceRuntime
+from closeloop_scoring.service_layer.aggregation import Aggregator
+
+PROBLEM = "application/problem+json"
+CLOCK = SystemClock()
+
+
+def runtime_of(app: FastAPI) -> ServiceRuntime:
+    runtime = app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
+    return runtime
+
+
+def aggregator_of(app: FastAPI) -> Aggregator:
+    aggregator = app.state.aggregator
+    assert isinstance(aggregator, Aggregator)
+    return aggregator
+
+
+def received(
+    score: int,
+    at: datetime,
+    *,
+    response_id: str | None = None,
+    survey: str = "relationship",
+    account: str | None = None,
+    comment: str | None = None,
+    **segments: str,
+) -> ResponseReceivedV1:
+    rid = response_id or f"r-{uuid.uuid4().hex}"
+    return ResponseReceivedV1(
+        response_id=rid,
+        survey_id=survey,
+        customer=Customer(id=f"c-{rid}"),
+        account_id=account,
+        score=score,
+        category=categorize(score),
+        comment=comment,
+        answered_at=at,
+        received_at=at,
+        segments=Segments(**segments),
+        source="api",
+    )
+
+
+def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> ResponseCorrectedV1:
+    """Version `version` of `original` with `changes` (score, answered_at, segments, ...)."""
+    fields = original.model_dump()
+    fields.update(changes)
+    score = fields["score"]
+    previous = ResponseVersion(
+        version=version - 1,
+        survey_id=original.survey_id,
+        account_id=original.account_id,
+        score=original.score,
+        category=original.category,
+        answered_at=original.answered_at,
+        segments=original.segments,
+    )
+    return ResponseCorrectedV1(
+        response_id=original.response_id,
+        version=version,
+        survey_id=fields["survey_id"],
+        customer=original.customer,
+        account_id=fields["account_id"],
+        score=score,
+        category=categorize(score),
+        comment=fields["comment"],
+        answered_at=fields["answered_at"],
+        updated_at=datetime.now(UTC),
+        received_at=datetime.now(UTC),
+        segments=Segments.model_validate(fields["segments"]),
+        source="api",
+        previous=previous,
+    )
+
+
+def suspected(original: ResponseReceivedV1, version: int = 1) -> ResponseSuspectedV1:
+    return ResponseSuspectedV1(
+        response_id=original.response_id,
+        version=version,
+        survey_id=original.survey_id,
+        customer=original.customer,
+        account_id=original.account_id,
+        score=original.score,
+        category=original.category,
+        answered_at=original.answered_at,
+        received_at=original.received_at,
+        segments=original.segments,
+        source="api",
+        reasons=("link_scanner",),
+    )
+
+
+def invited(
+    at: datetime,
+    *,
+    invitation_id: str | None = None,
+    survey: str = "relationship",
+    account: str | None = None,
+    **segments: str,
+) -> InvitationSentV1:
+    return InvitationSentV1(
+        invitation_id=invitation_id or f"i-{uuid.uuid4().hex}",
+        survey_id=survey,
+        customer=Customer(id=f"c-{uuid.uuid4().hex[:8]}"),
+        account_id=account,
+        channel="email",
+        invited_at=at,
+        segments=Segments(**segments),
+    )
+
+
+async def feed(app: FastAPI, tenant: str, items: Sequence[Any]) -> None:
+    """Give `items` to the handlers in one transaction, in order, as one consumer batch."""
+    runtime = runtime_of(app)
+    aggregator = aggregator_of(app)
+    events: list[CloudEvent[Any]] = [
+        new_event(i, tenant_id=tenant, source="/closeloop/ingest", clock=CLOCK) for i in items
+    ]
+    async with transaction(runtime.worker_sessions) as session:
+        tx = Transaction(session=session, clock=CLOCK, source=runtime.source, outbox=runtime.outbox)
+        run: list[CloudEvent[Any]] = []
+        for event in events:
+            if run and isinstance(run[-1].data, InvitationSentV1) != isinstance(
+                event.data, InvitationSentV1
+            ):
+                await _handle(aggregator, tx, run)
+                run = []
+            run.append(event)
+        if run:
+            await _handle(aggregator, tx, run)
+        await tx.flush()
+
+
+async def _handle(aggregator: Aggregator, tx: Transaction, run: list[CloudEvent[Any]]) -> None:
+    if isinstance(run[0].data, InvitationSentV1):
+        await aggregator.invitations(tx, run)
+    else:
+        await aggregator.responses(tx, run)
+
+
+async def get(
+    client: httpx.AsyncClient, headers: dict[str, str], path: str, **params: Any
+) -> dict[str, Any]:
+    answer = await client.get(path, params=params, headers=headers)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
