@@ -84,15 +84,36 @@ class ThemeTagger:
                 word_forms = tuple(forms(part, languages) for part in parts)
                 stems = tuple(_stem(part, f) for part, f in zip(parts, word_forms, strict=True))
                 self._keywords.append(_Keyword(theme, word_forms, stems))
+        # One-word keywords are looked up by form (and by stem for words typed without their
+        # diacritics); only phrases are matched position by position.
+        self._by_form: dict[str, set[str]] = {}
+        self._by_stem: dict[str, set[str]] = {}
+        self._phrases: list[_Keyword] = []
+        for known in self._keywords:
+            if len(known.words) > 1:
+                self._phrases.append(known)
+                continue
+            for form in known.words[0]:
+                self._by_form.setdefault(form, set()).add(known.theme)
+            if known.stems[0] is not None:
+                self._by_stem.setdefault(known.stems[0], set()).add(known.theme)
+        self._stem_lengths = sorted({len(stem) for stem in self._by_stem})
 
     def tag(self, text: str | None) -> frozenset[str]:
         """The themes `text` mentions."""
         if not text:
             return frozenset()
-        tokens = words(text)
-        token_forms = [forms(token, self._languages) for token in tokens]
+        token_forms = [forms(token, self._languages) for token in words(text)]
         found: set[str] = set()
-        for keyword in self._keywords:
+        for token in token_forms:
+            for form in token:
+                themes = self._by_form.get(form)
+                if themes is not None:
+                    found |= themes
+                for length in self._stem_lengths:
+                    if len(form) >= length and (themes := self._by_stem.get(form[:length])):
+                        found |= themes
+        for keyword in self._phrases:
             if keyword.theme not in found and _occurs(keyword, token_forms):
                 found.add(keyword.theme)
         return frozenset(found)

@@ -58,14 +58,20 @@ _STORED = sa.text(
     "WHERE r.tenant_id = :tenant AND r.response_id = ANY(CAST(:ids AS text[])) "
     "ORDER BY r.response_id FOR UPDATE OF r"
 )
-_UPSERT_RESPONSES = sa.text(
+_RESPONSE_ROWS = (
     "INSERT INTO scoring.responses AS r "
     "(tenant_id, response_id, version, cell_id, day, category, account_id, themes, suspected) "
     "SELECT :tenant, i, v, c, d, k, a, string_to_array(th, :sep), s FROM unnest("
     "CAST(:ids AS text[]), CAST(:versions AS int[]), CAST(:cells AS bigint[]), "
     "CAST(:days AS date[]), CAST(:categories AS text[]), CAST(:accounts AS text[]), "
     "CAST(:themes AS text[]), CAST(:suspected AS boolean[])) AS u(i, v, c, d, k, a, th, s) "
-    "ON CONFLICT (tenant_id, response_id) DO UPDATE SET version = excluded.version, "
+)
+_INSERT_RESPONSES = sa.text(
+    _RESPONSE_ROWS + "ON CONFLICT (tenant_id, response_id) DO NOTHING RETURNING response_id"
+)
+_UPSERT_RESPONSES = sa.text(
+    _RESPONSE_ROWS
+    + "ON CONFLICT (tenant_id, response_id) DO UPDATE SET version = excluded.version, "
     "cell_id = excluded.cell_id, day = excluded.day, category = excluded.category, "
     "account_id = excluded.account_id, themes = excluded.themes, suspected = excluded.suspected"
 )
@@ -82,13 +88,10 @@ _INSERT_CELLS = sa.text(
     "CAST(:touchpoints AS text[])) AS u(s, p, r, ch, tp) "
     "ON CONFLICT ON CONSTRAINT uq_cells_combination DO NOTHING"
 )
-_SELECT_CELLS = sa.text(
-    "SELECT c.cell_id, c.survey_id, c.product, c.region, c.channel, c.touchpoint "
-    "FROM scoring.cells c JOIN unnest(CAST(:surveys AS text[]), CAST(:products AS text[]), "
-    "CAST(:regions AS text[]), CAST(:channels AS text[]), CAST(:touchpoints AS text[])) "
-    "AS u(s, p, r, ch, tp) ON c.tenant_id = :tenant AND c.survey_id = u.s "
-    "AND c.product IS NOT DISTINCT FROM u.p AND c.region IS NOT DISTINCT FROM u.r "
-    "AND c.channel IS NOT DISTINCT FROM u.ch AND c.touchpoint IS NOT DISTINCT FROM u.tp"
+# A tenant has at most a few thousand cells: all of them are read into the cache at once.
+_TENANT_CELLS = sa.text(
+    "SELECT cell_id, survey_id, product, region, channel, touchpoint FROM scoring.cells "
+    "WHERE tenant_id = :tenant"
 )
 
 
@@ -249,39 +252,65 @@ class Aggregator:
         self, session: AsyncSession, tenant: str, versions: list[Counted]
     ) -> int:
         """Fold the versions over the stored ones and write the changes; how many responses
-        changed."""
-        ids = sorted({v.response_id for v in versions})
-        stored = await self._stored(session, tenant, ids)
-        deltas = Deltas.empty()
-        changed: dict[str, Counted] = {}
+        changed.
+
+        Most responses are new: the batch's result for each response is inserted first (`ON
+        CONFLICT DO NOTHING`), and only the responses already stored are read, locked and
+        folded again over what is stored."""
+        by_response: dict[str, list[Counted]] = defaultdict(list)
         for version in versions:
-            before = stored.get(version.response_id)
-            after = supersede(before, version)
-            if after is None:
-                continue
-            deltas.replace(before, after)
-            stored[version.response_id] = changed[version.response_id] = after
-        if not changed:
-            return 0
-        cell_ids = await self.cell_ids(tenant, [v.cell for v in changed.values()])
-        rows = [changed[i] for i in sorted(changed)]
-        await session.execute(
-            _UPSERT_RESPONSES,
-            {
-                "tenant": tenant,
-                "sep": THEME_SEPARATOR,
-                "ids": [r.response_id for r in rows],
-                "versions": [r.version for r in rows],
-                "cells": [cell_ids[r.cell] for r in rows],
-                "days": [r.day for r in rows],
-                "categories": [r.category.value for r in rows],
-                "accounts": [r.account_id for r in rows],
-                "themes": [THEME_SEPARATOR.join(sorted(r.themes or ())) for r in rows],
-                "suspected": [r.suspected for r in rows],
-            },
+            by_response[version.response_id].append(version)
+        folded = {rid: _fold(None, found) for rid, found in by_response.items()}
+        results = {rid: v for rid, v in folded.items() if v is not None}
+        cell_ids = await self.cell_ids(tenant, [v.cell for v in results.values()])
+        inserted = set(
+            (await session.execute(_INSERT_RESPONSES, self._rows(tenant, results, cell_ids)))
+            .scalars()
+            .all()
         )
+        deltas = Deltas.empty()
+        changed = 0
+        for rid in inserted:
+            deltas.count(results[rid], 1)
+            changed += 1
+        known = sorted(rid for rid in results if rid not in inserted)
+        if known:
+            stored = await self._stored(session, tenant, known)
+            updates: dict[str, Counted] = {}
+            for rid in known:
+                before = stored.get(rid)
+                after = _fold(before, by_response[rid])
+                if after is None or after == before:
+                    continue
+                if before is not None:
+                    deltas.count(before, -1)
+                deltas.count(after, 1)
+                updates[rid] = after
+            if updates:
+                cell_ids.update(await self.cell_ids(tenant, [v.cell for v in updates.values()]))
+                await session.execute(_UPSERT_RESPONSES, self._rows(tenant, updates, cell_ids))
+                changed += len(updates)
         await self._apply_deltas(session, tenant, deltas, cell_ids)
-        return len(changed)
+        return changed
+
+    @staticmethod
+    def _rows(
+        tenant: str, versions: dict[str, Counted], cell_ids: dict[Cell, int]
+    ) -> dict[str, Any]:
+        """The statement parameters of `versions`, in response id order."""
+        rows = [versions[i] for i in sorted(versions)]
+        return {
+            "tenant": tenant,
+            "sep": THEME_SEPARATOR,
+            "ids": [r.response_id for r in rows],
+            "versions": [r.version for r in rows],
+            "cells": [cell_ids[r.cell] for r in rows],
+            "days": [r.day for r in rows],
+            "categories": [r.category.value for r in rows],
+            "accounts": [r.account_id for r in rows],
+            "themes": [THEME_SEPARATOR.join(sorted(r.themes or ())) for r in rows],
+            "suspected": [r.suspected for r in rows],
+        }
 
     async def _stored(
         self, session: AsyncSession, tenant: str, ids: list[str]
@@ -347,8 +376,20 @@ class Aggregator:
             }
             async with transaction(self._sessions) as session:
                 await session.execute(_INSERT_CELLS, params)
-                rows = (await session.execute(_SELECT_CELLS, params)).all()
+                rows = (await session.execute(_TENANT_CELLS, {"tenant": tenant})).all()
             for row in rows:
                 cell = Cell(row.survey_id, row.product, row.region, row.channel, row.touchpoint)
-                self._cell_ids[(tenant, cell)] = found[cell] = row.cell_id
+                self._cell_ids[(tenant, cell)] = row.cell_id
+                if cell in wanted:
+                    found[cell] = row.cell_id
         return found
+
+
+def _fold(stored: Counted | None, versions: Iterable[Counted]) -> Counted | None:
+    """What is stored after `versions` arrive in this order over `stored` (None: nothing)."""
+    current = stored
+    for version in versions:
+        after = supersede(current, version)
+        if after is not None:
+            current = after
+    return current
