@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 import sqlalchemy as sa
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -217,6 +218,7 @@ class FakeKafka:
         self.fetch = fetch
         self.assigned = set(fetch)
         self.committed: dict[Any, int] = {}
+        self.highwaters: dict[Any, int] = {}
 
     async def getmany(self, **_: Any) -> dict[Any, list[ConsumerRecord[bytes, bytes]]]:
         fetch, self.fetch = self.fetch, {}
@@ -228,6 +230,9 @@ class FakeKafka:
     async def commit(self, offsets: dict[Any, Any]) -> None:
         self.committed.update({tp: meta.offset for tp, meta in offsets.items()})
 
+    def highwater(self, tp: Any) -> int | None:
+        return self.highwaters.get(tp)
+
 
 async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_handled() -> None:
     consumer = ScriptedConsumer([], max_attempts=1)
@@ -238,6 +243,20 @@ async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_ha
     await consumer.poll_once()
     assert consumer.handled == ["kept"]
     assert kafka.committed == {TP: 1}
+
+
+async def test_lag_is_the_high_watermark_less_the_committed_offset() -> None:
+    consumer = ScriptedConsumer([], max_attempts=1)
+    kafka = FakeKafka({TP: [a_record("a", 0), a_record("b", 1)]})
+    kafka.highwaters[TP] = 7
+    consumer._started = kafka
+    await consumer.poll_once()
+    lag = REGISTRY.get_sample_value(
+        "closeloop_consumer_lag_records",
+        {"group": consumer.group_id, "topic": TP.topic, "partition": str(TP.partition)},
+    )
+    assert kafka.committed == {TP: 2}
+    assert lag == 5
 
 
 class TrickleKafka(FakeKafka):

@@ -43,6 +43,16 @@ cells = sa.Table(
     sa.Column("region", sa.Text),
     sa.Column("channel", sa.Text),
     sa.Column("touchpoint", sa.Text),
+    sa.UniqueConstraint(
+        "tenant_id",
+        "survey_id",
+        "product",
+        "region",
+        "channel",
+        "touchpoint",
+        name="uq_cells_combination",
+        postgresql_nulls_not_distinct=True,
+    ),
 )
 
 responses = sa.Table(
@@ -57,6 +67,13 @@ responses = sa.Table(
     sa.Column("account_id", sa.Text),
     sa.Column("themes", ARRAY(sa.Text), nullable=False),
     sa.Column("suspected", sa.Boolean, nullable=False),
+    sa.Index(
+        "ix_responses_account_day",
+        "tenant_id",
+        "account_id",
+        "day",
+        postgresql_where=sa.text("account_id IS NOT NULL"),
+    ),
 )
 
 cell_daily = sa.Table(
@@ -96,6 +113,13 @@ invitations = sa.Table(
     sa.Column("cell_id", sa.BigInteger, nullable=False),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("account_id", sa.Text),
+    sa.Index(
+        "ix_invitations_account_day",
+        "tenant_id",
+        "account_id",
+        "day",
+        postgresql_where=sa.text("account_id IS NOT NULL"),
+    ),
 )
 
 account_weights = sa.Table(
