@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from prometheus_client import REGISTRY
 import sqlalchemy as sa
 from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import REGISTRY
 
 from closeloop_common.clock import SystemClock
 from closeloop_common.errors import describe_error, is_transient
