@@ -28,7 +28,10 @@ DEFAULT_PARTITIONS = 6
 
 TOPIC_DESCRIPTIONS = {
     Topic.RESPONSES: "Accepted survey responses (first delivery of each response id). Producer: ingest.",
-    Topic.NPS: "NPS totals of every segment a response was counted in. Producer: scoring.",
+    Topic.NPS: (
+        "NPS of the configured headline segments when it moves (nps.changed.v1); nps.updated.v1 "
+        "is deprecated and no longer published. Producer: scoring."
+    ),
     Topic.CASES: "Follow-up cases opened for responses. Producer: loop-orchestrator.",
     Topic.NOTIFICATIONS: "Messages sent to, or not sent to, respondents. Producer: notifier.",
     Topic.DEADLETTER: (
@@ -85,7 +88,7 @@ def asyncapi_document(prefix: str = "closeloop") -> dict[str, Any]:
                 },
                 "bindings": {
                     "kafka": {
-                        "key": {"type": "string", "description": "<tenant id>:<customer id>"},
+                        "key": {"type": "string", "description": contract.KEY_DESCRIPTION},
                         "bindingVersion": "0.5.0",
                     }
                 },

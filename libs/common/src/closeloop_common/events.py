@@ -5,7 +5,7 @@ event as JSON (`content-type: application/cloudevents+json` header), so it survi
 headers (sinks to object storage, replays, `kcat`). Extension attributes:
 - `tenantid`: the tenant (company) the event belongs to; every key and query includes it.
 - `partitionkey`: the Kafka record key, `<tenant>:<customer id>`, so one customer's events stay in
-  order on one partition.
+  order on one partition (`<tenant>:<headline>` for a headline segment's NPS events).
 
 Contracts are frozen and versioned: the version is part of the `type`
 (`dev.closeloop.response.received.v1`). A breaking change is a new model with a new version that is
@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import date
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -120,6 +121,7 @@ class EventData(Contract):
 
     EVENT_TYPE: ClassVar[str]
     TOPIC: ClassVar[Topic]
+    KEY_DESCRIPTION: ClassVar[str] = "<tenant id>:<customer id>"
 
     def customer_key(self) -> str:
         """The part of the partition key after the tenant: keeps a customer's events ordered."""
@@ -250,7 +252,10 @@ class SegmentScore(Contract):
 
 
 class NpsUpdatedV1(EventData):
-    """Scoring counted a response; carries the new totals of every segment it touched."""
+    """Deprecated: scoring no longer publishes it; subscribe to `dev.closeloop.nps.changed.v1`.
+    It carried, per counted response, the all-time totals of every segment the response touched,
+    which cost a read per response; the model and its schema stay for the deprecation period so
+    that consumers can still decode events already on the topic."""
 
     EVENT_TYPE: ClassVar[str] = "dev.closeloop.nps.updated.v1"
     TOPIC: ClassVar[Topic] = Topic.NPS
@@ -263,6 +268,88 @@ class NpsUpdatedV1(EventData):
 
     def customer_key(self) -> str:
         return self.customer_id
+
+
+SegmentFilter = Literal["survey", "account", SegmentAttribute]
+"""A filter that selects a segment: its survey, its account, or a segment attribute."""
+HEADLINE_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class HeadlineWindow(Contract):
+    """The window a headline's NPS was computed over: local days [from, to) of `time_zone`."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", serialize_by_alias=True, validate_by_name=True
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=32,
+        description="the configured window: 7d, 30d, 90d (rolling, today included), month, "
+        "quarter, previous-month, previous-quarter or all",
+        examples=["30d"],
+    )
+    first: date | None = Field(
+        alias="from", description="first local day, inclusive; null for all time"
+    )
+    end: date | None = Field(
+        alias="to", description="local day the window ends before (exclusive); null for all time"
+    )
+    time_zone: str = Field(
+        min_length=1, max_length=64, description="IANA time zone of the days", examples=["UTC"]
+    )
+
+
+class NpsChangedV1(EventData):
+    """The NPS of a configured headline segment moved: by at least the configured least change
+    since the last published value, and no sooner than the debounce time after it (the first
+    value with answers is published too, and a move to or from "no answers in the window").
+    Computed periodically by scoring over the headline's window; the record key is
+    `<tenant>:<headline>`, so one headline's events stay in order."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.nps.changed.v1"
+    TOPIC: ClassVar[Topic] = Topic.NPS
+    KEY_DESCRIPTION: ClassVar[str] = "<tenant id>:<headline name>"
+
+    headline: str = Field(
+        pattern=HEADLINE_NAME_PATTERN, description="the headline's configured name"
+    )
+    filters: dict[SegmentFilter, Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        description="the segment: every answer matching all of these (empty: all answers)",
+        examples=[{"region": "PL", "product": "billing"}],
+    )
+    window: HeadlineWindow = Field(description="the window the figures are of")
+    n: int = Field(ge=0, description="answers counted in the window (suspected ones left out)")
+    promoters: int = Field(ge=0, description="answers of 9 or 10")
+    passives: int = Field(ge=0, description="answers of 7 or 8")
+    detractors: int = Field(ge=0, description="answers of 0 to 6")
+    nps: float | None = Field(
+        ge=-100, le=100, description="% promoters - % detractors; null when n = 0 (no data)"
+    )
+    ci_low: float | None = Field(
+        ge=-100, le=100, description="lower bound of the interval at `confidence`; null when n = 0"
+    )
+    ci_high: float | None = Field(
+        ge=-100, le=100, description="upper bound of the interval at `confidence`; null when n = 0"
+    )
+    confidence: float = Field(gt=0, lt=1, description="confidence level of the interval")
+    method: Literal["wald", "adjusted-wald"] = Field(description="how the interval is computed")
+    insufficient: bool = Field(description="fewer answers than SCORING_MIN_RESPONSES")
+    previous_nps: float | None = Field(
+        ge=-100,
+        le=100,
+        description="the NPS this headline's previous event carried; null on its first event "
+        "(or after its definition changed) and when the previous one had no data",
+    )
+    change: float | None = Field(
+        ge=-200,
+        le=200,
+        description="`nps` - `previous_nps` in NPS points; null when either is null",
+    )
+    computed_at: Instant = Field(description="when the figures were computed")
+
+    def customer_key(self) -> str:
+        return self.headline
 
 
 class Playbook(StrEnum):
@@ -352,6 +439,7 @@ CONTRACTS: tuple[type[EventData], ...] = (
     ResponseSuspectedV1,
     InvitationSentV1,
     NpsUpdatedV1,
+    NpsChangedV1,
     CaseOpenedV1,
     NotificationSentV1,
     NotificationFailedV1,

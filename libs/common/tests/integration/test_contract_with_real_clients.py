@@ -23,9 +23,11 @@ from closeloop_common.events import (
     CloudEvent,
     Customer,
     EventData,
+    HeadlineWindow,
     InvitationSentV1,
     NotificationFailedV1,
     NotificationSentV1,
+    NpsChangedV1,
     NpsUpdatedV1,
     Owner,
     Playbook,
@@ -120,6 +122,26 @@ def one_of_each(run: str) -> list[EventData]:
                     nps=-100.0,
                 ),
             ),
+        ),
+        NpsChangedV1(
+            headline=f"kcat-{run}",  # the record key, like the customer id of the others
+            filters={"region": "PL", "product": "billing"},
+            window=HeadlineWindow.model_validate(
+                {"name": "30d", "from": now.date(), "to": now.date(), "time_zone": "UTC"}
+            ),
+            n=4,
+            promoters=3,
+            passives=0,
+            detractors=1,
+            nps=50.0,
+            ci_low=-3.5,
+            ci_high=81.25,
+            confidence=0.95,
+            method="adjusted-wald",
+            insufficient=True,
+            previous_nps=40.0,
+            change=10.0,
+            computed_at=now,
         ),
         CaseOpenedV1(
             case_id=case_id,

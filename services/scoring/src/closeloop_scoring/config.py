@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from closeloop_common.events import HEADLINE_NAME_PATTERN, SegmentFilter
+from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_common.settings import CommonSettings
 from closeloop_scoring.domain.themes import DEFAULT_THEMES
+from closeloop_scoring.domain.windows import WindowName
+
+MAX_HEADLINES = 100
+
+
+class Headline(BaseModel):
+    """A segment and window whose NPS scoring watches: Prometheus gauges, and
+    `nps.changed.v1` when it moves (`SCORING_HEADLINES`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant: str = Field(pattern=TENANT_ID_PATTERN)
+    name: str = Field(pattern=HEADLINE_NAME_PATTERN, description="unique within the tenant")
+    filters: dict[SegmentFilter, Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=dict, description="every answer matching all of these; none: all answers"
+    )
+    window: WindowName = Field("30d", description="a named window of `GET /v1/nps`")
+
+    @property
+    def definition(self) -> str:
+        """What the figures depend on: a changed definition starts the headline afresh."""
+        return json.dumps({"filters": self.filters, "window": self.window}, sort_keys=True)
+
+
+_HEADLINES = TypeAdapter(list[Headline])
+
+
+def checked_headlines(headlines: Sequence[Headline]) -> tuple[Headline, ...]:
+    """At most `MAX_HEADLINES` (they are metric labels), each (tenant, name) once."""
+    if len(headlines) > MAX_HEADLINES:
+        raise ValueError(f"at most {MAX_HEADLINES} headlines, got {len(headlines)}")
+    seen: set[tuple[str, str]] = set()
+    for headline in headlines:
+        key = (headline.tenant, headline.name)
+        if key in seen:
+            raise ValueError(f"headline {headline.name!r} of tenant {headline.tenant!r} is twice")
+        seen.add(key)
+    return tuple(headlines)
 
 
 class ScoringSettings(CommonSettings):
@@ -30,6 +71,48 @@ class ScoringSettings(CommonSettings):
         description="JSON object of theme name -> keywords (Polish or English, any inflection); "
         "the built-in dictionary when unset. Applies to responses counted from then on",
     )
+    scoring_headlines: tuple[Headline, ...] = Field(
+        (),
+        description='JSON list of headline segments: [{"tenant", "name", "filters": {survey|'
+        'account|product|region|channel|touchpoint: value}, "window"}]; at most 100',
+    )
+    scoring_headlines_file: Path | None = Field(
+        None, description="a JSON file of the same list, instead of SCORING_HEADLINES"
+    )
+    scoring_headline_interval_seconds: float = Field(
+        30, ge=1, le=3600, description="how often the headlines' NPS is computed"
+    )
+    scoring_headline_min_change: float = Field(
+        1.0,
+        ge=0,
+        le=200,
+        description="NPS points a headline must move from its last event to publish another "
+        "(0: any change)",
+    )
+    scoring_headline_debounce_seconds: float = Field(
+        300, ge=0, le=7 * 86400, description="at most one event per headline per this long"
+    )
+
+    @field_validator("scoring_headlines")
+    @classmethod
+    def _headlines_once_each(cls, value: tuple[Headline, ...]) -> tuple[Headline, ...]:
+        return checked_headlines(value)
+
+    @model_validator(mode="after")
+    def _one_headline_source(self) -> ScoringSettings:
+        if self.scoring_headlines and self.scoring_headlines_file is not None:
+            raise ValueError("set SCORING_HEADLINES or SCORING_HEADLINES_FILE, not both")
+        return self
+
+    def headlines(self) -> tuple[Headline, ...]:
+        """The headline segments: the file's, checked, else SCORING_HEADLINES."""
+        if self.scoring_headlines_file is None:
+            return self.scoring_headlines
+        path = self.scoring_headlines_file
+        try:
+            return checked_headlines(_HEADLINES.validate_json(path.read_bytes()))
+        except ValueError as exc:  # pydantic's ValidationError is one
+            raise ValueError(f"{path}: {exc}") from exc
 
     @field_validator("scoring_time_zone")
     @classmethod

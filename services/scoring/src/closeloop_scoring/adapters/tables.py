@@ -9,6 +9,9 @@
 - `invitations`: invitations counted (each once), for response rates.
 - `account_weights`: revenue weight per account, for weighted B2B figures.
 - `settings_applied`: settings the stored aggregates depend on (the time zone of their days).
+- `headlines`: per configured headline segment, the last `nps.changed.v1` published (its NPS,
+  time and the definition it was computed by), so a restart does not publish it again. Not
+  emptied by a rebuild: it records what consumers were told.
 Rows of counts hold only non-negative numbers; a row whose counts all fall to zero after a
 correction is deleted, so a rebuild from the topic yields the same rows.
 """
@@ -136,6 +139,18 @@ settings_applied = sa.Table(
     metadata,
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+headlines = sa.Table(
+    "headlines",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("nps", sa.Float),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event_id", sa.Text, nullable=False),
 )
 
 AGGREGATES = (cell_daily, segment_daily, theme_daily)

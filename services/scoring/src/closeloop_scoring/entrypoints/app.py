@@ -39,6 +39,7 @@ from closeloop_scoring.entrypoints.queries import (
 )
 from closeloop_scoring.reports import Statistics, comparison_json, report, rounded, tally_report
 from closeloop_scoring.service_layer.aggregation import RESPONSE_CONTRACTS, Aggregator
+from closeloop_scoring.service_layer.headlines import HeadlineWatcher
 from closeloop_scoring.service_layer.state import check_time_zone
 
 Filters = Annotated[FilterQuery, Depends()]
@@ -524,8 +525,12 @@ def create_scoring_app(
         await check_time_zone(runtime.worker_sessions, settings.scoring_time_zone)
 
     runtime.before_start(time_zone_matches)
+    headlines = HeadlineWatcher.configured(runtime, settings)
+    if headlines.headlines:
+        runtime.add_worker("headlines", headlines.run)
     app = create_app(
         title="Closeloop scoring", runtime=runtime, routers=[build_router(runtime, settings)]
     )
     app.state.aggregator = aggregator
+    app.state.headlines = headlines
     return app
