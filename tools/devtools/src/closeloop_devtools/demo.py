@@ -266,8 +266,12 @@ def feed(
 
 def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
     with httpx.Client(headers=headers, timeout=5) as client:
-        overall = client.get(f"{stack.url('scoring')}/v1/nps").json()
-        regions = client.get(f"{stack.url('scoring')}/v1/nps/region").json()["segments"]
+        scoring = stack.url("scoring")
+        overall = client.get(f"{scoring}/v1/nps", params={"window": "30d"}).json()
+        regions = client.get(
+            f"{scoring}/v1/nps/breakdown", params={"by": "region", "window": "30d"}
+        ).json()["segments"]
+        themes = client.get(f"{scoring}/v1/drivers", params={"window": "30d"}).json()["drivers"]
         cases = client.get(
             f"{stack.url('orchestrator')}/v1/cases", params={"status": "open", "limit": 500}
         ).json()["cases"]
@@ -277,8 +281,8 @@ def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
         f"\n[{datetime.now().strftime('%H:%M:%S')}] responses {overall['responses']}  "
         f"NPS {'n/a' if nps is None else f'{nps:+.1f}'}"
         + (
-            f" ± {overall['margin_of_error_95']:.1f}"
-            if overall["margin_of_error_95"] is not None
+            f" [{overall['ci_low']:+.1f}, {overall['ci_high']:+.1f}]"
+            if overall["ci_low"] is not None
             else ""
         )
         + f"  (promoters {overall['promoters']}, passives {overall['passives']}, detractors {overall['detractors']})",
@@ -286,8 +290,17 @@ def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
     )
     print(
         "  by region: "
-        + ", ".join(f"{s['segment']} {s['nps']:+.0f} (n={s['responses']})" for s in regions)
+        + ", ".join(
+            f"{s['segment']} {s['nps']:+.0f} (n={s['responses']})"
+            for s in regions
+            if s["nps"] is not None
+        )
     )
+    if themes:
+        print(
+            "  drivers (NPS points if their detractors were passives): "
+            + ", ".join(f"{d['theme']} +{d['nps_impact']:.1f}" for d in themes[:3])
+        )
     by_playbook: dict[str, int] = {}
     for case in cases:
         by_playbook[case["playbook"]] = by_playbook.get(case["playbook"], 0) + 1
