@@ -147,6 +147,11 @@ def scoring_env(args: argparse.Namespace, *, database_url: str, public_key: Path
     return env
 
 
+def group_id(settings: CommonSettings) -> str:
+    """Scoring's consumer group: `ServiceRuntime.group_id`, which has no override."""
+    return f"{settings.kafka_topic_prefix}.{SERVICE}"
+
+
 def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     os.environ["KAFKA_TOPIC_PREFIX"] = f"bench-scoring-{uuid.uuid4().hex[:8]}"
     os.environ["KAFKA_TOPIC_PARTITIONS"] = str(args.partitions)
@@ -159,6 +164,10 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
                 return measure(args, settings, Path(tmp))
         finally:
+            try:
+                asyncio.run(forget_group(settings.kafka_bootstrap_servers, group_id(settings)))
+            except Exception as exc:  # a leftover group must not hide why the run failed
+                print(f"bench-scoring: consumer group left behind: {exc}", file=sys.stderr)
             asyncio.run(delete_topics(settings))
     finally:
         if not args.keep_databases:
@@ -198,9 +207,7 @@ def measure(args: argparse.Namespace, settings: CommonSettings, tmp: Path) -> li
     with scoring(baseline_env, tmp / "baseline.log", token, postmaster) as s:
         baseline = watch(s, expected=expected, timeout=args.timeout, window=args.baseline_seconds)
     # Same group id as the measured run (no override exists): forget what the baseline committed.
-    asyncio.run(
-        forget_group(settings.kafka_bootstrap_servers, f"{settings.kafka_topic_prefix}.{SERVICE}")
-    )
+    asyncio.run(forget_group(settings.kafka_bootstrap_servers, group_id(settings)))
     load_average = os.getloadavg()[0]
     with scoring(main_env, tmp / "scoring.log", token, postmaster) as s:
         main = watch(s, expected=expected, timeout=args.timeout, window=None)
