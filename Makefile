@@ -97,6 +97,10 @@ bench-tools: ## wrk: the load generator bench-ingest drives (Debian's package)
 bench-ingest: infra-up bench-tools ## signed Typeform webhooks/s one ingest process accepts durably, vs bare uvicorn; writes bench/ingest.md
 	$(BIN)/python -m closeloop_devtools.bench_ingest --out bench/ingest.md
 
+.PHONY: bench-scoring
+bench-scoring: infra-up ## responses/s scoring aggregates exactly once vs one transaction per message, NPS query p50/p99; writes bench/scoring.md
+	$(BIN)/python -m closeloop_devtools.bench_scoring --out bench/scoring.md
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra
