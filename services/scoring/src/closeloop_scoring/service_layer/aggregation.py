@@ -130,6 +130,10 @@ class _CountTable:
         tenant: str,
         rows: Sequence[tuple[tuple[Any, ...], Counter[str]]],
     ) -> None:
+        # A key whose changes cancel out (a response counted and moved away in the same batch)
+        # is left alone: upserting it would leave a row of zeros that a replay in other batches
+        # does not make.
+        rows = [(key, counts) for key, counts in rows if any(counts.values())]
         if not rows:
             return
         params: dict[str, Any] = {"tenant": tenant}
@@ -205,6 +209,7 @@ class Aggregator:
             account_id=data.account_id,
             themes=themes,
             suspected=suspected,
+            releases=isinstance(data, ResponseReceivedV1),
         )
 
     async def responses(self, tx: Transaction, events: Sequence[CloudEvent[ResponseEvent]]) -> None:
@@ -263,7 +268,11 @@ class Aggregator:
             stored[version.response_id] = changed[version.response_id] = after
         if not changed:
             return 0
-        cell_ids = await self.cell_ids(tenant, [v.cell for v in changed.values()])
+        # The cells counted back (of the stored versions) as well as the new ones: a process
+        # that did not count a response's stored version has not cached its cell.
+        cell_ids = await self.cell_ids(
+            tenant, {v.cell for v in changed.values()} | deltas.cell_keys()
+        )
         rows = [changed[i] for i in sorted(changed)]
         await session.execute(
             _UPSERT_RESPONSES,
