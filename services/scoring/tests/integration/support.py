@@ -116,7 +116,7 @@ def suspected(original: ResponseReceivedV1, version: int = 1) -> ResponseSuspect
         received_at=original.received_at,
         segments=original.segments,
         source="api",
-        reasons=("link_scanner",),
+        reasons=("link_scanner_user_agent",),
     )
 
 

@@ -1,11 +1,17 @@
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+import httpx
+from fastapi import FastAPI
 
 from .support import corrected, feed, get, received
 
 MAY_5 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
 
 
-async def test_smoke(app, client, tenant, bearer) -> None:
+async def test_smoke(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, bearer: Callable[..., dict[str, str]]
+) -> None:
     r1 = received(10, MAY_5, region="PL", product="billing", comment="Obsługa super")
     r2 = received(3, MAY_5, region="PL", product="app", account="acme", comment="obsluga fatalna")
     await feed(app, tenant, [r1, r2, received(8, MAY_5, region="DE", product="billing")])

@@ -5,12 +5,16 @@ those versions' contributions. Every event about a response (received, corrected
 version of it (`Counted` as well); `supersede` decides whether it replaces the stored one:
 - a higher version replaces a lower one: its old contribution (segment, day, category, themes) is
   taken back and the new one added;
-- the same version again (a redelivery, a replay) changes nothing, except that a suspicion of that
-  version moves it out of the NPS counts into `suspected` (it keeps its themes: the suspicion event
-  carries no comment);
-- a lower version (an old correction arriving late) is ignored.
-So the effect of any sequence of events is that of its highest version, whatever the order,
-repetition or batching: this is what makes the handler idempotent without an inbox.
+- a `response.received` event replaces a stored suspected version, whatever its number: ingest
+  holds a suspected response back (publishing each of its versions as `response.suspected`) and
+  publishes it as received, which carries no version, once someone confirms it or a later version
+  no longer looks automated. It is counted as the suspected version's number, so the suspicions
+  it released stay behind it and the next correction (a higher number) comes after it;
+- anything else (the same version again: a redelivery, a replay; a lower version: an old
+  correction or suspicion arriving late) is ignored.
+So the effect of a response's events is that of its highest version, whatever their repetition
+or batching and whatever the order of its corrections: this is what makes the handler idempotent
+without an inbox. (A release follows the suspicions it releases on the customer's partition.)
 
 A contribution is counted in three aggregates, all per tenant and local day:
 - `cell`: the full combination of survey and segment attributes (any combination of filters is
@@ -24,7 +28,7 @@ Suspected responses count in the `suspected` columns only (no theme).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TypeVar
 
@@ -73,7 +77,8 @@ class Cell:
 @dataclass(frozen=True, slots=True)
 class Counted:
     """One version of a response as scoring counts it. `themes` is None when the event carries
-    no comment to tag (a suspicion event): the stored version's themes are kept."""
+    no comment to tag (a suspicion event). `releases`: it is a `response.received` event, which
+    takes the place of a suspected version (see the module docstring)."""
 
     response_id: str
     version: int
@@ -83,31 +88,25 @@ class Counted:
     account_id: str | None
     themes: frozenset[str] | None
     suspected: bool
+    releases: bool = False
 
 
 def supersede(stored: Counted | None, new: Counted) -> Counted | None:
     """The version to store instead of `stored` once `new` arrived; None if nothing changes."""
-    if stored is None:
-        return new if new.themes is not None else _with_themes(new, frozenset())
-    if new.version > stored.version:
-        return new if new.themes is not None else _with_themes(new, frozenset())
-    if new.version == stored.version and new.suspected and not stored.suspected:
-        return _with_themes(stored, stored.themes, suspected=True)
+    if stored is None or new.version > stored.version:
+        return _stored_form(new, new.version)
+    if stored.suspected and new.releases:
+        return _stored_form(new, stored.version)
     return None
 
 
-def _with_themes(
-    version: Counted, themes: frozenset[str] | None, *, suspected: bool | None = None
-) -> Counted:
-    return Counted(
-        version.response_id,
-        version.version,
-        version.cell,
-        version.day,
-        version.category,
-        version.account_id,
-        themes,
-        version.suspected if suspected is None else suspected,
+def _stored_form(version: Counted, number: int) -> Counted:
+    """`version` as it is stored: numbered `number`, its themes known (none for a suspicion)."""
+    return replace(
+        version,
+        version=number,
+        themes=frozenset() if version.themes is None else version.themes,
+        releases=False,
     )
 
 

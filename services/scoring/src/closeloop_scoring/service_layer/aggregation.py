@@ -133,6 +133,10 @@ class _CountTable:
         tenant: str,
         rows: Sequence[tuple[tuple[Any, ...], Counter[str]]],
     ) -> None:
+        # A key whose changes cancel out (a response counted and moved away in the same batch)
+        # is left alone: upserting it would leave a row of zeros that a replay in other batches
+        # does not make.
+        rows = [(key, counts) for key, counts in rows if any(counts.values())]
         if not rows:
             return
         params: dict[str, Any] = {"tenant": tenant}
@@ -208,6 +212,7 @@ class Aggregator:
             account_id=data.account_id,
             themes=themes,
             suspected=suspected,
+            releases=isinstance(data, ResponseReceivedV1),
         )
 
     async def responses(self, tx: Transaction, events: Sequence[CloudEvent[ResponseEvent]]) -> None:
@@ -287,7 +292,13 @@ class Aggregator:
                 deltas.count(after, 1)
                 updates[rid] = after
             if updates:
-                cell_ids.update(await self.cell_ids(tenant, [v.cell for v in updates.values()]))
+                # The cells counted back (of the stored versions) as well as the new ones: a
+                # process that did not count a response's stored version has not cached its cell.
+                cell_ids.update(
+                    await self.cell_ids(
+                        tenant, {v.cell for v in updates.values()} | deltas.cell_keys()
+                    )
+                )
                 await session.execute(_UPSERT_RESPONSES, self._rows(tenant, updates, cell_ids))
                 changed += len(updates)
         await self._apply_deltas(session, tenant, deltas, cell_ids)

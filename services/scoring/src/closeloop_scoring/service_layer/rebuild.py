@@ -38,16 +38,25 @@ class GroupActive(RuntimeError):
 async def rewind_group(settings: CommonSettings, group_id: str) -> dict[str, int]:
     """Commit the first offset of every partition of scoring's topics for `group_id`;
     partitions rewound per topic."""
+    addresses = [topic.address(settings.kafka_topic_prefix) for topic in TOPICS]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         described = await admin.describe_consumer_groups([group_id])
+        # A consumer that has not subscribed knows no topic's partitions: ask the admin API.
+        topics = await admin.describe_topics(addresses)
     finally:
         await admin.close()
     for response in described:
         for found in response.groups:  # (error, group id, state, protocol type, protocol, ...)
             if found[2] not in ("Empty", "Dead", ""):
                 raise GroupActive(f"consumer group {group_id} is {found[2]}: stop scoring first")
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        if topic["error_code"] != 0 or not topic["partitions"]:
+            raise LookupError(f"topic {topic['topic']} not found (error {topic['error_code']})")
+        for p in sorted(p["partition"] for p in topic["partitions"]):
+            partitions.append(TopicPartition(topic["topic"], p))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group_id,
@@ -55,11 +64,6 @@ async def rewind_group(settings: CommonSettings, group_id: str) -> dict[str, int
     )
     await consumer.start()
     try:
-        partitions: list[TopicPartition] = []
-        for topic in TOPICS:
-            address = topic.address(settings.kafka_topic_prefix)
-            for p in sorted(consumer.partitions_for_topic(address) or ()):
-                partitions.append(TopicPartition(address, p))
         consumer.assign(partitions)
         first = await consumer.beginning_offsets(partitions)
         await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in first.items()})
