@@ -6,11 +6,19 @@ version of it (`Counted` as well); `supersede` decides whether it replaces the s
 - a higher version replaces a lower one: its old contribution (segment, day, category, themes) is
   taken back and the new one added;
 - the same version again (a redelivery, a replay) changes nothing, except that a suspicion of that
-  version moves it out of the NPS counts into `suspected` (it keeps its themes: the suspicion event
-  carries no comment);
+  version moves it out of the NPS counts into `suspected`, and the comment of a version first seen
+  as a suspicion (which carries none) gives it its themes: the state of a version is the same
+  whichever of its events came first;
 - a lower version (an old correction arriving late) is ignored.
 So the effect of any sequence of events is that of its highest version, whatever the order,
 repetition or batching: this is what makes the handler idempotent without an inbox.
+
+One event is read by its place in the stream rather than by version: `response.received` carries
+no version, and ingest publishes it either first (version 1) or to release a response held back
+as suspected (confirmed, or a new version that no longer looks automated). A received event
+(`releases`) therefore takes a suspected response back into the NPS at the stored version (or
+its own, if higher), with its content; a response's events keep their order in the topic, so a
+suspicion is never read after the release that followed it.
 
 A contribution is counted in three aggregates, all per tenant and local day:
 - `cell`: the full combination of survey and segment attributes (any combination of filters is
@@ -24,9 +32,9 @@ Suspected responses count in the `suspected` columns only (no theme).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from closeloop_common.events import SEGMENT_ATTRIBUTES, Category, Segments
 
@@ -73,7 +81,8 @@ class Cell:
 @dataclass(frozen=True, slots=True)
 class Counted:
     """One version of a response as scoring counts it. `themes` is None when the event carries
-    no comment to tag (a suspicion event): the stored version's themes are kept."""
+    no comment to tag (a suspicion event). `releases` marks a received event (see the module
+    docstring); stored versions never carry it."""
 
     response_id: str
     version: int
@@ -83,32 +92,28 @@ class Counted:
     account_id: str | None
     themes: frozenset[str] | None
     suspected: bool
+    releases: bool = False
 
 
 def supersede(stored: Counted | None, new: Counted) -> Counted | None:
     """The version to store instead of `stored` once `new` arrived; None if nothing changes."""
-    if stored is None:
-        return new if new.themes is not None else _with_themes(new, frozenset())
-    if new.version > stored.version:
-        return new if new.themes is not None else _with_themes(new, frozenset())
-    if new.version == stored.version and new.suspected and not stored.suspected:
-        return _with_themes(stored, stored.themes, suspected=True)
-    return None
-
-
-def _with_themes(
-    version: Counted, themes: frozenset[str] | None, *, suspected: bool | None = None
-) -> Counted:
-    return Counted(
-        version.response_id,
-        version.version,
-        version.cell,
-        version.day,
-        version.category,
-        version.account_id,
-        themes,
-        version.suspected if suspected is None else suspected,
+    if stored is not None and stored.suspected and new.releases:
+        return _stored(new, version=max(new.version, stored.version), suspected=False)
+    if stored is None or new.version > stored.version:
+        return _stored(new)
+    if new.version < stored.version:
+        return None
+    merged = replace(
+        stored,
+        themes=(stored.themes or frozenset()) | (new.themes or frozenset()),
+        suspected=stored.suspected or new.suspected,
     )
+    return None if merged == stored else merged
+
+
+def _stored(new: Counted, **changes: Any) -> Counted:
+    """`new` as it is stored: with themes (none known yet for a suspicion), without `releases`."""
+    return replace(new, themes=new.themes or frozenset(), releases=False, **changes)
 
 
 CellDay = tuple[Cell, date]
