@@ -293,6 +293,8 @@ class Aggregator:
                 cell_ids.update(await self.cell_ids(tenant, [v.cell for v in updates.values()]))
                 await session.execute(_UPSERT_RESPONSES, self._rows(tenant, updates, cell_ids))
                 changed += len(updates)
+        # The cells a correction takes its old contribution back from are not the batch's.
+        cell_ids.update(await self.cell_ids(tenant, deltas.cell_keys() - cell_ids.keys()))
         await self._apply_deltas(session, tenant, deltas, cell_ids)
         return changed
 
