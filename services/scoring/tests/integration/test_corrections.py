@@ -3,13 +3,16 @@ and the real database, read back over HTTP on every read path."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from fastapi import FastAPI
 
-from .support import corrected, counts, feed, get, received, suspected
+from closeloop_scoring.adapters.tables import cell_daily, segment_daily, theme_daily
+
+from .support import corrected, counts, feed, get, received, runtime_of, suspected
 
 APRIL_5 = datetime(2026, 4, 5, 10, 0, tzinfo=UTC)
 APRIL_6 = datetime(2026, 4, 6, 10, 0, tzinfo=UTC)
@@ -67,22 +70,17 @@ async def test_a_correction_moves_a_response_between_segments_days_and_categorie
     assert before["drivers"] == [
         ("customer service", {"promoters": 1, "passives": 0, "detractors": 0})
     ]
-    # The correction alone in its batch: the old cell is not among the batch's cells.
-    await feed(
-        app,
-        tenant,
-        [
-            corrected(
-                first,
-                2,
-                score=2,
-                answered_at=APRIL_6,
-                account_id="globex",
-                segments={"region": "DE", "product": "app"},
-                comment="Cena za wysoka",
-            )
-        ],
+    moved = corrected(
+        first,
+        2,
+        score=2,
+        answered_at=APRIL_6,
+        account_id="globex",
+        segments={"region": "DE", "product": "app"},
+        comment="Cena za wysoka",
     )
+    # The correction alone in its batch: the old cell is not among the batch's cells.
+    await feed(app, tenant, [moved])
     after = await snapshot(client, h)
     assert n_of(after, "region=PL") == (0, 1, 0, 0)
     assert n_of(after, "region=PL&product=billing") == (0, 1, 0, 0)
@@ -98,22 +96,7 @@ async def test_a_correction_moves_a_response_between_segments_days_and_categorie
     assert after["by account"] == [("acme", 1, 0), ("globex", 1, 0)]
     # Redelivering everything, in any batches, changes nothing.
     await feed(app, tenant, [first, other])
-    await feed(
-        app,
-        tenant,
-        [
-            corrected(
-                first,
-                2,
-                score=2,
-                answered_at=APRIL_6,
-                account_id="globex",
-                segments={"region": "DE", "product": "app"},
-                comment="Cena za wysoka",
-            ),
-            first,
-        ],
-    )
+    await feed(app, tenant, [moved, first])
     assert await snapshot(client, h) == after
 
 
@@ -229,3 +212,46 @@ async def test_a_suspected_response_and_its_release_in_one_batch(
     assert n_of(found, "all") == (1, 0, 0, 0)
     assert n_of(found, "region=DE") == (1, 0, 0, 0)
     assert n_of(found, "from=2026-04-06") == (1, 0, 0, 0)
+
+
+async def test_counts_that_fall_to_zero_leave_no_row(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, bearer: Any
+) -> None:
+    """So that rebuilding from the topic gives the same rows."""
+    answer = received(3, APRIL_5, region="PL", product="billing", comment="drogo")
+    await feed(app, tenant, [answer])
+    await feed(
+        app,
+        tenant,
+        [corrected(answer, 2, answered_at=APRIL_6, segments={"region": "DE"}, comment=None)],
+    )
+    async with runtime_of(app).sessions() as session:
+        segments = (
+            await session.execute(
+                sa.select(
+                    segment_daily.c.dimension,
+                    segment_daily.c.segment,
+                    segment_daily.c.day,
+                    segment_daily.c.detractors,
+                ).where(segment_daily.c.tenant_id == tenant)
+            )
+        ).all()
+        cells = (
+            await session.execute(
+                sa.select(cell_daily.c.day, cell_daily.c.detractors).where(
+                    cell_daily.c.tenant_id == tenant
+                )
+            )
+        ).all()
+        themes = await session.scalar(
+            sa.select(sa.func.count()).where(theme_daily.c.tenant_id == tenant)
+        )
+    april_6 = date(2026, 4, 6)
+    assert sorted(tuple(row) for row in segments) == [
+        ("overall", "all", april_6, 1),
+        ("region", "DE", april_6, 1),
+        ("survey", "relationship", april_6, 1),
+    ]
+    assert [tuple(row) for row in cells] == [(april_6, 1)]
+    assert themes == 0
+    assert (await get(client, bearer(tenant, "read"), "/v1/nps", region="DE"))["detractors"] == 1

@@ -177,7 +177,8 @@ def test_the_previous_month_and_quarter_across_a_year_boundary() -> None:
         date(2026, 1, 1),
     )
     # ... and in UTC it is still December, whose previous month is November.
-    assert local(resolve("previous-month", now=new_year, tz=UTC), UTC) == (
+    utc = ZoneInfo("UTC")
+    assert local(resolve("previous-month", now=new_year, tz=utc), utc) == (
         date(2025, 11, 1),
         date(2025, 12, 1),
     )
