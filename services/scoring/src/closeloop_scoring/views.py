@@ -216,10 +216,12 @@ async def _from_responses(
     found: dict[tuple[Any, ...], Tally] = {}
     for table, counting in ((responses, True), (invitations, False)):
         keys: list[Any] = []
+        where = [table.c.tenant_id == tenant, *days.where(table.c.day)]
         if by is not None:
-            keys.append(
-                table.c.account_id if by == "account" else cells.c[_CELL_COLUMN.get(by, by)]
-            )
+            by_column = table.c.account_id if by == "account" else cells.c[_CELL_COLUMN.get(by, by)]
+            keys.append(by_column)
+            # Answers without the attribute are in no row (as on the other paths).
+            where.append(by_column.is_not(None))
         if granularity is not None:
             keys.append(_bucket(table.c.day, granularity))
         if counting:
@@ -238,7 +240,6 @@ async def _from_responses(
                 sa.literal(0).label("suspected"),
                 sa.func.count().label("invitations"),
             ]
-        where = [table.c.tenant_id == tenant, *days.where(table.c.day)]
         where.append(
             table.c.account_id == filters.account
             if filters.account is not None

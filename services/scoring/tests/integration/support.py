@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
@@ -31,6 +32,14 @@ from closeloop_scoring.service_layer.aggregation import Aggregator
 
 PROBLEM = "application/problem+json"
 CLOCK = SystemClock()
+WARSAW = ZoneInfo("Europe/Warsaw")
+# What the app's clock says: Wednesday 15 April 2026, 12:00 in Warsaw (UTC+2 since 29 March).
+NOW = datetime(2026, 4, 15, 10, 0, tzinfo=UTC)
+COUNTS = ("n", "promoters", "passives", "detractors", "suspected", "invitations")
+
+
+def new_tenant() -> str:
+    return f"it-sc-{uuid.uuid4().hex[:12]}"
 
 
 def runtime_of(app: FastAPI) -> ServiceRuntime:
@@ -175,3 +184,27 @@ async def get(
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+async def post(
+    client: httpx.AsyncClient, headers: dict[str, str], path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    answer = await client.post(path, json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def assert_problem(answer: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    """`answer` is an RFC 9457 problem of `status` and type `urn:closeloop:problem:<kind>`."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = answer.json()
+    assert body["type"] == f"urn:closeloop:problem:{kind}"
+    assert body["status"] == status
+    return body
+
+
+def counts(figures: dict[str, Any]) -> dict[str, Any]:
+    """The counts of an NPS figure, its NPS and response rate: what tests compare exactly."""
+    return {k: figures[k] for k in (*COUNTS, "nps", "response_rate")}

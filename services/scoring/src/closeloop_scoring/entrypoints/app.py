@@ -19,6 +19,7 @@ from closeloop_scoring.adapters.tables import account_weights, metadata
 from closeloop_scoring.config import ScoringSettings
 from closeloop_scoring.domain import windows
 from closeloop_scoring.domain.drivers import drivers
+from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.statistics import DEFAULT_CONFIDENCE, Method, compare
 from closeloop_scoring.domain.themes import ThemeTagger
 from closeloop_scoring.domain.whatif import (
@@ -333,8 +334,13 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
                 mentions = themes.get(scenario.theme)
                 planned: Any = ThemeDetractorsBecomePassives(mentions.detractors if mentions else 0)
             else:
-                narrowed = views.Filters(**{**chosen.given(), **scenario.segment.filters().given()})
-                segment = (await views.tally(session, tenant, narrowed, days)).counts
+                given, extra = chosen.given(), scenario.segment.filters().given()
+                if any(given.get(name, value) != value for name, value in extra.items()):
+                    # Outside what the request's filters select: none of the total's answers.
+                    segment = NpsCounts()
+                else:
+                    narrowed = views.Filters(**{**given, **extra})
+                    segment = (await views.tally(session, tenant, narrowed, days)).counts
                 planned = (
                     WinBack(segment, scenario.share, scenario.to)
                     if isinstance(scenario, WinBackScenario)

@@ -203,6 +203,8 @@ class Aggregator:
             themes = self._tagger.tag(data.comment) if data.comment else frozenset()
             version = data.version if isinstance(data, ResponseCorrectedV1) else 1
             suspected = False
+        # A received event is the first version, or the release of a suspected response.
+        releases = isinstance(data, ResponseReceivedV1)
         return Counted(
             response_id=data.response_id,
             version=version,
@@ -212,7 +214,7 @@ class Aggregator:
             account_id=data.account_id,
             themes=themes,
             suspected=suspected,
-            releases=isinstance(data, ResponseReceivedV1),
+            releases=releases,
         )
 
     async def responses(self, tx: Transaction, events: Sequence[CloudEvent[ResponseEvent]]) -> None:
