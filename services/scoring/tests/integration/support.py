@@ -53,6 +53,7 @@ def received(
     survey: str = "relationship",
     account: str | None = None,
     comment: str | None = None,
+    attributes: dict[str, str] | None = None,
     **segments: str,
 ) -> ResponseReceivedV1:
     rid = response_id or f"r-{uuid.uuid4().hex}"
@@ -67,12 +68,14 @@ def received(
         answered_at=at,
         received_at=at,
         segments=Segments(**segments),
+        attributes=attributes or {},
         source="api",
     )
 
 
 def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> ResponseCorrectedV1:
-    """Version `version` of `original` with `changes` (score, answered_at, segments, ...)."""
+    """Version `version` of `original` with `changes` (score, answered_at, segments,
+    attributes, ...)."""
     fields = original.model_dump()
     fields.update(changes)
     score = fields["score"]
@@ -84,6 +87,7 @@ def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> Res
         category=original.category,
         answered_at=original.answered_at,
         segments=original.segments,
+        attributes=original.attributes,
     )
     return ResponseCorrectedV1(
         response_id=original.response_id,
@@ -98,6 +102,7 @@ def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> Res
         updated_at=datetime.now(UTC),
         received_at=datetime.now(UTC),
         segments=Segments.model_validate(fields["segments"]),
+        attributes=fields.get("attributes", {}),
         source="api",
         previous=previous,
     )
@@ -115,6 +120,7 @@ def suspected(original: ResponseReceivedV1, version: int = 1) -> ResponseSuspect
         answered_at=original.answered_at,
         received_at=original.received_at,
         segments=original.segments,
+        attributes=original.attributes,
         source="api",
         reasons=("link_scanner",),
     )
@@ -126,6 +132,7 @@ def invited(
     invitation_id: str | None = None,
     survey: str = "relationship",
     account: str | None = None,
+    attributes: dict[str, str] | None = None,
     **segments: str,
 ) -> InvitationSentV1:
     return InvitationSentV1(
@@ -136,6 +143,7 @@ def invited(
         channel="email",
         invited_at=at,
         segments=Segments(**segments),
+        attributes=attributes or {},
     )
 
 
