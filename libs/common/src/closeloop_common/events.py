@@ -17,6 +17,21 @@ Segment dimensions are defined here once: `SegmentAttribute` (the optional attri
 and `SegmentScore` all derive from them. The contracts import no settings: CRMs and tools use this
 module without a service's environment.
 
+Custom attributes: besides the fixed `Segments`, a response or invitation may carry `attributes`,
+a map of names a tenant chooses (`plan`, `tier`; `ATTRIBUTE_NAME_PATTERN`, at most
+`MAX_ATTRIBUTES`) to text values. Which of them are scored is scoring's configuration
+(`SCORING_ATTRIBUTES`), not the contract's.
+
+Additive fields: a version may gain an optional field with a default (`attributes` was added to
+`response.received/corrected/suspected.v1` and `invitation.sent.v1` that way) under two rules:
+- consumers first: every contract refuses fields it does not know (`extra="forbid"`), so a
+  consumer built before the field would dead-letter an event carrying it; every consumer is
+  upgraded before any producer emits the field;
+- an event that does not use the field is unchanged on the wire: the field is left out while it
+  holds its default (an empty `attributes` map is never written, `exclude_if`), so such events
+  are byte for byte what earlier producers wrote and earlier consumers read them as before.
+A field that old consumers must understand, or a change of meaning, is a new version instead.
+
 Events from Kafka are checked like HTTP input (`storable.py`): a NUL character anywhere, or an
 instant that cannot be converted to UTC, makes an event undecodable (poison), never a database
 error in a handler.
@@ -27,11 +42,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from closeloop_common.clock import Clock
 from closeloop_common.identifiers import TENANT_ID_PATTERN
@@ -116,6 +132,34 @@ if tuple(Segments.model_fields) != SEGMENT_ATTRIBUTES:
     raise TypeError("Segments' fields must be exactly SEGMENT_ATTRIBUTES, in that order")
 
 
+ATTRIBUTE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+MAX_ATTRIBUTES = 20
+AttributeName = Annotated[str, StringConstraints(pattern=ATTRIBUTE_NAME_PATTERN)]
+AttributeValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00]*$")
+]
+
+
+def _no_attributes(value: Mapping[str, str]) -> bool:
+    return not value
+
+
+Attributes = Annotated[
+    dict[AttributeName, AttributeValue],
+    Field(
+        max_length=MAX_ATTRIBUTES,
+        # Left out of the JSON when empty: see "Additive fields" in the module docstring.
+        exclude_if=_no_attributes,
+        description="custom attributes (name -> value) the tenant segments by, e.g. "
+        '{"plan": "gold"}; absent means none',
+        examples=[{"plan": "gold", "tier": "smb"}],
+        # Pydantic describes the names as `patternProperties`; this refuses every other name.
+        json_schema_extra={"additionalProperties": False},
+    ),
+]
+"""A response's or invitation's custom attributes (see the module docstring)."""
+
+
 class EventData(Contract):
     """Base of every event payload. Subclasses name their CloudEvents type and topic."""
 
@@ -144,6 +188,7 @@ class ResponseReceivedV1(EventData):
     answered_at: Instant
     received_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = {}
     source: str = Field(description="where it came from: `api` or a survey tool's name")
 
     def customer_key(self) -> str:
@@ -161,6 +206,7 @@ class ResponseVersion(Contract):
     category: Category
     answered_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = {}
 
 
 class ResponseCorrectedV1(EventData):
@@ -184,6 +230,7 @@ class ResponseCorrectedV1(EventData):
     updated_at: Instant
     received_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = {}
     source: str
     previous: ResponseVersion = Field(description="the version this one replaces")
 
@@ -214,6 +261,7 @@ class ResponseSuspectedV1(EventData):
     answered_at: Instant
     received_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = {}
     source: str
     reasons: tuple[SuspicionReason, ...] = Field(min_length=1)
 
@@ -235,6 +283,7 @@ class InvitationSentV1(EventData):
     channel: str = Field(min_length=1, max_length=100, examples=["email", "sms", "in-app"])
     invited_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = {}
 
     def customer_key(self) -> str:
         return self.customer.id

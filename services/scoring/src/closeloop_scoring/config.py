@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from closeloop_common.events import HEADLINE_NAME_PATTERN, SegmentFilter
+from closeloop_common.events import HEADLINE_NAME_PATTERN, AttributeName, SegmentFilter
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_common.settings import CommonSettings
 from closeloop_scoring.domain.themes import DEFAULT_THEMES
@@ -71,6 +71,13 @@ class ScoringSettings(CommonSettings):
         description="JSON object of theme name -> keywords (Polish or English, any inflection); "
         "the built-in dictionary when unset. Applies to responses counted from then on",
     )
+    scoring_attributes: tuple[AttributeName, ...] = Field(
+        (),
+        max_length=10,
+        description='JSON list of the custom attributes to score (e.g. ["plan", "tier"]): '
+        "filters, breakdowns and rollups cover these only, so the number of cells stays "
+        "bounded; others are ignored. Applies to responses counted from then on",
+    )
     scoring_headlines: tuple[Headline, ...] = Field(
         (),
         description='JSON list of headline segments: [{"tenant", "name", "filters": {survey|'
@@ -92,6 +99,13 @@ class ScoringSettings(CommonSettings):
     scoring_headline_debounce_seconds: float = Field(
         300, ge=0, le=7 * 86400, description="at most one event per headline per this long"
     )
+
+    @field_validator("scoring_attributes")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each attribute is named once")
+        return value
 
     @field_validator("scoring_headlines")
     @classmethod

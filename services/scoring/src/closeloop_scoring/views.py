@@ -1,6 +1,9 @@
 """Scoring's read side: counts for any combination of segment filters over a range of local days.
 No writes happen here.
 
+Filters and breakdowns are named by dimension: the built-in ones (`FILTER_NAMES`) and
+`attr.<name>` for a scored custom attribute (a key of the cells' `attributes`).
+
 Where the counts are read from (the same numbers whichever path; tests compare them):
 - an account filter, or a breakdown by account: the stored responses of the account(s)
   (`responses`, indexed by account and day) and `invitations`;
@@ -11,8 +14,8 @@ Where the counts are read from (the same numbers whichever path; tests compare t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -26,6 +29,11 @@ from closeloop_scoring.adapters.tables import (
     responses,
     segment_daily,
     theme_daily,
+)
+from closeloop_scoring.domain.aggregation import (
+    ATTRIBUTE_DIMENSION_PREFIX,
+    AttributePairs,
+    attribute_dimension,
 )
 from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.windows import Granularity
@@ -44,7 +52,8 @@ _CELL_COLUMN = {"survey": "survey_id"}
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """Segment filters; None means any value."""
+    """Segment filters; None means any value. `attributes`: the custom attributes asked for, as
+    (name, value) pairs sorted by name."""
 
     survey: str | None = None
     account: str | None = None
@@ -52,9 +61,25 @@ class Filters:
     region: str | None = None
     channel: str | None = None
     touchpoint: str | None = None
+    attributes: AttributePairs = ()
 
     def given(self) -> dict[str, str]:
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        """Every filter given, by dimension (`region`, `attr.plan`)."""
+        found: dict[str, str] = {
+            name: v for name in FILTER_NAMES if (v := getattr(self, name)) is not None
+        }
+        found.update((attribute_dimension(name), value) for name, value in self.attributes)
+        return found
+
+    @classmethod
+    def of(cls, given: Mapping[str, str] | Mapping[FilterName, str]) -> Filters:
+        """The filters `given` names by dimension (the inverse of `given()`)."""
+        prefix = ATTRIBUTE_DIMENSION_PREFIX
+        attributes = sorted(
+            (d.removeprefix(prefix), v) for d, v in given.items() if d.startswith(prefix)
+        )
+        built_in = {d: v for d, v in given.items() if not d.startswith(prefix)}
+        return cls(**built_in, attributes=tuple(attributes))
 
     def without_account(self) -> dict[str, str]:
         return {k: v for k, v in self.given().items() if k != "account"}
@@ -99,8 +124,17 @@ def _bucket(column: sa.ColumnElement[date], granularity: Granularity | None) -> 
     return sa.cast(sa.func.date_trunc(granularity, column), sa.Date)
 
 
+def _cell_column(dimension: str) -> sa.ColumnElement[Any]:
+    """The column of `cells` holding a dimension's value (a custom attribute's as text)."""
+    if dimension.startswith(ATTRIBUTE_DIMENSION_PREFIX):
+        name = dimension.removeprefix(ATTRIBUTE_DIMENSION_PREFIX)
+        value: sa.ColumnElement[Any] = cells.c.attributes[name].astext
+        return value
+    return cells.c[_CELL_COLUMN.get(dimension, dimension)]
+
+
 def _cell_filters(given: dict[str, str]) -> list[sa.ColumnElement[bool]]:
-    return [cells.c[_CELL_COLUMN.get(name, name)] == value for name, value in given.items()]
+    return [_cell_column(name) == value for name, value in given.items()]
 
 
 def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
@@ -124,7 +158,7 @@ async def tallies(
     filters: Filters,
     days: Days,
     *,
-    by: FilterName | None = None,
+    by: str | None = None,
     granularity: Granularity | None = None,
 ) -> dict[tuple[Any, ...], Tally]:
     """Counts grouped by (breakdown value, bucket start) — either part left out when not asked
@@ -150,7 +184,7 @@ async def _from_segments(
     tenant: str,
     given: dict[str, str],
     days: Days,
-    by: FilterName | None,
+    by: str | None,
     granularity: Granularity | None,
 ) -> dict[tuple[Any, ...], Tally]:
     t = segment_daily
@@ -177,13 +211,13 @@ async def _from_cells(
     tenant: str,
     given: dict[str, str],
     days: Days,
-    by: FilterName | None,
+    by: str | None,
     granularity: Granularity | None,
 ) -> dict[tuple[Any, ...], Tally]:
     t = cell_daily
     keys: list[Any] = []
     if by is not None:
-        keys.append(cells.c[_CELL_COLUMN.get(by, by)])
+        keys.append(_cell_column(by))
     if granularity is not None:
         keys.append(_bucket(t.c.day, granularity))
     query = (
@@ -197,7 +231,7 @@ async def _from_cells(
         )
     )
     if by is not None:
-        query = query.where(cells.c[_CELL_COLUMN.get(by, by)].is_not(None))
+        query = query.where(_cell_column(by).is_not(None))
     if keys:
         query = query.group_by(*keys)
     return _grouped((await session.execute(query)).all(), len(keys))
@@ -208,7 +242,7 @@ async def _from_responses(
     tenant: str,
     filters: Filters,
     days: Days,
-    by: FilterName | None,
+    by: str | None,
     granularity: Granularity | None,
 ) -> dict[tuple[Any, ...], Tally]:
     """Counts of the stored responses (an account's are few), and invitations likewise."""
@@ -218,7 +252,7 @@ async def _from_responses(
         keys: list[Any] = []
         where = [table.c.tenant_id == tenant, *days.where(table.c.day)]
         if by is not None:
-            by_column = table.c.account_id if by == "account" else cells.c[_CELL_COLUMN.get(by, by)]
+            by_column = table.c.account_id if by == "account" else _cell_column(by)
             keys.append(by_column)
             # Answers without the attribute are in no row (as on the other paths).
             where.append(by_column.is_not(None))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -54,6 +54,15 @@ def aggregator_of(app: FastAPI) -> Aggregator:
     return aggregator
 
 
+class SegmentArgs(TypedDict, total=False):
+    """The segment attributes the builders take as keywords."""
+
+    product: str
+    region: str
+    channel: str
+    touchpoint: str
+
+
 def received(
     score: int,
     at: datetime,
@@ -62,7 +71,8 @@ def received(
     survey: str = "relationship",
     account: str | None = None,
     comment: str | None = None,
-    **segments: str,
+    attributes: dict[str, str] | None = None,
+    **segments: Unpack[SegmentArgs],
 ) -> ResponseReceivedV1:
     rid = response_id or f"r-{uuid.uuid4().hex}"
     return ResponseReceivedV1(
@@ -76,12 +86,14 @@ def received(
         answered_at=at,
         received_at=at,
         segments=Segments(**segments),
+        attributes=attributes or {},
         source="api",
     )
 
 
 def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> ResponseCorrectedV1:
-    """Version `version` of `original` with `changes` (score, answered_at, segments, ...)."""
+    """Version `version` of `original` with `changes` (score, answered_at, segments,
+    attributes, ...)."""
     fields = original.model_dump()
     fields.update(changes)
     score = fields["score"]
@@ -93,6 +105,7 @@ def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> Res
         category=original.category,
         answered_at=original.answered_at,
         segments=original.segments,
+        attributes=original.attributes,
     )
     return ResponseCorrectedV1(
         response_id=original.response_id,
@@ -107,6 +120,7 @@ def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> Res
         updated_at=datetime.now(UTC),
         received_at=datetime.now(UTC),
         segments=Segments.model_validate(fields["segments"]),
+        attributes=fields.get("attributes", {}),
         source="api",
         previous=previous,
     )
@@ -124,6 +138,7 @@ def suspected(original: ResponseReceivedV1, version: int = 1) -> ResponseSuspect
         answered_at=original.answered_at,
         received_at=original.received_at,
         segments=original.segments,
+        attributes=original.attributes,
         source="api",
         reasons=("link_scanner_user_agent",),
     )
@@ -135,7 +150,8 @@ def invited(
     invitation_id: str | None = None,
     survey: str = "relationship",
     account: str | None = None,
-    **segments: str,
+    attributes: dict[str, str] | None = None,
+    **segments: Unpack[SegmentArgs],
 ) -> InvitationSentV1:
     return InvitationSentV1(
         invitation_id=invitation_id or f"i-{uuid.uuid4().hex}",
@@ -145,6 +161,7 @@ def invited(
         channel="email",
         invited_at=at,
         segments=Segments(**segments),
+        attributes=attributes or {},
     )
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -42,7 +42,7 @@ from .consuming import (
     publish,
     snapshot,
 )
-from .support import corrected, get, invited, received, runtime_of, suspected
+from .support import SegmentArgs, corrected, get, invited, received, runtime_of, suspected
 
 MAY_5 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
 MAY_6 = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
@@ -378,13 +378,13 @@ def mixed_stream(tenants: list[str], responses: int, seed: int) -> list[CloudEve
     def when() -> datetime:
         return start + timedelta(days=rng.randrange(10), hours=rng.choice((0, 1, 11, 23)))
 
-    def segments() -> dict[str, str]:
+    def segments() -> SegmentArgs:
         chosen = {
             "region": rng.choice(REGIONS),
             "product": rng.choice(PRODUCTS),
             "channel": rng.choice(("email", "sms")),
         }
-        return {k: v for k, v in chosen.items() if v is not None}
+        return cast(SegmentArgs, {k: v for k, v in chosen.items() if v is not None})
 
     queues: list[list[CloudEvent[Any]]] = []
     for n in range(responses):

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from closeloop_common.clock import FixedClock
 
-from .support import assert_problem, counts, feed, get, invited, new_tenant, received
+from .support import SegmentArgs, assert_problem, counts, feed, get, invited, new_tenant, received
 
 # Answers around the boundaries of windows (local time in Warsaw in the comments).
 AT = {
@@ -225,7 +225,7 @@ async def segmented(app: FastAPI) -> str:
     ]
     events = []
     for score, region, account, product, channel, touchpoint in rows:
-        segments = {"product": product, "channel": channel, "touchpoint": touchpoint}
+        segments: SegmentArgs = {"product": product, "channel": channel, "touchpoint": touchpoint}
         if region is not None:
             segments["region"] = region
         events.append(

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,7 +22,17 @@ from fastapi import FastAPI
 
 from closeloop_common.events import Category, categorize
 
-from .support import WARSAW, counts, feed, get, invited, new_tenant, received, suspected
+from .support import (
+    WARSAW,
+    SegmentArgs,
+    counts,
+    feed,
+    get,
+    invited,
+    new_tenant,
+    received,
+    suspected,
+)
 
 SURVEYS = ("relationship", "onboarding")
 ACCOUNTS = ("acme", "globex", "initech")
@@ -119,8 +129,8 @@ def events_of(facts: Iterable[Fact]) -> list[Any]:
     events: list[Any] = []
     for fact in facts:
         a = fact.attributes
-        segments = {k: v for k, v in a.items() if k in VALUES and v is not None}
-        segments.update(EVERYTHING)
+        given = {k: v for k, v in a.items() if k in VALUES and v is not None}
+        segments = cast(SegmentArgs, {**given, **EVERYTHING})
         if fact.kind == "invitation":
             events.append(
                 invited(fact.at, survey=str(a["survey"]), account=a["account"], **segments)

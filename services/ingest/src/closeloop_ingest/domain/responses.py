@@ -7,8 +7,8 @@ The fingerprint decides, for a response id seen before, between "duplicate" and 
 model does. It is the SHA-256 of a canonical text of the fields that make the content, listed
 explicitly below (not a dump of whatever fields the model has):
 - response_id, survey_id, account_id, score, comment, answered_at, the customer's id, email,
-  name and locale, and every segment attribute;
-- unset fields (null, an empty comment, no segment) are left out, so a field added later, unset,
+  name and locale, every segment attribute, and the custom attributes;
+- unset fields (null, an empty comment, no segment, no custom attribute) are left out, so a field added later, unset,
   leaves earlier fingerprints as they were; answered_at is written in UTC (ISO 8601), so the same
   instant with another offset is the same content;
 - JSON with keys sorted, no spaces, UTF-8.
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from closeloop_common.emails import normalize_email
 from closeloop_common.events import (
     SEGMENT_ATTRIBUTES,
+    Attributes,
     Customer,
     ResponseReceivedV1,
     Segments,
@@ -60,6 +61,7 @@ class CanonicalResponse(BaseModel):
         "other content is a correction (a new version), an earlier one is ignored",
     )
     segments: Segments = Segments()
+    attributes: Attributes = {}
     user_agent: str | None = Field(
         None,
         max_length=1000,
@@ -96,6 +98,7 @@ class CanonicalResponse(BaseModel):
             answered_at=self.answered_at,
             received_at=received_at,
             segments=self.segments,
+            attributes=self.attributes,
             source=source,
         )
 
@@ -116,6 +119,7 @@ def fingerprint_of(body: Mapping[str, Any]) -> str:
         "answered_at": datetime.fromisoformat(body["answered_at"]).astimezone(UTC).isoformat(),
         "customer": _set_only({f: customer.get(f) for f in CUSTOMER_FIELDS}),
         "segments": _set_only({a: segments.get(a) for a in SEGMENT_ATTRIBUTES}),
+        "attributes": dict(body.get("attributes") or {}),
     }
     canonical = json.dumps(
         _set_only(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False

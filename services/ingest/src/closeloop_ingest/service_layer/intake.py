@@ -311,6 +311,7 @@ def _suspected(p: _Pending, *, version: int, now: datetime) -> ResponseSuspected
         answered_at=r.answered_at,
         received_at=now,
         segments=r.segments,
+        attributes=r.attributes,
         source=p.source,
         reasons=p.reasons,
     )
@@ -364,6 +365,7 @@ async def _correct(tx: Transaction, p: _Pending, row: Any, *, now: datetime) -> 
             updated_at=p.version_at,
             received_at=now,
             segments=r.segments,
+            attributes=r.attributes,
             source=p.source,
             previous=_version_of(row),
         )
@@ -405,6 +407,7 @@ def _version_of(row: Any) -> ResponseVersion:
         category=Category(row.category),
         answered_at=stored.answered_at,
         segments=stored.segments or Segments(),
+        attributes=stored.attributes,
     )
 
 

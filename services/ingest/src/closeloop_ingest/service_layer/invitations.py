@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pydantic import Field, field_validator
 
 from closeloop_common.emails import normalize_email
-from closeloop_common.events import Contract, Customer, InvitationSentV1, Segments
+from closeloop_common.events import Attributes, Contract, Customer, InvitationSentV1, Segments
 from closeloop_common.handlers import Transaction
 from closeloop_common.storable import Instant
 
@@ -32,6 +32,7 @@ class CanonicalInvitation(Contract):
     channel: str = Field(min_length=1, max_length=100, examples=["email", "sms", "in-app"])
     invited_at: Instant
     segments: Segments = Segments()
+    attributes: Attributes = Field(default_factory=dict)
 
     @field_validator("customer")
     @classmethod
@@ -90,6 +91,7 @@ async def record_invitations(
                 channel=inv.channel,
                 invited_at=inv.invited_at,
                 segments=inv.segments,
+                attributes=inv.attributes,
             ),
             tenant_id=tenant_id,
             subject=inv.invitation_id,

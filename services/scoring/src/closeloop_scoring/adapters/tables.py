@@ -3,7 +3,8 @@
 - `responses`: per response, the version counted, its cell, local day, category, account,
   themes and whether it is suspected of being automated: the state that makes corrections and
   redeliveries exact, and the source of per-account figures.
-- `cells`: each combination of survey and segment attributes seen, numbered.
+- `cells`: each combination of survey, segment attributes and scored custom attributes seen,
+  numbered.
 - `cell_daily`, `segment_daily`, `theme_daily`: counts per local day (in `SCORING_TIME_ZONE`) of
   a cell, of a single dimension's segment, and of a cell's theme.
 - `invitations`: invitations counted (each once), for response rates.
@@ -19,7 +20,7 @@ correction is deleted, so a rebuild from the topic yields the same rows.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from closeloop_common.db import schema_metadata
 
@@ -46,6 +47,7 @@ cells = sa.Table(
     sa.Column("region", sa.Text),
     sa.Column("channel", sa.Text),
     sa.Column("touchpoint", sa.Text),
+    sa.Column("attributes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.UniqueConstraint(
         "tenant_id",
         "survey_id",
@@ -53,6 +55,7 @@ cells = sa.Table(
         "region",
         "channel",
         "touchpoint",
+        "attributes",
         name="uq_cells_combination",
         postgresql_nulls_not_distinct=True,
     ),

@@ -17,10 +17,11 @@ or batching and whatever the order of its corrections: this is what makes the ha
 without an inbox. (A release follows the suspicions it releases on the customer's partition.)
 
 A contribution is counted in three aggregates, all per tenant and local day:
-- `cell`: the full combination of survey and segment attributes (any combination of filters is
-  a sum over the cells that match it);
-- `segment`: overall and each single dimension (survey, product, region, channel, touchpoint), so
-  the most common queries (no filter, one filter) read one row per day;
+- `cell`: the full combination of survey, segment attributes and the custom attributes scoring is
+  configured to score (any combination of filters is a sum over the cells that match it);
+- `segment`: overall and each single dimension (survey, product, region, channel, touchpoint, and
+  `attr.<name>` for each scored custom attribute), so the most common queries (no filter, one
+  filter) read one row per day;
 - `theme`: per cell and theme mentioned, for drivers.
 Suspected responses count in the `suspected` columns only (no theme).
 """
@@ -28,6 +29,7 @@ Suspected responses count in the `suspected` columns only (no theme).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import TypeVar
@@ -42,26 +44,67 @@ COLUMN: dict[Category, str] = {
     Category.PASSIVE: "passives",
     Category.DETRACTOR: "detractors",
 }
+ATTRIBUTE_DIMENSION_PREFIX = "attr."
+"""A custom attribute's dimension in the single-dimension rollup and in `breakdown?by=`."""
+
 SUSPECTED = "suspected"
 INVITATIONS = "invitations"
 COUNT_COLUMNS = ("promoters", "passives", "detractors", SUSPECTED, INVITATIONS)
 
 
+AttributePairs = tuple[tuple[str, str], ...]
+"""Custom attributes as (name, value) pairs sorted by name: hashable, one spelling per set."""
+
+
+def attribute_dimension(name: str) -> str:
+    return f"{ATTRIBUTE_DIMENSION_PREFIX}{name}"
+
+
+def scored_attributes(attributes: Mapping[str, str], scored: Collection[str]) -> AttributePairs:
+    """The pairs of the attributes that are scored; the others are left out, so the number of
+    cells stays bounded by what the configuration names."""
+    return tuple(sorted((name, value) for name, value in attributes.items() if name in scored))
+
+
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """The survey and segment attributes a response is scored under (the account is kept on the
-    response itself: it has too many values to be part of a cell)."""
+    """The survey, segment attributes and scored custom attributes a response is scored under
+    (the account is kept on the response itself: it has too many values to be part of a cell)."""
 
     survey_id: str
     product: str | None = None
     region: str | None = None
     channel: str | None = None
     touchpoint: str | None = None
+    attributes: AttributePairs = ()
 
     @classmethod
-    def of(cls, survey_id: str, segments: Segments) -> Cell:
+    def of(
+        cls,
+        survey_id: str,
+        segments: Segments,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        scored: Collection[str] = (),
+    ) -> Cell:
+        """The cell of a response or invitation; of its custom attributes only the `scored`."""
         return cls(
-            survey_id, segments.product, segments.region, segments.channel, segments.touchpoint
+            survey_id,
+            segments.product,
+            segments.region,
+            segments.channel,
+            segments.touchpoint,
+            scored_attributes(attributes or {}, scored),
+        )
+
+    def sort_key(self) -> tuple[str, str, str, str, str, AttributePairs]:
+        return (
+            self.survey_id,
+            self.product or "",
+            self.region or "",
+            self.channel or "",
+            self.touchpoint or "",
+            self.attributes,
         )
 
     def dimensions(self) -> list[tuple[str, str]]:
@@ -71,6 +114,7 @@ class Cell:
             value = getattr(self, attribute)
             if value is not None:
                 keys.append((attribute, value))
+        keys.extend((attribute_dimension(name), value) for name, value in self.attributes)
         return keys
 
 

@@ -18,6 +18,7 @@ from closeloop_scoring import views
 from closeloop_scoring.adapters.tables import account_weights, metadata
 from closeloop_scoring.config import ScoringSettings
 from closeloop_scoring.domain import windows
+from closeloop_scoring.domain.aggregation import attribute_dimension
 from closeloop_scoring.domain.drivers import drivers
 from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.statistics import DEFAULT_CONFIDENCE, Method, compare
@@ -30,11 +31,15 @@ from closeloop_scoring.domain.whatif import (
     project,
 )
 from closeloop_scoring.entrypoints.queries import (
+    BREAKDOWN,
     DEFAULT_METHOD,
+    AttributeFilters,
     Confidence,
     FilterQuery,
     MethodQuery,
     WindowQuery,
+    attribute_pairs,
+    breakdown_dimension,
     window_json,
     with_legacy_segment,
 )
@@ -86,6 +91,7 @@ class AccountWeight(BaseModel):
 def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["nps"])
     zone = settings.time_zone
+    scored = settings.scoring_attributes
 
     def stats_of(method: Method, confidence: float) -> Statistics:
         return Statistics(method, confidence, settings.scoring_min_responses)
@@ -111,7 +117,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         method: MethodQuery = DEFAULT_METHOD,
         confidence: Confidence = DEFAULT_CONFIDENCE,
     ) -> dict[str, Any]:
-        chosen = with_legacy_segment(filters.filters(), dimension, segment)
+        chosen = with_legacy_segment(filters.filters(scored), dimension, segment)
         days = days_of(window)
         async with runtime.sessions() as session:
             found = await views.tally(session, tenant, chosen, days)
@@ -147,7 +153,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
             raise Problem(400, "invalid-window", "Invalid window", str(exc)) from exc
         async with runtime.sessions() as session:
             found = await views.tallies(
-                session, tenant, filters.filters(), days, granularity=granularity
+                session, tenant, filters.filters(scored), days, granularity=granularity
             )
         stats = stats_of(method, confidence)
         points = []
@@ -157,7 +163,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
             points.append({"from": first, "to": end, **tally_report(tally, stats)})
         return {
             "tenant_id": tenant,
-            "filters": filters.filters().given(),
+            "filters": filters.filters(scored).given(),
             "window": window_json(days, zone),
             "granularity": granularity,
             "points": points,
@@ -188,10 +194,11 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         baseline_touchpoint: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         baseline_first: Annotated[date | None, Query(alias="baseline_from")] = None,
         baseline_end: Annotated[date | None, Query(alias="baseline_to")] = None,
+        baseline_attribute: AttributeFilters = None,
         method: MethodQuery = DEFAULT_METHOD,
         confidence: Confidence = DEFAULT_CONFIDENCE,
     ) -> dict[str, Any]:
-        chosen = with_legacy_segment(filters.filters(), dimension, segment)
+        chosen = with_legacy_segment(filters.filters(scored), dimension, segment)
         days = days_of(window)
         overrides = {
             "survey": baseline_survey,
@@ -203,8 +210,10 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         }
         if baseline_segment is not None and dimension != "overall":
             overrides[dimension] = baseline_segment
-        base_filters = views.Filters(
-            **{**chosen.given(), **{k: v for k, v in overrides.items() if v is not None}}
+        for name, value in attribute_pairs(baseline_attribute or (), scored):
+            overrides[attribute_dimension(name)] = value
+        base_filters = views.Filters.of(
+            {**chosen.given(), **{k: v for k, v in overrides.items() if v is not None}}
         )
         if baseline_first is None and baseline_end is None:
             base_days = days
@@ -250,20 +259,27 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         tenant: ReadTenant,
         filters: Filters,
         window: Window,
-        by: views.FilterName,
+        by: Annotated[
+            str,
+            Query(
+                pattern=BREAKDOWN.pattern,
+                description="a filter name, or `attr.<name>` of a scored custom attribute",
+            ),
+        ],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         method: MethodQuery = DEFAULT_METHOD,
         confidence: Confidence = DEFAULT_CONFIDENCE,
     ) -> dict[str, Any]:
         days = days_of(window)
+        by = breakdown_dimension(by, scored)
         async with runtime.sessions() as session:
-            found = await views.tallies(session, tenant, filters.filters(), days, by=by)
+            found = await views.tallies(session, tenant, filters.filters(scored), days, by=by)
         stats = stats_of(method, confidence)
         ordered = sorted(found.items(), key=lambda kv: (-kv[1].counts.responses, str(kv[0][0])))
         return {
             "tenant_id": tenant,
             "by": by,
-            "filters": filters.filters().given(),
+            "filters": filters.filters(scored).given(),
             "window": window_json(days, zone),
             "segments": [
                 {"segment": key[0], **tally_report(tally, stats)} for key, tally in ordered[:limit]
@@ -287,7 +303,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         confidence: Confidence = DEFAULT_CONFIDENCE,
     ) -> dict[str, Any]:
         days = days_of(window, default="90d")
-        chosen = filters.filters()
+        chosen = filters.filters(scored)
         async with runtime.sessions() as session:
             total = await views.tally(session, tenant, chosen, days)
             by_theme = await views.theme_tallies(session, tenant, chosen, days)
@@ -324,7 +340,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         summary="The NPS a change would bring, with its interval and the change from today",
     )
     async def what_if(tenant: ReadTenant, request: WhatIfRequest) -> dict[str, Any]:
-        chosen = request.filters.filters()
+        chosen = request.filters.filters(scored)
         days = WindowQuery(window=request.window).resolve(now=runtime.clock.now(), zone=zone)
         scenario = request.scenario
         async with runtime.sessions() as session:
@@ -334,12 +350,12 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
                 mentions = themes.get(scenario.theme)
                 planned: Any = ThemeDetractorsBecomePassives(mentions.detractors if mentions else 0)
             else:
-                given, extra = chosen.given(), scenario.segment.filters().given()
+                given, extra = chosen.given(), scenario.segment.filters(scored).given()
                 if any(given.get(name, value) != value for name, value in extra.items()):
                     # Outside what the request's filters select: none of the total's answers.
                     segment = NpsCounts()
                 else:
-                    narrowed = views.Filters(**{**given, **extra})
+                    narrowed = views.Filters.of({**given, **extra})
                     segment = (await views.tally(session, tenant, narrowed, days)).counts
                 planned = (
                     WinBack(segment, scenario.share, scenario.to)
@@ -380,7 +396,9 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
     ) -> dict[str, Any]:
         days = days_of(window)
         async with runtime.sessions() as session:
-            found = await views.tallies(session, tenant, filters.filters(), days, by="account")
+            found = await views.tallies(
+                session, tenant, filters.filters(scored), days, by="account"
+            )
             weights = {
                 row.account_id: row.revenue_weight
                 for row in await session.execute(
@@ -393,7 +411,7 @@ def build_router(runtime: ServiceRuntime, settings: ScoringSettings) -> APIRoute
         ordered = sorted(found.items(), key=lambda kv: (-kv[1].counts.responses, str(kv[0][0])))
         body: dict[str, Any] = {
             "tenant_id": tenant,
-            "filters": filters.filters().given(),
+            "filters": filters.filters(scored).given(),
             "window": window_json(days, zone),
             "accounts": [
                 {
@@ -523,6 +541,7 @@ def create_scoring_app(
         sessions=runtime.worker_sessions,
         time_zone=settings.time_zone,
         tagger=ThemeTagger(settings.themes()),
+        attributes=settings.scoring_attributes,
     )
     runtime.on_batches(RESPONSE_CONTRACTS, aggregator.responses, idempotent=True)
     runtime.on_batch(InvitationSentV1, aggregator.invitations, idempotent=True)

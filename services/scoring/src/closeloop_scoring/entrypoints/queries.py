@@ -1,8 +1,13 @@
-"""Query parameters every read takes: segment filters, a window of local days, statistics."""
+"""Query parameters every read takes: segment filters, a window of local days, statistics.
+
+Custom attributes are filtered by a repeated `attribute=<name>:<value>` (the value may hold
+colons); only the attributes scoring is configured to score (`SCORING_ATTRIBUTES`) can be asked
+for, and another name is a 400 problem that lists them."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -10,14 +15,29 @@ from zoneinfo import ZoneInfo
 
 from fastapi import Query
 
-from closeloop_common.events import Dimension
+from closeloop_common.events import ATTRIBUTE_NAME_PATTERN, Dimension
 from closeloop_common.web import Problem
 from closeloop_scoring.domain import windows
+from closeloop_scoring.domain.aggregation import ATTRIBUTE_DIMENSION_PREFIX
 from closeloop_scoring.domain.statistics import DEFAULT_CONFIDENCE, Method
 from closeloop_scoring.domain.windows import WindowName
 from closeloop_scoring.views import Days, Filters
 
 _SEGMENT = {"min_length": 1, "max_length": 200}
+_NAME = ATTRIBUTE_NAME_PATTERN.strip("^$")
+ATTRIBUTE_FILTER = re.compile(rf"^{_NAME}:.{{1,100}}$")
+BREAKDOWN = re.compile(
+    rf"^(survey|account|product|region|channel|touchpoint|"
+    rf"{re.escape(ATTRIBUTE_DIMENSION_PREFIX)}{_NAME})$"
+)
+AttributeFilters = Annotated[
+    list[str] | None,
+    Query(
+        description="a custom attribute's value, `<name>:<value>` (e.g. `plan:gold`); repeat "
+        "for several. Only the attributes scoring is configured to score",
+        examples=[["plan:gold"]],
+    ),
+]
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
@@ -30,11 +50,64 @@ class FilterQuery:
     region: Annotated[str | None, Query(**_SEGMENT)] = None
     channel: Annotated[str | None, Query(**_SEGMENT)] = None
     touchpoint: Annotated[str | None, Query(**_SEGMENT)] = None
+    attribute: AttributeFilters = None
 
-    def filters(self) -> Filters:
+    def filters(self, scored: Collection[str]) -> Filters:
+        """The filters asked for; `scored` are the custom attributes that can be asked for."""
         return Filters(
-            self.survey, self.account, self.product, self.region, self.channel, self.touchpoint
+            self.survey,
+            self.account,
+            self.product,
+            self.region,
+            self.channel,
+            self.touchpoint,
+            attribute_pairs(self.attribute or (), scored),
         )
+
+
+def attribute_pairs(given: Sequence[str], scored: Collection[str]) -> tuple[tuple[str, str], ...]:
+    """`name:value` filters as sorted pairs; a name given twice with different values, or one
+    that is not scored, is a 400 problem."""
+    pairs: dict[str, str] = {}
+    for text in given:
+        if ATTRIBUTE_FILTER.match(text) is None:
+            raise Problem(
+                400,
+                "invalid-attribute-filter",
+                "Invalid attribute filter",
+                f"expected `<name>:<value>`, got {text!r:.120}",
+            )
+        name, value = text.split(":", 1)
+        check_attribute(name, scored)
+        if pairs.setdefault(name, value) != value:
+            raise Problem(
+                400,
+                "conflicting-filters",
+                "Conflicting filters",
+                f"attribute {name!r} is given two values",
+            )
+    return tuple(sorted(pairs.items()))
+
+
+def check_attribute(name: str, scored: Collection[str]) -> None:
+    """A 400 problem naming the scored attributes unless `name` is one of them."""
+    if name not in scored:
+        configured = ", ".join(sorted(scored)) or "none"
+        raise Problem(
+            400,
+            "unknown-attribute",
+            "Unknown attribute",
+            f"attribute {name!r} is not scored; the scored attributes (SCORING_ATTRIBUTES) "
+            f"are: {configured}",
+            scored_attributes=sorted(scored),
+        )
+
+
+def breakdown_dimension(by: str, scored: Collection[str]) -> str:
+    """`by` of a breakdown: a built-in filter name, or `attr.<name>` of a scored attribute."""
+    if by.startswith(ATTRIBUTE_DIMENSION_PREFIX):
+        check_attribute(by.removeprefix(ATTRIBUTE_DIMENSION_PREFIX), scored)
+    return by
 
 
 def with_legacy_segment(filters: Filters, dimension: Dimension, segment: str | None) -> Filters:
@@ -49,7 +122,7 @@ def with_legacy_segment(filters: Filters, dimension: Dimension, segment: str | N
             f"segment={segment!r} and {dimension}= name different {dimension}s",
         )
     values = {**filters.given(), dimension: segment}
-    return Filters(**values)
+    return Filters.of(values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,17 @@ For the responses of one tenant in a batch, in one transaction (the consumer's):
    counts fell to zero are deleted.
 The handlers are idempotent by version, so the consumer gives them its events without the inbox.
 
-Cells (combinations of segment attributes) are numbered in a transaction of their own and cached:
-a cell is never deleted, and one inserted for a batch that then fails is simply unused.
+Cells (combinations of segment attributes and scored custom attributes) are numbered in a
+transaction of their own and cached: a cell is never deleted, and one inserted for a batch that
+then fails is simply unused.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,7 +55,7 @@ THEME_SEPARATOR = "\x1f"
 
 _STORED = sa.text(
     "SELECT r.response_id, r.version, r.day, r.category, r.account_id, r.themes, r.suspected, "
-    "c.survey_id, c.product, c.region, c.channel, c.touchpoint "
+    "c.survey_id, c.product, c.region, c.channel, c.touchpoint, c.attributes "
     "FROM scoring.responses r JOIN scoring.cells c USING (cell_id) "
     "WHERE r.tenant_id = :tenant AND r.response_id = ANY(CAST(:ids AS text[])) "
     "ORDER BY r.response_id FOR UPDATE OF r"
@@ -82,15 +84,17 @@ _NEW_INVITATIONS = sa.text(
     "ON CONFLICT DO NOTHING RETURNING invitation_id"
 )
 _INSERT_CELLS = sa.text(
-    "INSERT INTO scoring.cells (tenant_id, survey_id, product, region, channel, touchpoint) "
-    "SELECT :tenant, s, p, r, ch, tp FROM unnest(CAST(:surveys AS text[]), "
+    "INSERT INTO scoring.cells "
+    "(tenant_id, survey_id, product, region, channel, touchpoint, attributes) "
+    "SELECT :tenant, s, p, r, ch, tp, CAST(at AS jsonb) FROM unnest(CAST(:surveys AS text[]), "
     "CAST(:products AS text[]), CAST(:regions AS text[]), CAST(:channels AS text[]), "
-    "CAST(:touchpoints AS text[])) AS u(s, p, r, ch, tp) "
+    "CAST(:touchpoints AS text[]), CAST(:attributes AS text[])) AS u(s, p, r, ch, tp, at) "
     "ON CONFLICT ON CONSTRAINT uq_cells_combination DO NOTHING"
 )
 # A tenant has at most a few thousand cells: all of them are read into the cache at once.
 _TENANT_CELLS = sa.text(
-    "SELECT cell_id, survey_id, product, region, channel, touchpoint FROM scoring.cells "
+    "SELECT cell_id, survey_id, product, region, channel, touchpoint, attributes "
+    "FROM scoring.cells "
     "WHERE tenant_id = :tenant"
 )
 
@@ -184,10 +188,12 @@ class Aggregator:
         sessions: async_sessionmaker[AsyncSession],
         time_zone: ZoneInfo,
         tagger: ThemeTagger,
+        attributes: Collection[str] = (),
     ) -> None:
         self._sessions = sessions
         self._zone = time_zone
         self._tagger = tagger
+        self._scored = frozenset(attributes)
         self._cell_ids: dict[tuple[str, Cell], int] = {}
 
     def forget_cells(self) -> None:
@@ -208,7 +214,7 @@ class Aggregator:
         return Counted(
             response_id=data.response_id,
             version=version,
-            cell=Cell.of(data.survey_id, data.segments),
+            cell=Cell.of(data.survey_id, data.segments, data.attributes, scored=self._scored),
             day=data.answered_at.astimezone(self._zone).date(),
             category=data.category,
             account_id=data.account_id,
@@ -234,7 +240,10 @@ class Aggregator:
             by_tenant[event.tenantid].setdefault(event.data.invitation_id, event.data)
         for tenant in sorted(by_tenant):
             invited = by_tenant[tenant]
-            cells = {i: Cell.of(d.survey_id, d.segments) for i, d in invited.items()}
+            cells = {
+                i: Cell.of(d.survey_id, d.segments, d.attributes, scored=self._scored)
+                for i, d in invited.items()
+            }
             days = {i: d.invited_at.astimezone(self._zone).date() for i, d in invited.items()}
             ids = await self.cell_ids(tenant, cells.values())
             order = sorted(invited)
@@ -303,6 +312,8 @@ class Aggregator:
                 )
                 await session.execute(_UPSERT_RESPONSES, self._rows(tenant, updates, cell_ids))
                 changed += len(updates)
+        # The cells a correction takes its old contribution back from are not the batch's.
+        cell_ids.update(await self.cell_ids(tenant, deltas.cell_keys() - cell_ids.keys()))
         await self._apply_deltas(session, tenant, deltas, cell_ids)
         return changed
 
@@ -333,7 +344,7 @@ class Aggregator:
             row.response_id: Counted(
                 response_id=row.response_id,
                 version=row.version,
-                cell=Cell(row.survey_id, row.product, row.region, row.channel, row.touchpoint),
+                cell=_cell_of(row),
                 day=row.day,
                 category=Category(row.category),
                 account_id=row.account_id,
@@ -368,16 +379,7 @@ class Aggregator:
         """The number of each cell, numbering new ones (committed at once, see the docstring)."""
         wanted = set(cells)
         found = {c: self._cell_ids[(tenant, c)] for c in wanted if (tenant, c) in self._cell_ids}
-        missing = sorted(
-            (c for c in wanted if c not in found),
-            key=lambda c: (
-                c.survey_id,
-                c.product or "",
-                c.region or "",
-                c.channel or "",
-                c.touchpoint or "",
-            ),
-        )
+        missing = sorted((c for c in wanted if c not in found), key=Cell.sort_key)
         if missing:
             params = {
                 "tenant": tenant,
@@ -386,16 +388,29 @@ class Aggregator:
                 "regions": [c.region for c in missing],
                 "channels": [c.channel for c in missing],
                 "touchpoints": [c.touchpoint for c in missing],
+                "attributes": [json.dumps(dict(c.attributes)) for c in missing],
             }
             async with transaction(self._sessions) as session:
                 await session.execute(_INSERT_CELLS, params)
                 rows = (await session.execute(_TENANT_CELLS, {"tenant": tenant})).all()
             for row in rows:
-                cell = Cell(row.survey_id, row.product, row.region, row.channel, row.touchpoint)
+                cell = _cell_of(row)
                 self._cell_ids[(tenant, cell)] = row.cell_id
                 if cell in wanted:
                     found[cell] = row.cell_id
         return found
+
+
+def _cell_of(row: Any) -> Cell:
+    """The cell a row of `cells` (or a join with it) describes."""
+    return Cell(
+        row.survey_id,
+        row.product,
+        row.region,
+        row.channel,
+        row.touchpoint,
+        tuple(sorted(row.attributes.items())),
+    )
 
 
 def _fold(stored: Counted | None, versions: Iterable[Counted]) -> Counted | None:

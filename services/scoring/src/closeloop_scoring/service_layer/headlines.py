@@ -125,7 +125,7 @@ class HeadlineWatcher:
             )
             last = await _last_published(session, headline)
             found = await views.tally(
-                session, headline.tenant, views.Filters(**headline.filters), days
+                session, headline.tenant, views.Filters.of(headline.filters), days
             )
             figures = estimate(
                 found.counts,

@@ -22,7 +22,7 @@ import jsonpath
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from closeloop_common.events import SegmentAttribute
+from closeloop_common.events import MAX_ATTRIBUTES, AttributeName, SegmentAttribute
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_ingest.domain.responses import CanonicalResponse
 
@@ -119,6 +119,9 @@ class Definition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+JsonPath = Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class FieldRefs(Definition):
     """Where a response's parts are in a tool's payload, for one form (or every form).
 
@@ -126,7 +129,8 @@ class FieldRefs(Definition):
     field `ref` or `id`, Tally's field `key`, Formbricks' question id, ...); without them the
     adapter takes the question the tool marks as NPS (or a 0-10 opinion scale) and the first
     long-text answer. The other refs are JSONPath expressions into the payload (RFC 9535 syntax,
-    `$.form_response.hidden.customer_id`); an adapter has sensible defaults for each."""
+    `$.form_response.hidden.customer_id`); an adapter has sensible defaults for each, except
+    for `attributes` (custom attribute name -> path), which are read only where configured."""
 
     nps_question: str | None = Field(None, max_length=200)
     comment_question: str | None = Field(None, max_length=200)
@@ -137,6 +141,13 @@ class FieldRefs(Definition):
     locale: str | None = Field(None, max_length=500)
     account_id: str | None = Field(None, max_length=500)
     segments: dict[SegmentAttribute, str] = Field(default_factory=dict)
+    attributes: dict[AttributeName, JsonPath] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description="custom attributes: name -> JSONPath, e.g. "
+        '{"plan": "$.form_response.hidden.plan"}; a form\'s own add to (or replace, name by '
+        "name) the source's",
+    )
 
 
 class CustomFields(Definition):
@@ -242,6 +253,7 @@ class SourceSpec(Definition):
                 r.locale,
                 r.account_id,
                 *r.segments.values(),
+                *r.attributes.values(),
             )
             if p is not None
         ]
@@ -281,6 +293,7 @@ class SourceDefinition(SourceSpec):
         if own is None:
             return self.fields
         merged = self.fields.model_dump() | own.model_dump(exclude_unset=True)
+        merged["attributes"] = self.fields.attributes | own.attributes
         return FieldRefs.model_validate(merged)
 
     def secret_values(self) -> list[bytes]:

@@ -94,6 +94,7 @@ class CustomAdapter:
             answered_at=_instant(document, spec.answered_at) or delivery.received_at,
             updated_at=_instant(document, spec.updated_at),
             segments=found.segments,
+            attributes=found.attributes,
             at=_locations(source),
         )
         user_agent = lookup_text(document, spec.user_agent)
@@ -163,4 +164,5 @@ def _locations(source: SourceDefinition) -> dict[str, str]:
         "survey_id": refs.survey_id,
     }
     located.update({f"segments.{a}": path for a, path in refs.segments.items()})
+    located.update({f"attributes.{name}": path for name, path in refs.attributes.items()})
     return {name: path for name, path in located.items() if path is not None}

@@ -108,6 +108,7 @@ class DelightedAdapter:
             "answered_at": _instant(data, "created_at", required=True),
             "updated_at": _instant(data, "updated_at", required=False),
             "segments": dict(respondent.segments),
+            "attributes": dict(respondent.attributes),
         }
         at = {
             "response_id": "event_data.id",

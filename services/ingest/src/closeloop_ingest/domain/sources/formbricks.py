@@ -126,6 +126,7 @@ def _parse_event(event: Any, at: str, source: SourceDefinition) -> Submission | 
         "answered_at": created_at,
         "updated_at": data.get("updatedAt"),
         "segments": dict(respondent.segments),
+        "attributes": dict(respondent.attributes),
     }
     locations = {
         "response_id": f"{at}data.id",

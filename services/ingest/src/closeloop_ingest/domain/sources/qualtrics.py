@@ -143,6 +143,7 @@ def parse_api_response(
         answered_at=values.get("recordedDate") or values.get("endDate") or "",
         updated_at=None,
         segments=found.segments,
+        attributes=found.attributes,
         at={"comment": comment_at, "answered_at": "result.values.recordedDate"},
     )
     return Responses(submissions=[Submission(response=response)])

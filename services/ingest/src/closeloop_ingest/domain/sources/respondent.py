@@ -1,6 +1,7 @@
-"""Who answered and under which account and segments, read from a tool's document through the
-source's `FieldRefs` (JSONPath) with each kind's defaults, and the assembly of the canonical
-response. Pure; every kind uses it."""
+"""Who answered and under which account, segments and custom attributes, read from a tool's
+document through the source's `FieldRefs` (JSONPath) with each kind's defaults (custom attributes
+have none: only the configured paths are read), and the assembly of the canonical response. Pure;
+every kind uses it."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ NO_DEFAULTS: PartPaths = {}
 
 @dataclass(frozen=True, slots=True)
 class Respondent:
-    """Who answered and under which account and segments, as found in a payload."""
+    """Who answered and under which account, segments and custom attributes, as found in a
+    payload."""
 
     customer: CustomerParts
     account_id: str | None
     segments: Mapping[SegmentAttribute, str]
+    attributes: Mapping[str, str]
 
 
 def find_respondent(
@@ -60,7 +63,12 @@ def find_respondent(
         for attribute in SEGMENT_ATTRIBUTES
         if (value := part(attribute, refs.segments.get(attribute))) is not None
     }
-    return Respondent(customer, part("account_id", refs.account_id), segments)
+    attributes = {
+        name: value
+        for name, path in refs.attributes.items()
+        if (value := lookup_text(document, path)) is not None
+    }
+    return Respondent(customer, part("account_id", refs.account_id), segments, attributes)
 
 
 def assemble(
@@ -74,6 +82,7 @@ def assemble(
     answered_at: datetime | str | int | float,
     updated_at: datetime | str | int | float | None,
     segments: Mapping[SegmentAttribute, str],
+    attributes: Mapping[str, str],
     at: Mapping[str, str],
 ) -> CanonicalResponse:
     """Validate the parts into a `CanonicalResponse`; `at` maps canonical fields to where in the
@@ -85,6 +94,7 @@ def assemble(
         "score": score,
         "answered_at": answered_at,
         "segments": dict(segments),
+        "attributes": dict(attributes),
     }
     optional = {"account_id": account_id, "comment": comment, "updated_at": updated_at}
     fields.update({name: value for name, value in optional.items() if value is not None})

@@ -160,6 +160,7 @@ def parse_api_response(
         answered_at=document.get("date_created") or document.get("date_modified") or "",
         updated_at=document.get("date_modified"),
         segments=found.segments,
+        attributes=found.attributes,
         at={"comment": comment_at, "answered_at": "date_created", "updated_at": "date_modified"},
     )
     return Responses(submissions=[Submission(response=response)])

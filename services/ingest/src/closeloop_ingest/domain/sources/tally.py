@@ -100,6 +100,7 @@ class TallyAdapter:
             "comment": comment,
             "answered_at": created_at,
             "segments": dict(respondent.segments),
+            "attributes": dict(respondent.attributes),
         }
         at = {
             "response_id": "data.responseId",

@@ -98,6 +98,7 @@ class TypeformAdapter:
             "comment": _comment(answers, refs),
             "answered_at": submitted_at,
             "segments": dict(respondent.segments),
+            "attributes": dict(respondent.attributes),
         }
         at = {
             "response_id": "form_response.token",
