@@ -23,7 +23,7 @@ state=${CLOSELOOP_INFRA_DIR:-$root/.infra}/postgres
 port=${PGPORT:-5432}
 role=closeloop
 password=closeloop
-databases=(closeloop closeloop_test closeloop_bench)
+databases=(closeloop closeloop_test closeloop_bench closeloop_bench_scoring closeloop_bench_scoring_baseline)
 
 say() { echo "[postgres] $*"; }
 

@@ -131,9 +131,8 @@ def resolve(
     now: datetime,
     tz: ZoneInfo,
 ) -> Period | None:
-    """The period one way of naming a window gives (None: all time). `first`/`end` may leave one
-    side open only together with the other given as None: then `None` bounds are returned by the
-    caller; here both or neither are needed."""
+    """The period one way of naming a window gives; None for all time, and for `first`/`end`
+    with a side left open (the caller keeps those as open bounds of local days)."""
     if name in _ROLLING:
         return rolling(_ROLLING[name], now=now, tz=tz)
     if name == "month":
