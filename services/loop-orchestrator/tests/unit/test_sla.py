@@ -16,8 +16,8 @@ from closeloop_orchestrator.domain.sla import (
     EscalationStep,
     SlaPolicy,
     TimerKind,
+    clock_timers,
     still_due,
-    timers,
     within_sla,
 )
 
@@ -36,7 +36,9 @@ def local(*args: int) -> datetime:
 
 def test_a_48_hour_wall_clock_warns_at_36_hours_and_escalates_after_the_breach() -> None:
     opened = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    found = timers(ClockName.FIRST_CONTACT, started_at=opened, duration=48 * H, clock=WallTime())
+    found = clock_timers(
+        ClockName.FIRST_CONTACT, started_at=opened, duration=48 * H, clock=WallTime()
+    )
     assert [(t.kind, t.step, t.due_at, t.to) for t in found] == [
         (TimerKind.WARNING, 0, opened + 36 * H, "owner"),
         (TimerKind.BREACH, 0, opened + 48 * H, "owner"),
@@ -48,7 +50,7 @@ def test_a_48_hour_wall_clock_warns_at_36_hours_and_escalates_after_the_breach()
 
 def test_six_business_hours_skip_the_night_and_escalations_count_business_time_too() -> None:
     policy = SlaPolicy(chain=(EscalationStep("team_lead", 2 * H),))
-    found = timers(
+    found = clock_timers(
         ClockName.FIRST_CONTACT,
         started_at=local(2026, 11, 20, 14, 0),  # a Friday afternoon
         duration=6 * H,
@@ -64,9 +66,9 @@ def test_six_business_hours_skip_the_night_and_escalations_count_business_time_t
 
 def test_contact_cancels_the_first_contact_clock_and_resolution_the_other() -> None:
     opened = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    pending = timers(
+    pending = clock_timers(
         ClockName.FIRST_CONTACT, started_at=opened, duration=24 * H, clock=WallTime()
-    ) + timers(ClockName.RESOLUTION, started_at=opened, duration=120 * H, clock=WallTime())
+    ) + clock_timers(ClockName.RESOLUTION, started_at=opened, duration=120 * H, clock=WallTime())
     contacted = still_due(pending, first_contacted_at=opened + H, resolved_at=None)
     assert {t.clock for t in contacted} == {ClockName.RESOLUTION}
     assert still_due(pending, first_contacted_at=opened + H, resolved_at=opened + 2 * H) == []
@@ -89,7 +91,9 @@ def test_bad_policies_are_refused() -> None:
     with pytest.raises(ValueError, match="after the breach"):
         EscalationStep("team_lead", -H)
     with pytest.raises(ValueError, match="after the start"):
-        timers(ClockName.RESOLUTION, started_at=local(2026, 1, 5, 9), duration=0 * H, clock=OFFICE)
+        clock_timers(
+            ClockName.RESOLUTION, started_at=local(2026, 1, 5, 9), duration=0 * H, clock=OFFICE
+        )
 
 
 @given(
@@ -103,7 +107,7 @@ def test_timers_fall_due_in_order_warning_before_breach(
     opened: datetime, duration: timedelta, warn_at: float
 ) -> None:
     for clock in (WallTime(), OFFICE):
-        found = timers(
+        found = clock_timers(
             ClockName.FIRST_CONTACT,
             started_at=opened,
             duration=duration,

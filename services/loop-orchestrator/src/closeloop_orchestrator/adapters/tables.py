@@ -39,3 +39,26 @@ cases = sa.Table(
         postgresql_where=sa.text("status = 'open'"),
     ),
 )
+
+# SLA timers of the cases (see `domain/sla.py`): one row per (case, clock, kind, step), so setting
+# them again is a no-op. The watcher scans only pending rows whose time has come, through the
+# partial index on `due_at`, and takes them with `FOR UPDATE SKIP LOCKED`, so replicas share the
+# work without firing a timer twice.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("case_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("clock", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("step", sa.SmallInteger, primary_key=True),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("to_role", sa.Text, nullable=False),
+    sa.Column("fired_at", sa.DateTime(timezone=True)),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "ix_timers_pending_due",
+        "due_at",
+        postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+    ),
+)

@@ -3,7 +3,7 @@
 A case has two clocks, each with a deadline counted in its team's time (`business_time`):
 - first contact: from opening until the customer is reached;
 - resolution: from opening until the case is resolved.
-Each running clock sets timers (`timers`):
+Each running clock sets timers (`clock_timers`):
 - a warning when a share of its time is used up (`warn_at`, 75 % by default), for the owner;
 - a breach at the deadline;
 - escalations after the breach, one per step of the chain (team lead, then manager by default),
@@ -83,7 +83,7 @@ class Timer:
         return (self.clock.value, self.kind.value, self.step)
 
 
-def timers(
+def clock_timers(
     clock_name: ClockName,
     *,
     started_at: datetime,

@@ -1,0 +1,118 @@
+"""Storing SLA timers and firing those whose time has come (see `domain/sla.py`).
+
+- `schedule` inserts a case's timers (`ON CONFLICT DO NOTHING`: setting them twice is harmless);
+  `cancel` marks a stopped clock's pending timers cancelled. Both run in the transaction of the
+  change that causes them.
+- `fire_due` takes up to `limit` pending timers due by `now`, oldest first, through the partial
+  index on `due_at` (only pending rows are in it), with `FOR UPDATE SKIP LOCKED`: two replicas
+  scanning at once take different rows. The caller's `fire` gets them in the same transaction
+  (to emit the events to the outbox), then they are marked fired and the transaction commits.
+  A process that dies before the commit leaves them pending and unlocked: the next scan, here or
+  on another replica, fires them; none is fired twice, since the mark and the events commit
+  together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closeloop_orchestrator.adapters.tables import timers as t
+from closeloop_orchestrator.domain.sla import ClockName, Timer, TimerKind
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    tenant_id: str
+    case_id: uuid.UUID
+    timer: Timer
+
+
+Fire = Callable[[AsyncSession, Sequence[DueTimer]], Awaitable[None]]
+
+
+async def schedule(
+    session: AsyncSession, *, tenant_id: str, case_id: uuid.UUID, found: Sequence[Timer]
+) -> None:
+    if not found:
+        return
+    await session.execute(
+        pg_insert(t)
+        .values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "case_id": case_id,
+                    "clock": timer.clock.value,
+                    "kind": timer.kind.value,
+                    "step": timer.step,
+                    "due_at": timer.due_at,
+                    "to_role": timer.to,
+                }
+                for timer in found
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def cancel(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    case_id: uuid.UUID,
+    clock: ClockName,
+    at: datetime,
+) -> int:
+    """Cancel a clock's pending timers; how many."""
+    result = await session.execute(
+        sa.update(t)
+        .where(
+            t.c.tenant_id == tenant_id,
+            t.c.case_id == case_id,
+            t.c.clock == clock.value,
+            t.c.fired_at.is_(None),
+            t.c.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=at)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def fire_due(session: AsyncSession, *, now: datetime, limit: int, fire: Fire) -> int:
+    """Fire up to `limit` timers due by `now` in the caller's transaction; how many."""
+    rows = (
+        await session.execute(
+            sa.select(t)
+            .where(t.c.due_at <= now, t.c.fired_at.is_(None), t.c.cancelled_at.is_(None))
+            .order_by(t.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return 0
+    due = [
+        DueTimer(
+            row.tenant_id,
+            row.case_id,
+            Timer(ClockName(row.clock), TimerKind(row.kind), row.step, row.due_at, row.to_role),
+        )
+        for row in rows
+    ]
+    await fire(session, due)
+    keys = [
+        (d.tenant_id, d.case_id, d.timer.clock.value, d.timer.kind.value, d.timer.step) for d in due
+    ]
+    await session.execute(
+        sa.update(t)
+        .where(sa.tuple_(t.c.tenant_id, t.c.case_id, t.c.clock, t.c.kind, t.c.step).in_(keys))
+        .values(fired_at=now)
+    )
+    return len(due)
