@@ -28,8 +28,8 @@ OFFICE = calendar_of(
 H = timedelta(hours=1)
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=WARSAW)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=WARSAW)
 
 
 def test_six_business_hours_from_friday_afternoon_end_on_monday() -> None:

@@ -30,8 +30,8 @@ OFFICE = calendar_of(
 )
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=WARSAW)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=WARSAW)
 
 
 def test_a_48_hour_wall_clock_warns_at_36_hours_and_escalates_after_the_breach() -> None:
