@@ -1,4 +1,4 @@
-"""A case's lifecycle: the commands an agent or a CRM sends and what each does to a case. Pure.
+"""A case's lifecycle: what each command does to a case, and where it is refused. Pure.
 
 `apply(case, command, *, expected_version, at, actor)` either refuses or returns the next state
 and the `Transition` that describes it; the service stores the state, appends the transition to
@@ -29,7 +29,8 @@ Decisions, and why:
 - Every status change needs a note (what was done, what was agreed; at most 4,000 characters)
   except Claim: claiming only says "mine now", and the record already says who and when. A
   reassignment and a reached contact need one too, so the next person knows what happened.
-  Notes are checked when the command is made (`InvalidCommand`), as they depend on nothing else.
+  Notes, tags and re-survey delays are checked when a command is made (`case_commands`,
+  `InvalidCommand`), as they depend on nothing else; `apply` judges a command against the case.
 - Claim takes an unowned case or confirms one's own assignment; taking a case assigned to someone
   else is a Reassign, which needs a note. A contacted case sent back to the queue is claimed again
   without going back to in_progress: the customer was reached.
@@ -50,14 +51,15 @@ Decisions, and why:
 - A version conflict is checked before anything else: a client with a stale copy must reload
   whatever it sent.
 - Root-cause tags are normalised (trimmed, lower-case, inner whitespace as one space), 1..50
-  letters, digits, `-`, `_` or spaces, at most 20 per case.
+  letters, digits, `-`, `_` or spaces, at most 20 per case (`case_commands.normalise_tag`).
+- Who may act for whom (may a lead claim for an agent?) is the service's authorisation, not a
+  state rule: the lifecycle records the actor and the owner separately.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -65,14 +67,24 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from closeloop_common.events import Playbook
-
-MAX_NOTE_CHARS: Final = 4_000
-MAX_TAG_CHARS: Final = 50
-MAX_ROOT_CAUSES: Final = 20
-MIN_RESURVEY_DAYS: Final = 1
-MAX_RESURVEY_DAYS: Final = 365
-_TAG = re.compile(r"[\w\- ]+")
-_SPACES = re.compile(r"\s+")
+from closeloop_orchestrator.domain.case_commands import (
+    MAX_ROOT_CAUSES,
+    AddRootCauses,
+    Claim,
+    Close,
+    Command,
+    ContactOutcome,
+    InvalidCommand,
+    LifecycleError,
+    LogContact,
+    Priority,
+    Reassign,
+    Reopen,
+    ResolutionOutcome,
+    Resolve,
+    Retype,
+    check_owner,
+)
 
 
 class CaseStatus(StrEnum):
@@ -84,38 +96,6 @@ class CaseStatus(StrEnum):
 
 
 ACTIVE: Final = frozenset({CaseStatus.OPEN, CaseStatus.IN_PROGRESS, CaseStatus.CONTACTED})
-
-
-class Priority(StrEnum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-class ContactChannel(StrEnum):
-    PHONE = "phone"
-    EMAIL = "email"
-    SMS = "sms"
-    CHAT = "chat"
-    MEETING = "meeting"
-    OTHER = "other"
-
-
-class ContactOutcome(StrEnum):
-    REACHED = "reached"
-    NO_ANSWER = "no_answer"
-    LEFT_MESSAGE = "left_message"
-    WRONG_CONTACT = "wrong_contact"
-    REFUSED = "refused"
-
-
-class ResolutionOutcome(StrEnum):
-    SOLVED = "solved"
-    COMPENSATED = "compensated"
-    EXPLAINED = "explained"
-    NOT_SOLVABLE = "not_solvable"
-    CUSTOMER_UNREACHABLE = "customer_unreachable"
 
 
 # Outcomes that say the customer was spoken to.
@@ -134,14 +114,6 @@ class TransitionKind(StrEnum):
     CLOSED = "closed"
     REOPENED = "reopened"
     RETYPED = "retyped"
-
-
-class LifecycleError(Exception):
-    """A command that was not applied."""
-
-
-class InvalidCommand(LifecycleError, ValueError):
-    """A command malformed in itself (a missing note, a bad tag), whatever the case's state."""
 
 
 class InvalidTransition(LifecycleError):
@@ -170,36 +142,6 @@ def _utc(instant: datetime, what: str) -> datetime:
     if instant.tzinfo is None:
         raise ValueError(f"{what} must be an aware datetime")
     return instant.astimezone(UTC)
-
-
-def clean_note(note: str | None, *, required: bool) -> str | None:
-    """The note trimmed; None when blank and optional. Blank and required, or too long: refused."""
-    text = (note or "").strip()
-    if not text:
-        if required:
-            raise InvalidCommand("a status change needs a note: what was done, what was agreed")
-        return None
-    if len(text) > MAX_NOTE_CHARS:
-        raise InvalidCommand(f"a note has at most {MAX_NOTE_CHARS} characters, got {len(text)}")
-    return text
-
-
-def normalise_tag(tag: str) -> str:
-    """A root-cause tag as stored: trimmed, lower-case, inner whitespace as one space."""
-    text = _SPACES.sub(" ", tag.strip()).lower()
-    if not 1 <= len(text) <= MAX_TAG_CHARS:
-        raise InvalidCommand(f"a root-cause tag has 1..{MAX_TAG_CHARS} characters: {tag!r}")
-    if not _TAG.fullmatch(text):
-        raise InvalidCommand(
-            f"a root-cause tag has only letters, digits, '-', '_' and spaces: {tag!r}"
-        )
-    return text
-
-
-def _owner(owner_id: str | None) -> str | None:
-    if owner_id is not None and not owner_id.strip():
-        raise InvalidCommand("an owner id is not blank (None sends the case to its team's queue)")
-    return owner_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,11 +174,26 @@ class Case:
             (self.contact_attempts < 0, "contact attempts are not negative"),
             (settled != (self.resolved_at is not None), "resolved_at is set iff resolved/closed"),
             (settled != (self.resolution is not None), "resolution is set iff resolved/closed"),
-            ((self.status == CaseStatus.CLOSED) != (self.closed_at is not None), "closed_at"),
-            (self.resurvey_due_at is not None and self.closed_at is None, "resurvey when closed"),
-            (self.status == CaseStatus.IN_PROGRESS and self.owner_id is None, "in_progress owner"),
-            (self.status == CaseStatus.CONTACTED and self.first_contacted_at is None, "contacted"),
-            (self.first_contacted_at is not None and self.contact_attempts < 1, "contact count"),
+            (
+                (self.status == CaseStatus.CLOSED) != (self.closed_at is not None),
+                "closed_at is set iff closed",
+            ),
+            (
+                self.resurvey_due_at is not None and self.closed_at is None,
+                "a re-survey is due only after closing",
+            ),
+            (
+                self.status == CaseStatus.IN_PROGRESS and self.owner_id is None,
+                "in_progress has an owner",
+            ),
+            (
+                self.status == CaseStatus.CONTACTED and self.first_contacted_at is None,
+                "contacted has first_contacted_at",
+            ),
+            (
+                self.first_contacted_at is not None and self.contact_attempts < 1,
+                "a first contact is an attempt",
+            ),
         ]
         broken = [what for failed, what in problems if failed]
         if broken:
@@ -262,114 +219,6 @@ class Transition:
     note: str | None
     details: Mapping[str, Detail]
 
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    owner_id: str
-    note: str | None = None
-
-    def __post_init__(self) -> None:
-        if _owner(self.owner_id) is None:
-            raise InvalidCommand("a claim names its owner")
-        object.__setattr__(self, "note", clean_note(self.note, required=False))
-
-
-@dataclass(frozen=True, slots=True)
-class Reassign:
-    owner_id: str | None  # None: back to the team's queue
-    note: str
-
-    def __post_init__(self) -> None:
-        _owner(self.owner_id)
-        object.__setattr__(self, "note", clean_note(self.note, required=True))
-
-
-@dataclass(frozen=True, slots=True)
-class LogContact:
-    channel: ContactChannel
-    outcome: ContactOutcome
-    note: str | None = None  # required when the customer was reached: it changes the status
-
-    def __post_init__(self) -> None:
-        required = self.outcome == ContactOutcome.REACHED
-        object.__setattr__(self, "note", clean_note(self.note, required=required))
-
-
-@dataclass(frozen=True, slots=True)
-class AddRootCauses:
-    tags: Collection[str]  # normalised to a frozenset
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tags, str):
-            raise InvalidCommand("root causes are a collection of tags, not one string")
-        tags = frozenset(normalise_tag(tag) for tag in self.tags)
-        if not tags:
-            raise InvalidCommand("name at least one root cause")
-        if len(tags) > MAX_ROOT_CAUSES:
-            raise InvalidCommand(f"a case has at most {MAX_ROOT_CAUSES} root causes")
-        object.__setattr__(self, "tags", tags)
-
-
-@dataclass(frozen=True, slots=True)
-class Resolve:
-    outcome: ResolutionOutcome
-    note: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "note", clean_note(self.note, required=True))
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    note: str
-    resurvey_after_days: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "note", clean_note(self.note, required=True))
-        days = self.resurvey_after_days
-        if days is not None and (
-            isinstance(days, bool) or not MIN_RESURVEY_DAYS <= days <= MAX_RESURVEY_DAYS
-        ):
-            raise InvalidCommand(
-                f"a re-survey is {MIN_RESURVEY_DAYS}..{MAX_RESURVEY_DAYS} days after closing"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class Reopen:
-    note: str
-    resolution_due_at: datetime | None = None  # a new resolution deadline; else the old one
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "note", clean_note(self.note, required=True))
-        if self.resolution_due_at is not None:
-            object.__setattr__(
-                self, "resolution_due_at", _utc(self.resolution_due_at, "resolution_due_at")
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class Retype:
-    """The plan of a corrected response: what kind of case it is now and its deadlines."""
-
-    playbook: Playbook
-    priority: Priority
-    first_contact_due_at: datetime
-    resolution_due_at: datetime | None
-    note: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "note", clean_note(self.note, required=False))
-        object.__setattr__(
-            self, "first_contact_due_at", _utc(self.first_contact_due_at, "first_contact_due_at")
-        )
-        if self.resolution_due_at is not None:
-            object.__setattr__(
-                self, "resolution_due_at", _utc(self.resolution_due_at, "resolution_due_at")
-            )
-
-
-Command = Claim | Reassign | LogContact | AddRootCauses | Resolve | Close | Reopen | Retype
 
 ALLOWED_FROM: Final[Mapping[type[Command], frozenset[CaseStatus]]] = MappingProxyType(
     {
@@ -403,7 +252,7 @@ def open_case(
         tenant_id=tenant_id,
         playbook=playbook,
         priority=priority,
-        owner_id=_owner(owner_id),
+        owner_id=check_owner(owner_id),
         status=CaseStatus.OPEN,
         version=1,
         opened_at=_utc(at, "at"),
