@@ -439,6 +439,117 @@ class CaseOpenedV1(EventData):
         return self.customer.id
 
 
+CaseStatusName = Literal["open", "in_progress", "contacted", "resolved", "closed"]
+CaseTransitionName = Literal[
+    "claimed",
+    "reassigned",
+    "contact_logged",
+    "root_causes_added",
+    "resolved",
+    "closed",
+    "reopened",
+    "retyped",
+]
+PriorityName = Literal["low", "normal", "high", "urgent"]
+ContactChannelName = Literal["phone", "email", "sms", "chat", "meeting", "other"]
+ContactOutcomeName = Literal["reached", "no_answer", "left_message", "wrong_contact", "refused"]
+ResolutionOutcomeName = Literal[
+    "solved", "compensated", "explained", "not_solvable", "customer_unreachable"
+]
+
+
+class ContactAttempt(Contract):
+    channel: ContactChannelName
+    outcome: ContactOutcomeName
+
+
+class CaseUpdatedV1(EventData):
+    """A change of a follow-up case after it was opened: one event per accepted command, in the
+    order of the case's versions (the case's history is the sequence of these events). The
+    fields after `note` carry the case as it is after the change, so a consumer needs no other
+    event to act on it (the notifier's "what we did" message on `resolved`, a CRM's mirror)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.updated.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    case_id: uuid.UUID
+    response_id: str
+    customer: Customer
+    account_id: str | None
+    transition: CaseTransitionName
+    status_before: CaseStatusName
+    status: CaseStatusName
+    version: int = Field(ge=2, description="the case's version after the change (opened = 1)")
+    actor: str = Field(
+        min_length=1, max_length=200, description="who did it: a user id or `system`"
+    )
+    at: Instant
+    note: str | None = Field(None, max_length=4000, description="what was done, what was agreed")
+    contact: ContactAttempt | None = Field(None, description="for `contact_logged`")
+    outcome: ResolutionOutcomeName | None = Field(None, description="for `resolved` and after")
+    playbook: Playbook
+    priority: PriorityName
+    owner: Owner | None = Field(description="null: in the team's queue")
+    root_causes: tuple[str, ...] = Field(
+        (), max_length=20, description="normalised tags; they feed scoring's drivers"
+    )
+    first_contact_due_at: Instant
+    resolution_due_at: Instant | None
+    first_contacted_at: Instant | None
+    resolved_at: Instant | None
+    closed_at: Instant | None
+    resurvey_due_at: Instant | None = Field(
+        None, description="when the customer is to be asked again (set on `closed`)"
+    )
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class CaseSlaAlertV1(EventData):
+    """A case's SLA clock reached a warning, its deadline (breach) or an escalation step."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.sla_alert.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    case_id: uuid.UUID
+    response_id: str
+    customer: Customer
+    account_id: str | None
+    clock: Literal["first_contact", "resolution"]
+    kind: Literal["warning", "breach", "escalation"]
+    step: int = Field(ge=0, le=20, description="0 for warning and breach; 1.. escalation steps")
+    to: str = Field(min_length=1, max_length=50, description="`owner`, `team_lead`, `manager`, ...")
+    recipient: Owner | None = Field(description="who is told; null when nobody holds that role")
+    owner: Owner | None
+    priority: PriorityName
+    due_at: Instant = Field(description="when this alert was due")
+    deadline: Instant = Field(description="the clock's deadline")
+    fired_at: Instant
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class CaseResurveyDueV1(EventData):
+    """Time to ask a customer again, N days after their case closed: ingest or a survey tool
+    sends the invitation."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.resurvey_due.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    case_id: uuid.UUID
+    response_id: str
+    survey_id: str
+    customer: Customer
+    account_id: str | None
+    closed_at: Instant
+    due_at: Instant
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
 class NotificationSentV1(EventData):
     """The notifier handed a message to the mail server (SMTP accepted it)."""
 
@@ -490,6 +601,9 @@ CONTRACTS: tuple[type[EventData], ...] = (
     NpsUpdatedV1,
     NpsChangedV1,
     CaseOpenedV1,
+    CaseUpdatedV1,
+    CaseSlaAlertV1,
+    CaseResurveyDueV1,
     NotificationSentV1,
     NotificationFailedV1,
 )
