@@ -173,8 +173,8 @@ async def test_the_scan_reads_pending_due_rows_through_the_partial_index(
     async with transaction(sessions) as session:
         await session.execute(
             sa.text(
-                "INSERT INTO orchestrator.timers (tenant_id, case_id, clock, kind, step, due_at, "
-                "to_role) SELECT :tenant, gen_random_uuid(), 'resolution', 'breach', 0, "
+                "INSERT INTO orchestrator.timers (tenant_id, case_id, clock, kind, step, round, "
+                "due_at, to_role) SELECT :tenant, gen_random_uuid(), 'resolution', 'breach', 0, 1, "
                 "CAST(:later AS timestamptz) + g * interval '1 second', 'owner' "
                 "FROM generate_series(1, 20000) g"
             ),

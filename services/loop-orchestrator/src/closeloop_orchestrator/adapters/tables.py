@@ -40,7 +40,7 @@ cases = sa.Table(
     ),
 )
 
-# SLA timers of the cases (see `domain/sla.py`): one row per (case, clock, kind, step), so setting
+# SLA timers of the cases (see `domain/sla.py`): one row per (case, clock, kind, step, round), so setting
 # them again is a no-op. The watcher scans only pending rows whose time has come, through the
 # partial index on `due_at`, and takes them with `FOR UPDATE SKIP LOCKED`, so replicas share the
 # work without firing a timer twice.
@@ -52,6 +52,8 @@ timers = sa.Table(
     sa.Column("clock", sa.Text, primary_key=True),
     sa.Column("kind", sa.Text, primary_key=True),
     sa.Column("step", sa.SmallInteger, primary_key=True),
+    # How many times the clock was started: reopening a case starts its resolution clock again.
+    sa.Column("round", sa.SmallInteger, primary_key=True),
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("to_role", sa.Text, nullable=False),
     sa.Column("fired_at", sa.DateTime(timezone=True)),

@@ -32,14 +32,22 @@ class DueTimer:
     tenant_id: str
     case_id: uuid.UUID
     timer: Timer
+    round: int
 
 
 Fire = Callable[[AsyncSession, Sequence[DueTimer]], Awaitable[None]]
 
 
 async def schedule(
-    session: AsyncSession, *, tenant_id: str, case_id: uuid.UUID, found: Sequence[Timer]
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    case_id: uuid.UUID,
+    found: Sequence[Timer],
+    clock_round: int = 1,
 ) -> None:
+    """Store a clock's timers; `clock_round` counts the clock's starts (a reopened case's resolution
+    clock is round 2), so a restarted clock's timers do not collide with the spent ones."""
     if not found:
         return
     await session.execute(
@@ -54,6 +62,7 @@ async def schedule(
                     "step": timer.step,
                     "due_at": timer.due_at,
                     "to_role": timer.to,
+                    "round": clock_round,
                 }
                 for timer in found
             ]
@@ -103,16 +112,22 @@ async def fire_due(session: AsyncSession, *, now: datetime, limit: int, fire: Fi
             row.tenant_id,
             row.case_id,
             Timer(ClockName(row.clock), TimerKind(row.kind), row.step, row.due_at, row.to_role),
+            row.round,
         )
         for row in rows
     ]
     await fire(session, due)
     keys = [
-        (d.tenant_id, d.case_id, d.timer.clock.value, d.timer.kind.value, d.timer.step) for d in due
+        (d.tenant_id, d.case_id, d.timer.clock.value, d.timer.kind.value, d.timer.step, d.round)
+        for d in due
     ]
     await session.execute(
         sa.update(t)
-        .where(sa.tuple_(t.c.tenant_id, t.c.case_id, t.c.clock, t.c.kind, t.c.step).in_(keys))
+        .where(
+            sa.tuple_(t.c.tenant_id, t.c.case_id, t.c.clock, t.c.kind, t.c.step, t.c.round).in_(
+                keys
+            )
+        )
         .values(fired_at=now)
     )
     return len(due)

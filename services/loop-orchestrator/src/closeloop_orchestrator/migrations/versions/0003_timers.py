@@ -22,11 +22,14 @@ def upgrade() -> None:
         sa.Column("clock", sa.Text, nullable=False),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("step", sa.SmallInteger, nullable=False),
+        sa.Column("round", sa.SmallInteger, nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("to_role", sa.Text, nullable=False),
         sa.Column("fired_at", sa.DateTime(timezone=True)),
         sa.Column("cancelled_at", sa.DateTime(timezone=True)),
-        sa.PrimaryKeyConstraint("tenant_id", "case_id", "clock", "kind", "step", name="pk_timers"),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "case_id", "clock", "kind", "step", "round", name="pk_timers"
+        ),
         schema="orchestrator",
     )
     op.create_index(
