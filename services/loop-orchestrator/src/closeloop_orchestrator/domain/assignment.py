@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from closeloop_common.events import EMAIL_PATTERN, Owner
 
-LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}$"  # read in lower case
 Language = Annotated[str, StringConstraints(to_lower=True, pattern=LANGUAGE_PATTERN)]
 MemberId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -256,7 +256,7 @@ _POLISH_WORDS: Final = frozenset(
         "nie", "jest", "sie", "ze", "bardzo", "ale", "czy", "jak", "dla", "mam", "bylo",
         "byla", "juz", "tez", "moze", "jestem", "dziekuje", "prosze", "obsluga", "polecam",
         "zamowienie", "zamówienie", "tylko", "bardziej", "dlaczego", "kiedy", "gdzie", "przez",
-        "oraz", "jednak", "wszystko", "wiec", "dobrze", "źle", "zle", "dostawa", "który", "ktory",
+        "oraz", "jednak", "wszystko", "wiec", "dobrze", "zle", "dostawa", "który", "ktory",
     }
 )  # fmt: skip
 _WORD: Final = re.compile(r"\w+")
