@@ -30,8 +30,8 @@ from closeloop_orchestrator.domain.case_rules import (
     RuleSet,
     decide,
     evaluate,
-    retroactive,
 )
+from closeloop_orchestrator.domain.retroactive import retroactive
 from closeloop_orchestrator.domain.rules import case_id_for
 
 TENANT = "acme"

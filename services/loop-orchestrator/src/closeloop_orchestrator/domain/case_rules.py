@@ -30,14 +30,13 @@ A rule set is validated as a whole: at most 200 rules, names unique (ignoring ca
 ranges within 0..10 and not empty, no rule whose categories its score range excludes, and a
 resolution deadline never before the first-contact deadline once the defaults are filled in.
 
-`retroactive` answers "which responses since a date would open a case under these rules that
-has none yet", for the dry run and the real run of a new or changed rule.
+`retroactive.py` runs a rule set over past responses (the dry run and the real run).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Final, Literal, get_args
@@ -377,68 +376,3 @@ def _decide(
 def _named(decision: Decision, rule: str | None, reason: str) -> Decision:
     key = "; a key account" if decision.key_account else ""
     return replace(decision, rule=rule, reason=reason + key)
-
-
-# --- retroactive rules ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetroItem:
-    response_id: str
-    answered_at: datetime
-    decision: Decision
-
-
-@dataclass(frozen=True, slots=True)
-class RetroPlan:
-    """What running the rules over past responses would do. `would_open` lists the responses
-    that get a case (oldest first); the counts say why the others do not."""
-
-    since: datetime
-    would_open: tuple[RetroItem, ...]
-    already_have_case: int
-    no_case_by_rule: int
-    other_rule: int
-    before_since: int
-
-
-def retroactive(
-    ruleset: RuleSet,
-    responses: Iterable[Answer],
-    existing_case_response_ids: Collection[str],
-    since: datetime,
-    *,
-    key_accounts: Collection[str] = frozenset(),
-    rule: str | None = None,
-) -> RetroPlan:
-    """Which responses answered at or after `since` would open a case that does not exist yet.
-    With `rule`, only those that rule decides (a new rule run on its own). A response listed
-    twice (received, then corrected) counts once, as its last listed version."""
-    if since.tzinfo is None:
-        raise ValueError("since is an aware datetime")
-    latest: dict[str, Answer] = {}
-    for response in responses:
-        latest[response.response_id] = response
-    wanted = None if rule is None else rule.casefold()
-    items: list[RetroItem] = []
-    existing = before = no_case = other = 0
-    for response in latest.values():
-        if response.answered_at < since:
-            before += 1
-        elif response.response_id in existing_case_response_ids:
-            existing += 1
-        elif (decision := decide(ruleset, response, key_accounts=key_accounts)) is None:
-            no_case += 1
-        elif wanted is not None and (decision.rule or "").casefold() != wanted:
-            other += 1
-        else:
-            items.append(RetroItem(response.response_id, response.answered_at, decision))
-    items.sort(key=lambda item: (item.answered_at, item.response_id))
-    return RetroPlan(
-        since=since,
-        would_open=tuple(items),
-        already_have_case=existing,
-        no_case_by_rule=no_case,
-        other_rule=other,
-        before_since=before,
-    )
