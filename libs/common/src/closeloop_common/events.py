@@ -208,6 +208,22 @@ class ResponseVersion(Contract):
     segments: Segments = Segments()
     attributes: Attributes = {}
 
+    @classmethod
+    def of(
+        cls, response: ResponseReceivedV1 | ResponseCorrectedV1, *, version: int
+    ) -> ResponseVersion:
+        """What `response` said, as version `version` (the `previous` of its correction)."""
+        return cls(
+            version=version,
+            survey_id=response.survey_id,
+            account_id=response.account_id,
+            score=response.score,
+            category=response.category,
+            answered_at=response.answered_at,
+            segments=response.segments,
+            attributes=response.attributes,
+        )
+
 
 class ResponseCorrectedV1(EventData):
     """A new version of an accepted response: the survey tool sent it again with a later update

@@ -55,6 +55,11 @@ RETENTION_EVERY = timedelta(minutes=10)
 GC_YOUNG_THRESHOLD = 100_000
 
 
+def consumer_group(settings: CommonSettings, service: str) -> str:
+    """A service's consumer group: `<KAFKA_TOPIC_PREFIX>.<service>`."""
+    return f"{settings.kafka_topic_prefix}.{service}"
+
+
 def tune_garbage_collector() -> None:
     """Move what start-up built (modules, models, the app) out of the collector's way and let
     young collections run less often. Measured on this project's 2-core machines, before the
@@ -114,7 +119,7 @@ class ServiceRuntime:
 
     @property
     def group_id(self) -> str:
-        return f"{self.settings.kafka_topic_prefix}.{self.name}"
+        return consumer_group(self.settings, self.name)
 
     def on(self, contract: type[DataT], handler: Handler[DataT]) -> None:
         """Handle every event of `contract` with `handler`, one event at a time."""
@@ -164,10 +169,12 @@ class ServiceRuntime:
         """Await `hook` when the service stops, after its tasks and before its clients close."""
         self._stop_hooks.append(hook)
 
-    def make_consumer(self) -> EventConsumer:
+    def make_consumer(self, group_id: str | None = None) -> EventConsumer:
+        """The consumer of the registered handlers, in the service's group unless `group_id`
+        names another (a second group replays the same topics, as a rebuild test does)."""
         prefix = self.settings.kafka_topic_prefix
         return EventConsumer(
-            group_id=self.group_id,
+            group_id=group_id or self.group_id,
             topics=[t.address(prefix) for t in self.handlers.topics()],
             registry=self.handlers,
             sessions=self.worker_sessions,

@@ -32,6 +32,9 @@ from closeloop_scoring.adapters.tables import (
 )
 from closeloop_scoring.domain.aggregation import (
     ATTRIBUTE_DIMENSION_PREFIX,
+    CATEGORY_COLUMNS,
+    COUNT_COLUMNS,
+    OVERALL,
     AttributePairs,
     attribute_dimension,
 )
@@ -138,10 +141,7 @@ def _cell_filters(given: dict[str, str]) -> list[sa.ColumnElement[bool]]:
 
 
 def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
-    return [
-        sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name)
-        for name in ("promoters", "passives", "detractors", "suspected", "invitations")
-    ]
+    return [sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name) for name in COUNT_COLUMNS]
 
 
 def _tally(row: Any) -> Tally:
@@ -175,8 +175,22 @@ async def tally(session: AsyncSession, tenant: str, filters: Filters, days: Days
     return (await tallies(session, tenant, filters, days)).get((), EMPTY)
 
 
-def _grouped(rows: Sequence[Any], width: int) -> dict[tuple[Any, ...], Tally]:
-    return {tuple(row[:width]): _tally(row) for row in rows}
+async def _grouped(
+    session: AsyncSession, query: sa.Select[Any], keys: Sequence[Any]
+) -> dict[tuple[Any, ...], Tally]:
+    """Run `query` grouped by `keys` (none: one total row): counts by key values."""
+    if keys:
+        query = query.group_by(*keys)
+    rows = (await session.execute(query)).all()
+    return {tuple(row[: len(keys)]): _tally(row) for row in rows}
+
+
+def most_answered(found: Mapping[tuple[Any, ...], Tally]) -> list[tuple[Any, Tally]]:
+    """Breakdown rows (key value, tally), most answers first, then by value."""
+    return sorted(
+        ((key[0], tally) for key, tally in found.items()),
+        key=lambda row: (-row[1].counts.responses, str(row[0])),
+    )
 
 
 async def _from_segments(
@@ -197,13 +211,11 @@ async def _from_segments(
         ((dimension, segment),) = given.items()
         where += [t.c.dimension == dimension, t.c.segment == segment]
     else:
-        where += [t.c.dimension == "overall", t.c.segment == "all"]
+        where += [t.c.dimension == OVERALL[0], t.c.segment == OVERALL[1]]
     if granularity is not None:
         keys.append(_bucket(t.c.day, granularity))
     query = sa.select(*keys, *_sums(t)).where(*where)
-    if keys:
-        query = query.group_by(*keys)
-    return _grouped((await session.execute(query)).all(), len(keys))
+    return await _grouped(session, query, keys)
 
 
 async def _from_cells(
@@ -232,9 +244,7 @@ async def _from_cells(
     )
     if by is not None:
         query = query.where(_cell_column(by).is_not(None))
-    if keys:
-        query = query.group_by(*keys)
-    return _grouped((await session.execute(query)).all(), len(keys))
+    return await _grouped(session, query, keys)
 
 
 async def _from_responses(
@@ -270,7 +280,7 @@ async def _from_responses(
             ]
         else:
             measures = [
-                *(sa.literal(0).label(n) for n in ("promoters", "passives", "detractors")),
+                *(sa.literal(0).label(n) for n in CATEGORY_COLUMNS),
                 sa.literal(0).label("suspected"),
                 sa.func.count().label("invitations"),
             ]
@@ -284,9 +294,7 @@ async def _from_responses(
             source = table.join(cells, table.c.cell_id == cells.c.cell_id)
             where += _cell_filters(others)
         query = sa.select(*keys, *measures).select_from(source).where(*where)
-        if keys:
-            query = query.group_by(*keys)
-        for key, part in _grouped((await session.execute(query)).all(), len(keys)).items():
+        for key, part in (await _grouped(session, query, keys)).items():
             found[key] = found.get(key, EMPTY) + part
     return found
 
@@ -322,7 +330,7 @@ async def theme_tallies(
         query = (
             sa.select(
                 t.c.theme,
-                *(sa.func.sum(t.c[n]).label(n) for n in ("promoters", "passives", "detractors")),
+                *(sa.func.sum(t.c[n]).label(n) for n in CATEGORY_COLUMNS),
             )
             .select_from(t.join(cells, t.c.cell_id == cells.c.cell_id))
             .where(t.c.tenant_id == tenant, *_cell_filters(filters.given()), *days.where(t.c.day))

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from closeloop_common.db import make_engine
 from closeloop_common.events import CloudEvent, categorize
+from closeloop_common.runtime import consumer_group
 from closeloop_common.settings import CommonSettings
 from services.scoring.tests.integration.consuming import (
     committed,
@@ -179,7 +180,7 @@ async def test_a_scoring_process_killed_mid_batch_and_restarted_leaves_every_agg
     async with own_topics() as topics:
         await publish(topics, stream)
         ends = await end_offsets(topics)
-        group = f"{topics.kafka_topic_prefix}.scoring"
+        group = consumer_group(topics, "scoring")
         scoring = ScoringProcess(topics, zone, tmp_path / "scoring.log")
 
         async def counted() -> int:

@@ -68,26 +68,8 @@ async def publish(settings: CommonSettings, events: Sequence[CloudEvent[Any]]) -
 
 
 def consumer_of(app: FastAPI, group_id: str) -> EventConsumer:
-    """The consumer `ServiceRuntime.make_consumer` makes for the app, in group `group_id`."""
-    runtime = runtime_of(app)
-    settings = runtime.settings
-    prefix = settings.kafka_topic_prefix
-    return EventConsumer(
-        group_id=group_id,
-        topics=[t.address(prefix) for t in runtime.handlers.topics()],
-        registry=runtime.handlers,
-        sessions=runtime.worker_sessions,
-        inbox=runtime.inbox_table,
-        outbox=runtime.outbox,
-        producer=runtime.producer,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        topic_prefix=prefix,
-        clock=runtime.clock,
-        source=runtime.source,
-        max_attempts=settings.consumer_max_attempts,
-        batch_max_records=settings.consumer_batch_max_records,
-        linger_ms=settings.consumer_batch_linger_ms,
-    )
+    """The consumer the app's runtime makes, in group `group_id`."""
+    return runtime_of(app).make_consumer(group_id)
 
 
 async def partitions(settings: CommonSettings) -> list[TopicPartition]:

@@ -97,16 +97,7 @@ def corrected(original: ResponseReceivedV1, version: int, **changes: Any) -> Res
     fields = original.model_dump()
     fields.update(changes)
     score = fields["score"]
-    previous = ResponseVersion(
-        version=version - 1,
-        survey_id=original.survey_id,
-        account_id=original.account_id,
-        score=original.score,
-        category=original.category,
-        answered_at=original.answered_at,
-        segments=original.segments,
-        attributes=original.attributes,
-    )
+    previous = ResponseVersion.of(original, version=version - 1)
     return ResponseCorrectedV1(
         response_id=original.response_id,
         version=version,

@@ -43,6 +43,7 @@ import httpx
 
 from closeloop_common.auth import Scope
 from closeloop_common.kafka.topics import delete_topics, ensure_topics
+from closeloop_common.runtime import consumer_group
 from closeloop_common.settings import CommonSettings
 from closeloop_common.tokens import generate_key_pair, mint_token
 from closeloop_devtools.bench_ingest import shown, with_database
@@ -147,11 +148,6 @@ def scoring_env(args: argparse.Namespace, *, database_url: str, public_key: Path
     return env
 
 
-def group_id(settings: CommonSettings) -> str:
-    """Scoring's consumer group: `ServiceRuntime.group_id`, which has no override."""
-    return f"{settings.kafka_topic_prefix}.{SERVICE}"
-
-
 def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     os.environ["KAFKA_TOPIC_PREFIX"] = f"bench-scoring-{uuid.uuid4().hex[:8]}"
     os.environ["KAFKA_TOPIC_PARTITIONS"] = str(args.partitions)
@@ -165,7 +161,11 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
                 return measure(args, settings, Path(tmp))
         finally:
             try:
-                asyncio.run(forget_group(settings.kafka_bootstrap_servers, group_id(settings)))
+                asyncio.run(
+                    forget_group(
+                        settings.kafka_bootstrap_servers, consumer_group(settings, SERVICE)
+                    )
+                )
             except Exception as exc:  # a leftover group must not hide why the run failed
                 print(f"bench-scoring: consumer group left behind: {exc}", file=sys.stderr)
             asyncio.run(delete_topics(settings))
@@ -207,7 +207,7 @@ def measure(args: argparse.Namespace, settings: CommonSettings, tmp: Path) -> li
     with scoring(baseline_env, tmp / "baseline.log", token, postmaster) as s:
         baseline = watch(s, expected=expected, timeout=args.timeout, window=args.baseline_seconds)
     # Same group id as the measured run (no override exists): forget what the baseline committed.
-    asyncio.run(forget_group(settings.kafka_bootstrap_servers, group_id(settings)))
+    asyncio.run(forget_group(settings.kafka_bootstrap_servers, consumer_group(settings, SERVICE)))
     load_average = os.getloadavg()[0]
     with scoring(main_env, tmp / "scoring.log", token, postmaster) as s:
         main = watch(s, expected=expected, timeout=args.timeout, window=None)

@@ -340,15 +340,7 @@ class ResponseFeed:
             received_at=received_at,
             segments=original.segments,
             source=original.source,
-            previous=ResponseVersion(
-                version=1,
-                survey_id=original.survey_id,
-                account_id=original.account_id,
-                score=original.score,
-                category=original.category,
-                answered_at=original.answered_at,
-                segments=original.segments,
-            ),
+            previous=ResponseVersion.of(original, version=1),
         )
         self.corrections += 1
         clock.set(received_at)

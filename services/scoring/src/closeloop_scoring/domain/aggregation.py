@@ -49,7 +49,8 @@ ATTRIBUTE_DIMENSION_PREFIX = "attr."
 
 SUSPECTED = "suspected"
 INVITATIONS = "invitations"
-COUNT_COLUMNS = ("promoters", "passives", "detractors", SUSPECTED, INVITATIONS)
+CATEGORY_COLUMNS = tuple(COLUMN.values())
+COUNT_COLUMNS = (*CATEGORY_COLUMNS, SUSPECTED, INVITATIONS)
 
 
 AttributePairs = tuple[tuple[str, str], ...]

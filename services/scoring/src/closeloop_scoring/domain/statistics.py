@@ -72,6 +72,12 @@ def shares_of(
     return _Shares(nps=100.0 * (p - d), standard_error=100.0 * math.sqrt(variance / n))
 
 
+def interval(shares: _Shares, confidence: float) -> tuple[float, float]:
+    """The interval around the method's NPS at `confidence`, clipped to [-100, 100]."""
+    margin = z_for(confidence) * shares.standard_error
+    return max(-100.0, shares.nps - margin), min(100.0, shares.nps + margin)
+
+
 @dataclass(frozen=True, slots=True)
 class NpsEstimate:
     n: int
@@ -96,9 +102,9 @@ def estimate(
     min_n: int = DEFAULT_MIN_N,
 ) -> NpsEstimate:
     """The NPS of `counts` with its standard error and interval by `method`."""
-    z = z_for(confidence)
     shares = _shares(counts, method)
-    margin = None if shares is None else z * shares.standard_error
+    margin = None if shares is None else z_for(confidence) * shares.standard_error
+    low, high = (None, None) if shares is None else interval(shares, confidence)
     return NpsEstimate(
         n=counts.responses,
         promoters=counts.promoters,
@@ -107,8 +113,8 @@ def estimate(
         nps=counts.nps,
         standard_error=None if shares is None else shares.standard_error,
         margin_of_error=margin,
-        ci_low=None if shares is None or margin is None else max(-100.0, shares.nps - margin),
-        ci_high=None if shares is None or margin is None else min(100.0, shares.nps + margin),
+        ci_low=low,
+        ci_high=high,
         confidence=confidence,
         method=method,
         insufficient=counts.responses < min_n,

@@ -21,6 +21,7 @@ from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.statistics import (
     DEFAULT_CONFIDENCE,
     Method,
+    interval,
     shares_of,
     z_for,
 )
@@ -101,15 +102,12 @@ def project(
     method: Method = "adjusted-wald",
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Projection:
-    z = z_for(confidence)
+    z_for(confidence)  # refuses a confidence out of range before any work
     mix = _apply(Mix.of(total), scenario)
     then = shares_of(mix.promoters, mix.passives, mix.detractors, method)
     today = total.nps
     projected = None if mix.n == 0 else 100.0 * (mix.promoters - mix.detractors) / mix.n
-    low = high = None
-    if then is not None:
-        margin = z * then.standard_error
-        low, high = max(-100.0, then.nps - margin), min(100.0, then.nps + margin)
+    low, high = (None, None) if then is None else interval(then, confidence)
     return Projection(
         today=today,
         projected=projected,

@@ -54,24 +54,24 @@ def build_accounts_router(reads: Reads) -> APIRouter:
                 )
             }
         stats = reads.stats_of(method, confidence)
-        ordered = sorted(found.items(), key=lambda kv: (-kv[1].counts.responses, str(kv[0][0])))
+        ordered = views.most_answered(found)
         body: dict[str, Any] = {
             "tenant_id": tenant,
             "filters": filters.filters(reads.scored).given(),
             "window": window_json(days, reads.zone),
             "accounts": [
                 {
-                    "account_id": key[0],
-                    "revenue_weight": weights.get(key[0]),
+                    "account_id": account,
+                    "revenue_weight": weights.get(account),
                     **tally_report(tally, stats),
                 }
-                for key, tally in ordered[:limit]
+                for account, tally in ordered[:limit]
             ],
             "truncated": len(ordered) > limit,
         }
         if weighted:
             body["weighted"] = weighted_nps(
-                {key[0]: tally.counts.nps for key, tally in found.items()}, weights
+                {account: tally.counts.nps for account, tally in ordered}, weights
             )
         return body
 

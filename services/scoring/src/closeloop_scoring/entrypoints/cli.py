@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from closeloop_common.cli import service_main
+from closeloop_common.runtime import consumer_group
 from closeloop_scoring.adapters.tables import SCHEMA
 from closeloop_scoring.config import ScoringSettings
 from closeloop_scoring.entrypoints.app import create_scoring_app
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["rebuild"]:
         settings = ScoringSettings()
-        group_id = f"{settings.kafka_topic_prefix}.scoring"
+        group_id = consumer_group(settings, "scoring")
         try:
             rewound = asyncio.run(rebuild(settings, group_id))
         except GroupActive as exc:

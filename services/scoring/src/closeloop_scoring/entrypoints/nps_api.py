@@ -208,14 +208,14 @@ def build_nps_router(reads: Reads) -> APIRouter:
         async with reads.runtime.sessions() as session:
             found = await views.tallies(session, tenant, filters.filters(reads.scored), days, by=by)
         stats = reads.stats_of(method, confidence)
-        ordered = sorted(found.items(), key=lambda kv: (-kv[1].counts.responses, str(kv[0][0])))
+        ordered = views.most_answered(found)
         return {
             "tenant_id": tenant,
             "by": by,
             "filters": filters.filters(reads.scored).given(),
             "window": window_json(days, reads.zone),
             "segments": [
-                {"segment": key[0], **tally_report(tally, stats)} for key, tally in ordered[:limit]
+                {"segment": value, **tally_report(tally, stats)} for value, tally in ordered[:limit]
             ],
             "truncated": len(ordered) > limit,
         }

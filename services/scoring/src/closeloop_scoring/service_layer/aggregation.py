@@ -38,6 +38,8 @@ from closeloop_common.events import (
 )
 from closeloop_common.handlers import Transaction
 from closeloop_scoring.domain.aggregation import (
+    CATEGORY_COLUMNS,
+    COUNT_COLUMNS,
     Cell,
     Counted,
     Deltas,
@@ -165,17 +167,17 @@ class _CountTable:
 CELL_DAILY = _CountTable(
     "cell_daily",
     (("cell_id", "bigint"), ("day", "date")),
-    ("promoters", "passives", "detractors", "suspected", "invitations"),
+    COUNT_COLUMNS,
 )
 SEGMENT_DAILY = _CountTable(
     "segment_daily",
     (("dimension", "text"), ("segment", "text"), ("day", "date")),
-    ("promoters", "passives", "detractors", "suspected", "invitations"),
+    COUNT_COLUMNS,
 )
 THEME_DAILY = _CountTable(
     "theme_daily",
     (("cell_id", "bigint"), ("day", "date"), ("theme", "text")),
-    ("promoters", "passives", "detractors"),
+    CATEGORY_COLUMNS,
 )
 
 

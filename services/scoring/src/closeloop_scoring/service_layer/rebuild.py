@@ -17,17 +17,15 @@ from aiokafka.structs import OffsetAndMetadata
 from closeloop_common.db import make_engine
 from closeloop_common.events import Topic
 from closeloop_common.settings import CommonSettings
-from closeloop_scoring.adapters.tables import SCHEMA
-
-EMPTIED = (
-    "responses",
-    "invitations",
-    "cell_daily",
-    "segment_daily",
-    "theme_daily",
-    "cells",
-    "settings_applied",
+from closeloop_scoring.adapters.tables import (
+    AGGREGATES,
+    cells,
+    invitations,
+    responses,
+    settings_applied,
 )
+
+EMPTIED = (responses, invitations, *AGGREGATES, cells, settings_applied)
 TOPICS = (Topic.RESPONSES,)
 
 
@@ -79,7 +77,7 @@ async def empty_tables(database_url: str) -> None:
     engine = make_engine(database_url, pool_size=1, application_name="scoring-rebuild")
     try:
         async with engine.begin() as conn:
-            tables = ", ".join(f"{SCHEMA}.{t}" for t in EMPTIED)
+            tables = ", ".join(f"{t.schema}.{t.name}" for t in EMPTIED)
             await conn.execute(sa.text(f"TRUNCATE {tables}"))
     finally:
         await engine.dispose()
