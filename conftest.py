@@ -61,11 +61,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def bearer() -> Bearer:
-    """`bearer(tenant, *scopes)`: the Authorization header of a fresh 10-minute token."""
+    """`bearer(tenant, *scopes, subject=None)`: the Authorization header of a fresh 10-minute
+    token (naming `subject`, the caller, when given)."""
     private_key = AUTH_KEYS.private.read_bytes()
 
-    def header(tenant: str, *scopes: str, ttl_seconds: int = 600) -> dict[str, str]:
-        token = mint_token(private_key, tenant=tenant, scopes=scopes, ttl_seconds=ttl_seconds)
+    def header(
+        tenant: str, *scopes: str, ttl_seconds: int = 600, subject: str | None = None
+    ) -> dict[str, str]:
+        token = mint_token(
+            private_key, tenant=tenant, scopes=scopes, ttl_seconds=ttl_seconds, subject=subject
+        )
         return {"Authorization": f"Bearer {token}"}
 
     return header

@@ -144,6 +144,10 @@ def _no_attributes(value: Mapping[str, str]) -> bool:
     return not value
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 Attributes = Annotated[
     dict[AttributeName, AttributeValue],
     Field(
@@ -417,6 +421,25 @@ class NpsChangedV1(EventData):
         return self.headline
 
 
+CaseStatusName = Literal["open", "in_progress", "contacted", "resolved", "closed"]
+CaseTransitionName = Literal[
+    "claimed",
+    "reassigned",
+    "contact_logged",
+    "root_causes_added",
+    "resolved",
+    "closed",
+    "reopened",
+    "retyped",
+]
+PriorityName = Literal["low", "normal", "high", "urgent"]
+ContactChannelName = Literal["phone", "email", "sms", "chat", "meeting", "other"]
+ContactOutcomeName = Literal["reached", "no_answer", "left_message", "wrong_contact", "refused"]
+ResolutionOutcomeName = Literal[
+    "solved", "compensated", "explained", "not_solvable", "customer_unreachable"
+]
+
+
 class Playbook(StrEnum):
     """What the follow-up of a case is for, by NPS category."""
 
@@ -446,32 +469,31 @@ class CaseOpenedV1(EventData):
     category: Category
     comment: str | None
     playbook: Playbook
-    owner: Owner
+    owner: Owner = Field(
+        description="who answers for the case: its assigned owner, or, while it waits in a team's "
+        "queue (`queue` set), the team itself (id `queue:<queue>`, the team's shared mailbox)"
+    )
     key_account: bool
     opened_at: Instant
     first_contact_due_at: Instant
+    # Additive fields (see the module docstring), left out of the JSON while null.
+    case_type: Annotated[
+        Category | None, Field(exclude_if=_absent, description="what kind of follow-up")
+    ] = None
+    priority: Annotated[PriorityName | None, Field(exclude_if=_absent)] = None
+    channel: Annotated[
+        ContactChannelName | None,
+        Field(exclude_if=_absent, description="the recommended way to contact the customer"),
+    ] = None
+    resolution_due_at: Annotated[Instant | None, Field(exclude_if=_absent)] = None
+    team_id: Annotated[str | None, Field(exclude_if=_absent, max_length=100)] = None
+    queue: Annotated[
+        str | None,
+        Field(exclude_if=_absent, max_length=100, description="set while nobody owns the case"),
+    ] = None
 
     def customer_key(self) -> str:
         return self.customer.id
-
-
-CaseStatusName = Literal["open", "in_progress", "contacted", "resolved", "closed"]
-CaseTransitionName = Literal[
-    "claimed",
-    "reassigned",
-    "contact_logged",
-    "root_causes_added",
-    "resolved",
-    "closed",
-    "reopened",
-    "retyped",
-]
-PriorityName = Literal["low", "normal", "high", "urgent"]
-ContactChannelName = Literal["phone", "email", "sms", "chat", "meeting", "other"]
-ContactOutcomeName = Literal["reached", "no_answer", "left_message", "wrong_contact", "refused"]
-ResolutionOutcomeName = Literal[
-    "solved", "compensated", "explained", "not_solvable", "customer_unreachable"
-]
 
 
 class ContactAttempt(Contract):

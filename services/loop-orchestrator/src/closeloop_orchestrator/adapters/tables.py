@@ -10,6 +10,12 @@ from closeloop_common.db import schema_metadata
 SCHEMA = "orchestrator"
 metadata = schema_metadata(SCHEMA)
 
+# One follow-up case per response (unique per tenant and response: a duplicate never opens a
+# second). Its lifecycle state (`domain/lifecycle.py`) is stored in columns, with `version` the
+# optimistic-concurrency token; `*_round` count the starts of each SLA clock (its timers' round).
+ACTIVE_STATUSES = ("open", "in_progress", "contacted")
+_ACTIVE = sa.text("status IN ('open', 'in_progress', 'contacted')")
+
 cases = sa.Table(
     "cases",
     metadata,
@@ -20,24 +26,49 @@ cases = sa.Table(
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("customer", postgresql.JSONB, nullable=False),
     sa.Column("account_id", sa.Text),
+    sa.Column("segments", postgresql.JSONB, nullable=False),
     sa.Column("score", sa.SmallInteger, nullable=False),
     sa.Column("category", sa.Text, nullable=False),
     sa.Column("comment", sa.Text),
+    sa.Column("case_type", sa.Text, nullable=False),
     sa.Column("playbook", sa.Text, nullable=False),
-    sa.Column("owner_id", sa.Text, nullable=False),
-    sa.Column("owner_name", sa.Text, nullable=False),
-    sa.Column("owner_email", sa.Text, nullable=False),
+    sa.Column("priority", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("rule", sa.Text),
+    sa.Column("team_id", sa.Text),
+    sa.Column("queue", sa.Text),
+    # Whether the deadlines (and so warnings and escalations) count the team's business hours.
+    sa.Column("business_hours", sa.Boolean, nullable=False),
+    sa.Column("owner_id", sa.Text),
+    sa.Column("owner_name", sa.Text),
+    sa.Column("owner_email", sa.Text),
     sa.Column("key_account", sa.Boolean, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("first_contact_due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolution_due_at", sa.DateTime(timezone=True)),
+    sa.Column("first_contacted_at", sa.DateTime(timezone=True)),
+    sa.Column("contact_attempts", sa.Integer, nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolution", sa.Text),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+    sa.Column("resurvey_due_at", sa.DateTime(timezone=True)),
+    sa.Column("root_causes", postgresql.ARRAY(sa.Text), nullable=False),
+    sa.Column("first_contact_round", sa.SmallInteger, nullable=False),
+    sa.Column("resolution_round", sa.SmallInteger, nullable=False),
     sa.UniqueConstraint("tenant_id", "response_id"),
+    # The list's order (key accounts first, then the nearest first-contact deadline) and cursor.
     sa.Index(
-        "ix_cases_open_due",
+        "ix_cases_list",
         "tenant_id",
+        sa.text("(NOT key_account)"),
         "first_contact_due_at",
-        postgresql_where=sa.text("status = 'open'"),
+        "case_id",
     ),
+    # Least-loaded assignment counts an owner's active cases.
+    sa.Index("ix_cases_active_owner", "tenant_id", "owner_id", postgresql_where=_ACTIVE),
 )
 
 # SLA timers of the cases (see `domain/sla.py`): one row per (case, clock, kind, step, round), so setting
@@ -63,4 +94,68 @@ timers = sa.Table(
         "due_at",
         postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
     ),
+)
+
+# One row per transition of a case (`domain/lifecycle.py`), the opening included: the case's full
+# history, in version order. Written in the transaction of the change, with its event.
+case_history = sa.Table(
+    "case_history",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("case_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("from_status", sa.Text),
+    sa.Column("to_status", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("details", postgresql.JSONB, nullable=False),
+)
+
+# A tenant's set-up as the admin API stored it (`domain/setup.py`): `kind` is `rules` or
+# `organisation`; `version` grows by one per change (the ETag of the admin API), and the
+# consumer reloads a tenant's set-up when it sees a new version.
+tenant_setup = sa.Table(
+    "tenant_setup",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", postgresql.JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+)
+
+# Round-robin turns given per team (`assignment.by_round_robin`); the row is locked while a batch
+# assigns, so two replicas hand out distinct turns.
+team_turns = sa.Table(
+    "team_turns",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("turns", sa.BigInteger, nullable=False),
+)
+
+# Who owns which account, as a CRM syncs it over the API (`PUT /v1/account-owners`).
+account_owners = sa.Table(
+    "account_owners",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("account_id", sa.Text, primary_key=True),
+    sa.Column("owner_id", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The orchestrator's own copy of the responses it was sent (the last version of each), for
+# retroactive rules and corrections: services never read each other's tables.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("response_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body", postgresql.JSONB, nullable=False),
+    sa.Index("ix_responses_answered", "tenant_id", "answered_at"),
 )

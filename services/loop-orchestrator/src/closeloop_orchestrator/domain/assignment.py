@@ -85,6 +85,13 @@ class Team(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: MemberId
+    name: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(
+        None,
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        description="the team's shared mailbox: who answers for a case waiting in its queue",
+    )
     members: tuple[Member, ...] = Field(default=(), max_length=500)
     lead_id: MemberId | None = None
     manager_id: MemberId | None = None

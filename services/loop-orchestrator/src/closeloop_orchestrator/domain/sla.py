@@ -27,12 +27,14 @@ from closeloop_orchestrator.domain.business_time import Clockwork, warning_at
 class ClockName(StrEnum):
     FIRST_CONTACT = "first_contact"
     RESOLUTION = "resolution"
+    RESURVEY = "resurvey"  # not an SLA: the day a closed case's customer is asked again
 
 
 class TimerKind(StrEnum):
     WARNING = "warning"
     BREACH = "breach"
     ESCALATION = "escalation"
+    DUE = "due"  # the re-survey's one timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,17 +97,33 @@ def clock_timers(
     order they fall due."""
     if duration <= timedelta(0):
         raise ValueError("a deadline is after the start")
-    deadline = clock.add(started_at, duration)
-    found = [
-        Timer(
-            clock_name,
-            TimerKind.WARNING,
-            0,
-            warning_at(clock, started_at, duration, policy.warn_at),
-            "owner",
-        ),
-        Timer(clock_name, TimerKind.BREACH, 0, deadline, "owner"),
-    ]
+    return deadline_timers(
+        clock_name,
+        started_at=started_at,
+        deadline=clock.add(started_at, duration),
+        clock=clock,
+        policy=policy,
+    )
+
+
+def deadline_timers(
+    clock_name: ClockName,
+    *,
+    started_at: datetime,
+    deadline: datetime,
+    clock: Clockwork,
+    policy: SlaPolicy = SlaPolicy(),
+) -> list[Timer]:
+    """The timers of a clock that runs from `started_at` to a known `deadline`: the warning when
+    `warn_at` of the counted time between them is used (none when the deadline is not after the
+    start: a reopened case past its deadline is breached at once), the breach at the deadline,
+    and the escalations after it."""
+    found = []
+    span = clock.elapsed(started_at, deadline)
+    if span > timedelta(0):
+        warning = warning_at(clock, started_at, span, policy.warn_at)
+        found.append(Timer(clock_name, TimerKind.WARNING, 0, warning, "owner"))
+    found.append(Timer(clock_name, TimerKind.BREACH, 0, deadline, "owner"))
     for number, step in enumerate(policy.chain, start=1):
         found.append(
             Timer(

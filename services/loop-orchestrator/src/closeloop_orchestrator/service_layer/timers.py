@@ -38,6 +38,16 @@ class DueTimer:
 Fire = Callable[[AsyncSession, Sequence[DueTimer]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """Timers of one case to store, in one round of their clocks."""
+
+    tenant_id: str
+    case_id: uuid.UUID
+    timers: Sequence[Timer]
+    clock_round: int = 1
+
+
 async def schedule(
     session: AsyncSession,
     *,
@@ -48,27 +58,32 @@ async def schedule(
 ) -> None:
     """Store a clock's timers; `clock_round` counts the clock's starts (a reopened case's resolution
     clock is round 2), so a restarted clock's timers do not collide with the spent ones."""
-    if not found:
-        return
-    await session.execute(
-        pg_insert(t)
-        .values(
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "case_id": case_id,
-                    "clock": timer.clock.value,
-                    "kind": timer.kind.value,
-                    "step": timer.step,
-                    "due_at": timer.due_at,
-                    "to_role": timer.to,
-                    "round": clock_round,
-                }
-                for timer in found
-            ]
-        )
-        .on_conflict_do_nothing()
-    )
+    await schedule_many(session, [Scheduled(tenant_id, case_id, found, clock_round)])
+
+
+# Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement (8 per row).
+_ROWS_PER_STATEMENT = 8_000
+
+
+async def schedule_many(session: AsyncSession, items: Sequence[Scheduled]) -> None:
+    """Store the timers of many cases in as few statements as the parameter limit allows."""
+    rows = [
+        {
+            "tenant_id": item.tenant_id,
+            "case_id": item.case_id,
+            "clock": timer.clock.value,
+            "kind": timer.kind.value,
+            "step": timer.step,
+            "due_at": timer.due_at,
+            "to_role": timer.to,
+            "round": item.clock_round,
+        }
+        for item in items
+        for timer in item.timers
+    ]
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        await session.execute(pg_insert(t).values(chunk).on_conflict_do_nothing())
 
 
 async def cancel(

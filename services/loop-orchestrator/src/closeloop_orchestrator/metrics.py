@@ -1,0 +1,48 @@
+"""The orchestrator's Prometheus metrics. Labels are bounded: case types, priorities, clocks,
+alert kinds and transitions are closed sets; no tenant, owner or case id is a label."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CASES_OPENED = Counter(
+    "closeloop_cases_opened_total", "Follow-up cases opened, by case type", ["case_type"]
+)
+OPEN_CASES = Gauge(
+    "closeloop_cases_open",
+    "Cases not yet resolved (open, in progress, contacted), by case type and priority; "
+    "recounted every ORCHESTRATOR_GAUGE_INTERVAL_SECONDS",
+    ["case_type", "priority"],
+)
+CASE_TRANSITIONS = Counter(
+    "closeloop_case_transitions_total",
+    "Accepted case commands (claimed, contact_logged, resolved, ...)",
+    ["transition"],
+)
+SLA_ALERTS = Counter(
+    "closeloop_case_sla_alerts_total",
+    "SLA alerts fired: warnings, breaches and escalations, per clock",
+    ["clock", "kind"],
+)
+SLA_ALERT_LATENESS = Histogram(
+    "closeloop_case_sla_alert_lateness_seconds",
+    "How long after its due time an SLA timer fired",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+)
+FIRST_CONTACT_SECONDS = Histogram(
+    "closeloop_case_time_to_first_contact_seconds",
+    "Time from opening a case to first reaching the customer, by case type",
+    ["case_type"],
+    buckets=(600, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 48 * 3600, 96 * 3600,
+             7 * 24 * 3600),
+)  # fmt: skip
+FIRST_CONTACTS = Counter(
+    "closeloop_case_first_contacts_total",
+    "First reached contacts, by case type and whether they were within the first-contact SLA",
+    ["case_type", "within_sla"],
+)
+FIRST_CONTACT_WITHIN_SLA_RATIO = Gauge(
+    "closeloop_cases_first_contact_within_sla_ratio",
+    "Share of the cases opened in the last 30 days whose first-contact clock has stopped or run "
+    "out that were contacted in time; recounted with closeloop_cases_open",
+)
