@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from closeloop_common.events import HEADLINE_NAME_PATTERN, AttributeName, SegmentFilter
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_common.settings import CommonSettings
+from closeloop_scoring.domain.root_causes import ROOT_CAUSE_PREFIX, is_root_cause
 from closeloop_scoring.domain.themes import DEFAULT_THEMES
 from closeloop_scoring.domain.windows import WindowName
 
@@ -152,6 +153,11 @@ class ScoringSettings(CommonSettings):
         for name, keywords in loaded.items():
             if not (1 <= len(name) <= 100) or not isinstance(keywords, list) or not keywords:
                 raise ValueError(f"{self.scoring_themes_file}: theme {name!r} needs keywords")
+            if is_root_cause(name):
+                raise ValueError(
+                    f"{self.scoring_themes_file}: theme {name!r}: names starting with "
+                    f"{ROOT_CAUSE_PREFIX!r} are the root causes of cases"
+                )
             if not all(isinstance(k, str) and k.strip() for k in keywords):
                 raise ValueError(f"{self.scoring_themes_file}: theme {name!r}: keywords are text")
             themes[name] = tuple(keywords)

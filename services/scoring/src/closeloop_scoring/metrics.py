@@ -11,6 +11,12 @@ RESPONSES_AGGREGATED = Counter(
     "when the version counted changed, `unchanged` for a redelivery or an older version",
     ["outcome"],
 )
+ROOT_CAUSES_APPLIED = Counter(
+    "closeloop_scoring_root_causes_applied_total",
+    "Case events (case.updated.v1) applied to the stored root causes: `changed` when a "
+    "response's case version moved forward, `unchanged` for a redelivery or an older version",
+    ["outcome"],
+)
 
 # Headline segments (`SCORING_HEADLINES`, at most 100): one series per configured headline. With
 # no answers in its window a headline's NPS and interval are NaN and its responses 0, so the

@@ -27,6 +27,7 @@ from closeloop_scoring.adapters.tables import (
     cells,
     invitations,
     responses,
+    root_causes,
     segment_daily,
     theme_daily,
 )
@@ -39,6 +40,7 @@ from closeloop_scoring.domain.aggregation import (
     attribute_dimension,
 )
 from closeloop_scoring.domain.nps import NpsCounts
+from closeloop_scoring.domain.root_causes import ROOT_CAUSE_PREFIX
 from closeloop_scoring.domain.windows import Granularity
 
 FilterName = Literal["survey", "account", "product", "region", "channel", "touchpoint"]
@@ -302,22 +304,34 @@ async def _from_responses(
 async def theme_tallies(
     session: AsyncSession, tenant: str, filters: Filters, days: Days
 ) -> dict[str, NpsCounts]:
-    """Counts of the responses mentioning each theme (suspected ones left out)."""
+    """Counts of the responses mentioning each theme, root causes (`rc:<tag>`) included
+    (suspected responses left out)."""
     if filters.account is not None:
         r = responses
-        theme = sa.func.unnest(r.c.themes).label("theme")
-        inner = (
-            sa.select(theme, r.c.category)
-            .select_from(r.join(cells, r.c.cell_id == cells.c.cell_id))
-            .where(
-                r.c.tenant_id == tenant,
-                r.c.account_id == filters.account,
-                sa.not_(r.c.suspected),
-                *_cell_filters(filters.without_account()),
-                *days.where(r.c.day),
+        where = [
+            r.c.tenant_id == tenant,
+            r.c.account_id == filters.account,
+            sa.not_(r.c.suspected),
+            *_cell_filters(filters.without_account()),
+            *days.where(r.c.day),
+        ]
+        with_cells = r.join(cells, r.c.cell_id == cells.c.cell_id)
+        mentioned = sa.select(sa.func.unnest(r.c.themes).label("theme"), r.c.category)
+        found = sa.func.unnest(root_causes.c.tags)
+        caused = sa.select(
+            (sa.literal(ROOT_CAUSE_PREFIX) + found).label("theme"), r.c.category
+        ).select_from(
+            with_cells.join(
+                root_causes,
+                sa.and_(
+                    root_causes.c.tenant_id == r.c.tenant_id,
+                    root_causes.c.response_id == r.c.response_id,
+                ),
             )
-            .subquery()
         )
+        inner = sa.union_all(
+            mentioned.select_from(with_cells).where(*where), caused.where(*where)
+        ).subquery()
         query = sa.select(
             inner.c.theme,
             *(

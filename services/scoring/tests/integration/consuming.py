@@ -1,5 +1,6 @@
-"""Scoring's real consumer in a test: topics of its own, events produced to them, a consumer of a
-chosen consumer group run until that group has committed everything produced, and every stored
+"""Scoring's real consumer in a test: topics of its own, events produced to them (responses and
+invitations to the responses topic, case events to the cases topic), a consumer of a chosen
+consumer group run until that group has committed everything produced, and every stored
 aggregate of some tenants read in a form that does not depend on cell ids."""
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from closeloop_common.events import CloudEvent, EventData, Topic, new_event
+from closeloop_common.events import CloudEvent, EventData, new_event
 from closeloop_common.kafka.consumer import EventConsumer
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.kafka.topics import delete_topics, ensure_topics
 from closeloop_common.settings import CommonSettings
+from closeloop_scoring.service_layer.rebuild import TOPICS
 
 from .support import CLOCK, runtime_of
 
@@ -49,8 +51,11 @@ async def own_topics() -> AsyncIterator[CommonSettings]:
 
 
 def records(settings: CommonSettings, events: Sequence[CloudEvent[Any]]) -> list[OutboundRecord]:
-    topic = Topic.RESPONSES.address(settings.kafka_topic_prefix)
-    return [OutboundRecord(topic, e.partitionkey, e.encode()) for e in events]
+    """Each event to its contract's topic, keyed by its partition key."""
+    prefix = settings.kafka_topic_prefix
+    return [
+        OutboundRecord(e.data.TOPIC.address(prefix), e.partitionkey, e.encode()) for e in events
+    ]
 
 
 async def produce(settings: CommonSettings, outbound: Sequence[OutboundRecord]) -> None:
@@ -63,7 +68,7 @@ async def produce(settings: CommonSettings, outbound: Sequence[OutboundRecord]) 
 
 
 async def publish(settings: CommonSettings, events: Sequence[CloudEvent[Any]]) -> None:
-    """Produce `events` to the responses topic, in order, keyed by their partition key."""
+    """Produce `events` to their topics, in order, keyed by their partition key."""
     await produce(settings, records(settings, events))
 
 
@@ -73,21 +78,25 @@ def consumer_of(app: FastAPI, group_id: str) -> EventConsumer:
 
 
 async def partitions(settings: CommonSettings) -> list[TopicPartition]:
-    """The partitions of the responses topic."""
-    topic = Topic.RESPONSES.address(settings.kafka_topic_prefix)
+    """The partitions of the topics scoring consumes (responses and cases)."""
+    names = [topic.address(settings.kafka_topic_prefix) for topic in TOPICS]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
+        described = await admin.describe_topics(names)
     finally:
         await admin.close()
-    found = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
-    assert found, f"no partitions of {topic}"
+    found = [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    ]
+    assert {tp.topic for tp in found} == set(names), f"no partitions of some of {names}"
     return found
 
 
 async def end_offsets(settings: CommonSettings) -> dict[TopicPartition, int]:
-    """The end offset of every partition of the responses topic now."""
+    """The end offset of every partition of the topics scoring consumes now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
     )
@@ -180,13 +189,23 @@ SNAPSHOT = {
     f"x.detractors FROM scoring.theme_daily x {_JOIN}",
     "responses": f"SELECT x.tenant_id, x.response_id, x.version, {_CELL}, x.day, x.category, "
     f"x.account_id, x.themes, x.suspected FROM scoring.responses x {_JOIN}",
+    "root_causes": "SELECT x.tenant_id, x.response_id, x.case_version, x.tags "
+    "FROM scoring.root_causes x",
     "invitations": f"SELECT x.tenant_id, x.invitation_id, {_CELL}, x.day, x.account_id "
     f"FROM scoring.invitations x {_JOIN}",
     "cells": f"SELECT x.tenant_id, {_CELL} FROM scoring.cells x "
     "JOIN scoring.cells c ON c.cell_id = x.cell_id",
 }
 # Tables holding a tenant's rows, in the order they are emptied.
-TABLES = ("responses", "invitations", "cell_daily", "segment_daily", "theme_daily", "cells")
+TABLES = (
+    "responses",
+    "root_causes",
+    "invitations",
+    "cell_daily",
+    "segment_daily",
+    "theme_daily",
+    "cells",
+)
 
 Snapshot = dict[str, list[tuple[Any, ...]]]
 

@@ -15,9 +15,12 @@ from fastapi import FastAPI
 from closeloop_common.clock import SystemClock
 from closeloop_common.db import transaction
 from closeloop_common.events import (
+    CaseTransitionName,
+    CaseUpdatedV1,
     CloudEvent,
     Customer,
     InvitationSentV1,
+    Playbook,
     ResponseCorrectedV1,
     ResponseReceivedV1,
     ResponseSuspectedV1,
@@ -135,6 +138,38 @@ def suspected(original: ResponseReceivedV1, version: int = 1) -> ResponseSuspect
     )
 
 
+def case_updated(
+    response: ResponseReceivedV1,
+    version: int,
+    *root_causes: str,
+    transition: CaseTransitionName | None = None,
+) -> CaseUpdatedV1:
+    """Version `version` of the case of `response`, whose root causes are then `root_causes`
+    (the orchestrator publishes the full set after each change)."""
+    at = response.received_at
+    return CaseUpdatedV1(
+        case_id=uuid.uuid5(uuid.NAMESPACE_URL, response.response_id),
+        response_id=response.response_id,
+        customer=response.customer,
+        account_id=response.account_id,
+        transition=transition or "root_causes_added",
+        status_before="in_progress",
+        status="in_progress",
+        version=version,
+        actor="agent-1",
+        at=at,
+        playbook=Playbook.APOLOGY_CALLBACK,
+        priority="normal",
+        owner=None,
+        root_causes=tuple(sorted(root_causes)),
+        first_contact_due_at=at,
+        resolution_due_at=None,
+        first_contacted_at=None,
+        resolved_at=None,
+        closed_at=None,
+    )
+
+
 def invited(
     at: datetime,
     *,
@@ -157,32 +192,15 @@ def invited(
 
 
 async def feed(app: FastAPI, tenant: str, items: Sequence[Any]) -> None:
-    """Give `items` to the handlers in one transaction, in order, as one consumer batch."""
+    """Give `items` to the handler in one transaction, in order, as one consumer batch."""
     runtime = runtime_of(app)
-    aggregator = aggregator_of(app)
     events: list[CloudEvent[Any]] = [
         new_event(i, tenant_id=tenant, source="/closeloop/ingest", clock=CLOCK) for i in items
     ]
     async with transaction(runtime.worker_sessions) as session:
         tx = Transaction(session=session, clock=CLOCK, source=runtime.source, outbox=runtime.outbox)
-        run: list[CloudEvent[Any]] = []
-        for event in events:
-            if run and isinstance(run[-1].data, InvitationSentV1) != isinstance(
-                event.data, InvitationSentV1
-            ):
-                await _handle(aggregator, tx, run)
-                run = []
-            run.append(event)
-        if run:
-            await _handle(aggregator, tx, run)
+        await aggregator_of(app).events(tx, events)
         await tx.flush()
-
-
-async def _handle(aggregator: Aggregator, tx: Transaction, run: list[CloudEvent[Any]]) -> None:
-    if isinstance(run[0].data, InvitationSentV1):
-        await aggregator.invitations(tx, run)
-    else:
-        await aggregator.responses(tx, run)
 
 
 async def get(

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from closeloop_common.db import make_engine
-from closeloop_common.events import CloudEvent, EventData, Topic, categorize
+from closeloop_common.events import CaseUpdatedV1, CloudEvent, EventData, Topic, categorize
 from closeloop_common.kafka.deadletter import read_dead_letters
 from closeloop_common.kafka.producer import OutboundRecord
 from closeloop_common.settings import CommonSettings
@@ -42,7 +42,16 @@ from .consuming import (
     publish,
     snapshot,
 )
-from .support import SegmentArgs, corrected, get, invited, received, runtime_of, suspected
+from .support import (
+    SegmentArgs,
+    case_updated,
+    corrected,
+    get,
+    invited,
+    received,
+    runtime_of,
+    suspected,
+)
 
 MAY_5 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
 MAY_6 = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
@@ -166,6 +175,8 @@ async def test_redelivered_and_replayed_events_change_nothing(
         corrected(b, 2, score=5, answered_at=MAY_6, segments={"region": "DE", "product": "app"}),
         invited(MAY_5, region="PL", product="billing"),
         invited(MAY_6, region="DE", product="billing"),
+        case_updated(b, 2, "app crash"),
+        case_updated(b, 3, "app crash", "billing error"),
     )
     # Each event twice in a row: a redelivery inside one batch.
     await publish(topics, [e for e in events for _ in range(2)])
@@ -193,6 +204,12 @@ async def test_redelivered_and_replayed_events_change_nothing(
         "theme_daily": 0,
     }
     first = await snapshot(engine, [tenant])
+    assert [row[2:] for row in first["root_causes"]] == [(3, ("app crash", "billing error"))]
+    # Under b's version counted: relationship, app, DE, no channel or touchpoint, 6 May, detractor.
+    assert sorted(row[1:] for row in first["theme_daily"] if row[7].startswith("rc:")) == [
+        ("relationship", "app", "DE", None, None, D6, "rc:app crash", 0, 0, 1),
+        ("relationship", "app", "DE", None, None, D6, "rc:billing error", 0, 0, 1),
+    ]
 
     # The same events again, later: redelivered in batches of their own.
     await publish(topics, events)
@@ -368,10 +385,15 @@ COMMENTS = (
 )
 
 
+TAGS = ("billing error", "late courier", "app crash", "rude agent")
+
+
 def mixed_stream(tenants: list[str], responses: int, seed: int) -> list[CloudEvent[Any]]:
     """Responses over several tenants, segments and days (some an hour from midnight), with
-    corrections (some of their versions out of order), duplicates, suspicions (some confirmed)
-    and invitations (some twice); each response's events stay in order, the rest interleaved."""
+    corrections (some of their versions out of order), duplicates, suspicions (some confirmed),
+    invitations (some twice) and cases whose root causes change (on the cases topic, so before
+    or after their response; some versions out of order, some twice); each response's events
+    stay in order, and so do its case's, the rest interleaved."""
     rng = random.Random(seed)
     start = datetime(2024, 4, 28, tzinfo=UTC)
 
@@ -424,6 +446,21 @@ def mixed_stream(tenants: list[str], responses: int, seed: int) -> list[CloudEve
         if rng.random() < 0.1:  # a duplicate delivery of one of its events
             queue.insert(rng.randrange(len(queue)) + 1, rng.choice(queue))
         queues.append(queue)
+        if rng.random() < 0.3:  # a case whose agents tag root causes, one change at a time
+            tags: set[str] = set()
+            changes: list[EventData] = []
+            for case_version in range(2, rng.choice((3, 4, 5)) + 1):
+                if tags and rng.random() < 0.2:
+                    tags.discard(rng.choice(sorted(tags)))  # a full set may also shrink
+                else:
+                    tags.add(rng.choice(TAGS))
+                changes.append(case_updated(first, case_version, *tags))
+            if len(changes) >= 2 and rng.random() < 0.3:
+                changes[-2], changes[-1] = changes[-1], changes[-2]  # an older version late
+            case_queue = [event(c, tenant) for c in changes]
+            if rng.random() < 0.1:
+                case_queue.append(rng.choice(case_queue))
+            queues.append(case_queue)
     for n in range(responses // 3):
         tenant = tenants[n % len(tenants)]
         invitation = invited(when(), survey="relationship", **segments())
@@ -446,7 +483,7 @@ def final_counts(stream: list[CloudEvent[Any]]) -> Counter[tuple[str, str]]:
     last: dict[tuple[str, str], tuple[int, str]] = {}
     for e in stream:
         data = e.data
-        if not hasattr(data, "response_id"):
+        if not hasattr(data, "response_id") or isinstance(data, CaseUpdatedV1):
             continue
         key = (e.tenantid, data.response_id)
         kind = e.type.split(".")[-2]
@@ -458,6 +495,31 @@ def final_counts(stream: list[CloudEvent[Any]]) -> Counter[tuple[str, str]]:
         elif before is None or version > before[0]:
             last[key] = (version, category)
     return Counter((tenant, category) for (tenant, _), (_, category) in last.items())
+
+
+def final_root_causes(stream: list[CloudEvent[Any]]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(tenant, response id) -> the root causes of its case's highest version."""
+    last: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+    for e in stream:
+        if isinstance(e.data, CaseUpdatedV1):
+            key = (e.tenantid, e.data.response_id)
+            if key not in last or e.data.version > last[key][0]:
+                last[key] = (e.data.version, tuple(sorted(e.data.root_causes)))
+    return {key: tags for key, (_, tags) in last.items()}
+
+
+def root_cause_rows(state: dict[str, list[tuple[Any, ...]]]) -> dict[tuple[Any, ...], list[int]]:
+    """The `rc:` rows of theme_daily as the stored responses and root causes say they must be:
+    (tenant, cell, day, theme) -> [promoters, passives, detractors]."""
+    tags = {(row[0], row[1]): row[3] for row in state["root_causes"]}
+    found: dict[tuple[Any, ...], list[int]] = {}
+    for row in state["responses"]:
+        if row[12]:  # suspected: its root causes wait for its release
+            continue
+        for tag in tags.get((row[0], row[1]), ()):
+            counts = found.setdefault((row[0], *row[3:9], f"rc:{tag}"), [0, 0, 0])
+            counts[("promoter", "passive", "detractor").index(row[9])] += 1
+    return found
 
 
 async def test_a_replay_from_offset_0_into_emptied_tables_rebuilds_the_same_aggregates(
@@ -473,6 +535,12 @@ async def test_a_replay_from_offset_0_into_emptied_tables_rebuilds_the_same_aggr
     stored = Counter((row[0], "suspected" if row[12] else row[9]) for row in before["responses"])
     assert stored == expected
     assert sum(stored.values()) == 2100
+    # The newest root causes of every case, counted under the response's version counted, the
+    # case before or after its response.
+    assert {(row[0], row[1]): row[3] for row in before["root_causes"]} == final_root_causes(stream)
+    counted = {row[:8]: list(row[8:]) for row in before["theme_daily"] if row[7].startswith("rc:")}
+    assert counted == root_cause_rows(before)
+    assert len(counted) > 100
     assert all(before[table] for table in before), [t for t in before if not before[t]]
     assert await zero_rows(engine, tenants) == {
         "cell_daily": 0,
@@ -496,9 +564,12 @@ async def test_rewinding_a_stopped_group_moves_it_to_the_first_offsets_but_not_a
     await consume_all(app, group)
     assert sum((await committed(topics, group)).values()) > 0
 
-    topic = Topic.RESPONSES.address(topics.kafka_topic_prefix)
     rewound = await rewind_group(topics, group)
-    assert rewound == {topic: topics.kafka_topic_partitions}
+    # Both topics scoring counts from: the responses and the cases (their root causes).
+    assert rewound == {
+        Topic.RESPONSES.address(topics.kafka_topic_prefix): topics.kafka_topic_partitions,
+        Topic.CASES.address(topics.kafka_topic_prefix): topics.kafka_topic_partitions,
+    }
     assert set((await committed(topics, group)).values()) == {0}
 
     async with consuming(app, group) as running:

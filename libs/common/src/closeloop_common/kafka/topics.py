@@ -33,6 +33,9 @@ RETENTION_MS = {
     Topic.DEADLETTER: 30 * 24 * 3600 * 1000,  # a month to inspect and replay poison messages
     # Kept forever: the record of every response, from which scoring rebuilds its aggregates.
     Topic.RESPONSES: -1,
+    # Kept forever too: the history of every case, whose root causes scoring rebuilds its
+    # root-cause drivers from (a rebuild after 14 days would lose them otherwise).
+    Topic.CASES: -1,
 }
 DEFAULT_RETENTION_MS = 14 * 24 * 3600 * 1000
 

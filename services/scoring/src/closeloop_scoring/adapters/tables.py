@@ -3,6 +3,9 @@
 - `responses`: per response, the version counted, its cell, local day, category, account,
   themes and whether it is suspected of being automated: the state that makes corrections and
   redeliveries exact, and the source of per-account figures.
+- `root_causes`: per response, the root-cause tags of its case and the case version they are of
+  (from `case.updated.v1`; kept whether or not the response has arrived yet, and counted in
+  `theme_daily` as themes `rc:<tag>` whenever it has).
 - `cells`: each combination of survey, segment attributes and scored custom attributes seen,
   numbered.
 - `cell_daily`, `segment_daily`, `theme_daily`: counts per local day (in `SCORING_TIME_ZONE`) of
@@ -82,6 +85,15 @@ responses = sa.Table(
     ),
 )
 
+root_causes = sa.Table(
+    "root_causes",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("response_id", sa.Text, primary_key=True),
+    sa.Column("case_version", sa.Integer, nullable=False),
+    sa.Column("tags", ARRAY(sa.Text), nullable=False),
+)
+
 cell_daily = sa.Table(
     "cell_daily",
     metadata,
@@ -157,4 +169,4 @@ headlines = sa.Table(
 )
 
 AGGREGATES = (cell_daily, segment_daily, theme_daily)
-"""Tables a rebuild empties (with `responses`, `invitations` and `cells`)."""
+"""Tables a rebuild empties (with `responses`, `root_causes`, `invitations` and `cells`)."""

@@ -22,8 +22,12 @@ A contribution is counted in three aggregates, all per tenant and local day:
 - `segment`: overall and each single dimension (survey, product, region, channel, touchpoint, and
   `attr.<name>` for each scored custom attribute), so the most common queries (no filter, one
   filter) read one row per day;
-- `theme`: per cell and theme mentioned, for drivers.
-Suspected responses count in the `suspected` columns only (no theme).
+- `theme`: per cell and theme mentioned, for drivers; the root causes agents found in the
+  response's case count there too, as themes `rc:<tag>` (see `domain/root_causes.py`). They are
+  stored apart from the response (a case event may come before the response, and its version is
+  the case's), and each contribution of the response includes them: a correction moves them with
+  the rest, and a change of the tags (`recause`) takes the old ones back and adds the new ones.
+Suspected responses count in the `suspected` columns only (no theme, no root cause).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from datetime import date
 from typing import TypeVar
 
 from closeloop_common.events import SEGMENT_ATTRIBUTES, Category, Segments
+from closeloop_scoring.domain.root_causes import root_cause_theme
 
 OVERALL = ("overall", "all")
 
@@ -174,8 +179,11 @@ class Deltas:
     def empty(cls) -> Deltas:
         return cls({}, {}, {})
 
-    def count(self, version: Counted, sign: int) -> None:
-        """Add (`sign` 1) or take back (-1) what `version` contributes."""
+    def count(
+        self, version: Counted, sign: int, root_causes: Collection[str] = frozenset()
+    ) -> None:
+        """Add (`sign` 1) or take back (-1) what `version` contributes, with the `root_causes`
+        (tags) stored for its response."""
         column = SUSPECTED if version.suspected else COLUMN[version.category]
         self._add(self.cells, (version.cell, version.day), column, sign)
         for dimension, segment in version.cell.dimensions():
@@ -184,16 +192,32 @@ class Deltas:
             return
         for theme in version.themes or ():
             self._add(self.themes, (version.cell, version.day, theme), column, sign)
+        for tag in root_causes:
+            self._add(self.themes, (version.cell, version.day, root_cause_theme(tag)), column, sign)
+
+    def recause(self, version: Counted, before: Collection[str], after: Collection[str]) -> None:
+        """The root causes of the response counted as `version` changed from the tags `before`
+        to `after`: take back those dropped, add those added (nothing for a suspected one)."""
+        if version.suspected:
+            return
+        column = COLUMN[version.category]
+        for tag in set(before) - set(after):
+            self._add(self.themes, (version.cell, version.day, root_cause_theme(tag)), column, -1)
+        for tag in set(after) - set(before):
+            self._add(self.themes, (version.cell, version.day, root_cause_theme(tag)), column, 1)
 
     def invite(self, cell: Cell, day: date) -> None:
         self._add(self.cells, (cell, day), INVITATIONS, 1)
         for dimension, segment in cell.dimensions():
             self._add(self.segments, (dimension, segment, day), INVITATIONS, 1)
 
-    def replace(self, stored: Counted | None, new: Counted) -> None:
+    def replace(
+        self, stored: Counted | None, new: Counted, root_causes: Collection[str] = frozenset()
+    ) -> None:
+        """`new` counted in place of `stored`, both with the response's `root_causes`."""
         if stored is not None:
-            self.count(stored, -1)
-        self.count(new, 1)
+            self.count(stored, -1, root_causes)
+        self.count(new, 1, root_causes)
 
     @staticmethod
     def _add(table: dict[_K, Counter[str]], key: _K, column: str, n: int) -> None:

@@ -1,5 +1,9 @@
 """Drivers: which themes weigh on the NPS, and how much it would rise without them. Pure.
 
+A driver is a theme of the comments (what customers wrote, source `comment`) or a root cause
+agents found in a response's case (the theme `rc:<tag>`, source `root_cause`); both are counted
+per response and category, so their shares and impacts are computed alike and compare directly.
+
 For a theme t mentioned by D_t of the D detractors (P_t, Pa_t of the promoters and passives) among
 n answers:
 - its share of each category: D_t / D, Pa_t / Pa, P_t / P (None for a category with no answer);
@@ -15,9 +19,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from closeloop_scoring.domain.nps import NpsCounts
+from closeloop_scoring.domain.root_causes import is_root_cause
 from closeloop_scoring.domain.statistics import DEFAULT_CONFIDENCE, z_for
+
+DriverSource = Literal["comment", "root_cause"]
+
+
+def source_of(theme: str) -> DriverSource:
+    """Where a driver comes from: a root cause found in a case, or a theme of the comments."""
+    return "root_cause" if is_root_cause(theme) else "comment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,10 @@ class Driver:
     impact_low: float
     impact_high: float
     confidence: float
+
+    @property
+    def source(self) -> DriverSource:
+        return source_of(self.theme)
 
 
 def _share(part: int, whole: int) -> float | None:

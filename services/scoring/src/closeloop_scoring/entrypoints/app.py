@@ -1,11 +1,11 @@
-"""Scoring's consumer (responses, corrections, suspicions, invitations) and HTTP API."""
+"""Scoring's consumer (responses, corrections, suspicions, invitations, case updates) and HTTP
+API."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import InvitationSentV1
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import create_app
 from closeloop_scoring.adapters.tables import metadata
@@ -15,7 +15,7 @@ from closeloop_scoring.entrypoints.accounts_api import build_accounts_router
 from closeloop_scoring.entrypoints.drivers_api import build_drivers_router
 from closeloop_scoring.entrypoints.nps_api import build_nps_router
 from closeloop_scoring.entrypoints.reading import Reads
-from closeloop_scoring.service_layer.aggregation import RESPONSE_CONTRACTS, Aggregator
+from closeloop_scoring.service_layer.aggregation import CONTRACTS, Aggregator
 from closeloop_scoring.service_layer.headlines import HeadlineWatcher
 from closeloop_scoring.service_layer.state import check_time_zone
 
@@ -31,8 +31,9 @@ def create_scoring_app(
         tagger=ThemeTagger(settings.themes()),
         attributes=settings.scoring_attributes,
     )
-    runtime.on_batches(RESPONSE_CONTRACTS, aggregator.responses, idempotent=True)
-    runtime.on_batch(InvitationSentV1, aggregator.invitations, idempotent=True)
+    # One handler for every contract, so a batch's transaction takes each tenant's lock once, in
+    # the mode the whole batch needs (see `service_layer/root_causes.py`).
+    runtime.on_batches(CONTRACTS, aggregator.events, idempotent=True)
 
     async def time_zone_matches() -> None:
         await check_time_zone(runtime.worker_sessions, settings.scoring_time_zone)

@@ -1,16 +1,17 @@
-"""Drivers (themes of the comments and their NPS impact) and what-if projections."""
+"""Drivers (themes of the comments and root causes of the cases, with their NPS impact) and
+what-if projections."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from closeloop_common.web import Problem, ReadTenant
 from closeloop_scoring import views
 from closeloop_scoring.domain import windows
-from closeloop_scoring.domain.drivers import drivers
+from closeloop_scoring.domain.drivers import DriverSource, drivers, source_of
 from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.statistics import DEFAULT_CONFIDENCE, Method
 from closeloop_scoring.domain.whatif import (
@@ -68,23 +69,32 @@ def build_drivers_router(reads: Reads) -> APIRouter:
     @router.get(
         "/drivers",
         tags=["drivers"],
-        summary="Themes of the comments: share among each category and NPS impact",
+        summary="Themes of the comments and root causes of the cases: share among each "
+        "category and NPS impact",
         description="A theme's impact is how many NPS points the score would rise if the "
         "detractors who mention it were passives, with its interval; themes come from the "
         "configured Polish and English dictionaries (any inflection, with or without "
-        "diacritics). 90 days by default.",
+        "diacritics), `source: comment`. The root causes agents tagged a response's case with "
+        "are drivers too, named `rc:<tag>`, `source: root_cause`; `source=` keeps one kind. "
+        "90 days by default.",
     )
     async def get_drivers(
         tenant: ReadTenant,
         filters: Filters,
         window: Window,
         confidence: Confidence = DEFAULT_CONFIDENCE,
+        source: Annotated[
+            DriverSource | None,
+            Query(description="only drivers of this source (both when absent)"),
+        ] = None,
     ) -> dict[str, Any]:
         days = reads.days_of(window, default="90d")
         chosen = filters.filters(reads.scored)
         async with reads.runtime.sessions() as session:
             total = await views.tally(session, tenant, chosen, days)
             by_theme = await views.theme_tallies(session, tenant, chosen, days)
+        if source is not None:
+            by_theme = {t: c for t, c in by_theme.items() if source_of(t) == source}
         found = drivers(total.counts, by_theme, confidence=confidence)
         return {
             "tenant_id": tenant,
@@ -95,6 +105,7 @@ def build_drivers_router(reads: Reads) -> APIRouter:
             "drivers": [
                 {
                     "theme": d.theme,
+                    "source": d.source,
                     "mentions": {
                         "promoters": d.mentions.promoters,
                         "passives": d.mentions.passives,

@@ -1,14 +1,21 @@
-"""Counting responses, their corrections and suspicions, and invitations, a consumer batch at a
-time (see `domain/aggregation.py` for the rules).
+"""Counting responses, their corrections and suspicions, the root causes of their cases, and
+invitations, a consumer batch at a time (see `domain/aggregation.py` and `domain/root_causes.py`
+for the rules).
 
 For the responses of one tenant in a batch, in one transaction (the consumer's):
-1. the stored versions of those responses are read and locked (one statement, in id order);
+1. the stored versions of those responses are read and locked (one statement, in id order), and
+   their stored root causes read;
 2. the batch's versions are folded over them in partition order (`supersede`), which gives the
-   versions to store and the changes (`Deltas`) to the counts;
+   versions to store and the changes (`Deltas`) to the counts, root causes included;
 3. the changed versions are upserted, then each count table gets one upsert of its deltas, in key
    order (two scoring replicas lock rows in the same order, so they cannot deadlock); rows whose
    counts fell to zero are deleted.
-The handlers are idempotent by version, so the consumer gives them its events without the inbox.
+For the case events of the tenant, then: the stored root causes are read and locked, the newest
+case version of each response kept, and where the tags changed the response's stored version
+(if it has arrived) gives the theme rows to take the old tags back from and add the new ones to.
+The handler is idempotent by version (the response's, the case's), so the consumer gives it its
+events without the inbox; a tenant lock orders case events against responses (see
+`service_layer/root_causes.py`).
 
 Cells (combinations of segment attributes and scored custom attributes) are numbered in a
 transaction of their own and cached: a cell is never deleted, and one inserted for a batch that
@@ -21,6 +28,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.db import transaction
 from closeloop_common.events import (
+    CaseUpdatedV1,
     Category,
     CloudEvent,
     InvitationSentV1,
@@ -45,13 +54,19 @@ from closeloop_scoring.domain.aggregation import (
     Deltas,
     supersede,
 )
+from closeloop_scoring.domain.root_causes import RootCauses
+from closeloop_scoring.domain.root_causes import latest as latest_root_causes
 from closeloop_scoring.domain.themes import ThemeTagger
-from closeloop_scoring.metrics import RESPONSES_AGGREGATED
+from closeloop_scoring.metrics import RESPONSES_AGGREGATED, ROOT_CAUSES_APPLIED
+from closeloop_scoring.service_layer import root_causes
 
 log = logging.getLogger(__name__)
 
 ResponseEvent = ResponseReceivedV1 | ResponseCorrectedV1 | ResponseSuspectedV1
 RESPONSE_CONTRACTS = (ResponseReceivedV1, ResponseCorrectedV1, ResponseSuspectedV1)
+ScoringEvent = ResponseEvent | InvitationSentV1 | CaseUpdatedV1
+CONTRACTS = (*RESPONSE_CONTRACTS, InvitationSentV1, CaseUpdatedV1)
+"""Every contract scoring consumes, all given to one batch handler (`Aggregator.events`)."""
 # Theme names are joined with this to travel as one text per row through `unnest`.
 THEME_SEPARATOR = "\x1f"
 
@@ -181,8 +196,17 @@ THEME_DAILY = _CountTable(
 )
 
 
+@dataclass
+class _TenantBatch:
+    """One tenant's events of a batch, by kind (each kind in partition order)."""
+
+    versions: list[Counted] = field(default_factory=list)
+    root_causes: list[RootCauses] = field(default_factory=list)
+    invitations: dict[str, InvitationSentV1] = field(default_factory=dict)
+
+
 class Aggregator:
-    """The batch handlers of scoring's consumer (see the module docstring)."""
+    """The batch handler of scoring's consumer (see the module docstring)."""
 
     def __init__(
         self,
@@ -225,46 +249,96 @@ class Aggregator:
             releases=releases,
         )
 
-    async def responses(self, tx: Transaction, events: Sequence[CloudEvent[ResponseEvent]]) -> None:
-        by_tenant: dict[str, list[Counted]] = defaultdict(list)
+    async def events(self, tx: Transaction, events: Sequence[CloudEvent[ScoringEvent]]) -> None:
+        """Scoring's one batch handler, for every contract it consumes (`CONTRACTS`): per tenant,
+        in tenant order, the tenant's root-cause lock (see `service_layer/root_causes.py`), then
+        its response versions, its case events' root causes and its invitations."""
+        batches: dict[str, _TenantBatch] = defaultdict(_TenantBatch)
         for event in events:
-            by_tenant[event.tenantid].append(self.counted(event.data))
-        for tenant in sorted(by_tenant):
-            changed = await self._apply_versions(tx.session, tenant, by_tenant[tenant])
-            RESPONSES_AGGREGATED.labels("changed").inc(changed)
-            RESPONSES_AGGREGATED.labels("unchanged").inc(len(by_tenant[tenant]) - changed)
+            data, batch = event.data, batches[event.tenantid]
+            if isinstance(data, InvitationSentV1):
+                batch.invitations.setdefault(data.invitation_id, data)
+            elif isinstance(data, CaseUpdatedV1):
+                found = RootCauses(data.response_id, data.version, frozenset(data.root_causes))
+                batch.root_causes.append(found)
+            else:
+                batch.versions.append(self.counted(data))
+        for tenant in sorted(batches):
+            batch = batches[tenant]
+            if batch.versions or batch.root_causes:
+                await root_causes.lock_tenant(tx.session, tenant, exclusive=bool(batch.root_causes))
+            if batch.versions:
+                changed = await self._apply_versions(tx.session, tenant, batch.versions)
+                RESPONSES_AGGREGATED.labels("changed").inc(changed)
+                RESPONSES_AGGREGATED.labels("unchanged").inc(len(batch.versions) - changed)
+            if batch.root_causes:
+                changed = await self._apply_root_causes(tx.session, tenant, batch.root_causes)
+                ROOT_CAUSES_APPLIED.labels("changed").inc(changed)
+                ROOT_CAUSES_APPLIED.labels("unchanged").inc(len(batch.root_causes) - changed)
+            if batch.invitations:
+                await self._apply_invitations(tx.session, tenant, batch.invitations)
 
-    async def invitations(
-        self, tx: Transaction, events: Sequence[CloudEvent[InvitationSentV1]]
+    async def _apply_invitations(
+        self, session: AsyncSession, tenant: str, invited: dict[str, InvitationSentV1]
     ) -> None:
-        by_tenant: dict[str, dict[str, InvitationSentV1]] = defaultdict(dict)
-        for event in events:
-            by_tenant[event.tenantid].setdefault(event.data.invitation_id, event.data)
-        for tenant in sorted(by_tenant):
-            invited = by_tenant[tenant]
-            cells = {
-                i: Cell.of(d.survey_id, d.segments, d.attributes, scored=self._scored)
-                for i, d in invited.items()
-            }
-            days = {i: d.invited_at.astimezone(self._zone).date() for i, d in invited.items()}
-            ids = await self.cell_ids(tenant, cells.values())
-            order = sorted(invited)
-            new = (
-                await tx.session.execute(
-                    _NEW_INVITATIONS,
-                    {
-                        "tenant": tenant,
-                        "ids": order,
-                        "cells": [ids[cells[i]] for i in order],
-                        "days": [days[i] for i in order],
-                        "accounts": [invited[i].account_id for i in order],
-                    },
-                )
-            ).scalars()
+        """Count the invitations not counted before."""
+        cells = {
+            i: Cell.of(d.survey_id, d.segments, d.attributes, scored=self._scored)
+            for i, d in invited.items()
+        }
+        days = {i: d.invited_at.astimezone(self._zone).date() for i, d in invited.items()}
+        ids = await self.cell_ids(tenant, cells.values())
+        order = sorted(invited)
+        new = (
+            await session.execute(
+                _NEW_INVITATIONS,
+                {
+                    "tenant": tenant,
+                    "ids": order,
+                    "cells": [ids[cells[i]] for i in order],
+                    "days": [days[i] for i in order],
+                    "accounts": [invited[i].account_id for i in order],
+                },
+            )
+        ).scalars()
+        deltas = Deltas.empty()
+        for invitation_id in new:
+            deltas.invite(cells[invitation_id], days[invitation_id])
+        await self._apply_deltas(session, tenant, deltas, ids)
+
+    async def _apply_root_causes(
+        self, session: AsyncSession, tenant: str, arrived: list[RootCauses]
+    ) -> int:
+        """Store the newest root causes of each response and move its counts from the tags
+        stored before to the new ones (if the response is counted); how many responses'
+        stored root causes changed (a higher case version, even with the same tags)."""
+        by_response: dict[str, list[RootCauses]] = defaultdict(list)
+        for found in arrived:
+            by_response[found.response_id].append(found)
+        before = await root_causes.stored(session, tenant, list(by_response))
+        newer: dict[str, RootCauses] = {}
+        moved: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        for rid in sorted(by_response):
+            stored = before.get(rid)
+            after = latest_root_causes(stored, by_response[rid])
+            if after is None or after == stored:
+                continue
+            newer[rid] = after
+            tags_before = stored.tags if stored is not None else frozenset()
+            if after.tags != tags_before:
+                moved[rid] = (tags_before, after.tags)
+        if newer:
+            await root_causes.store(session, tenant, newer)
+        if moved:
+            counted = await self._stored(session, tenant, sorted(moved))
             deltas = Deltas.empty()
-            for invitation_id in new:
-                deltas.invite(cells[invitation_id], days[invitation_id])
-            await self._apply_deltas(tx.session, tenant, deltas, ids)
+            for rid, (tags_before, tags_after) in moved.items():
+                # A response not seen yet counts its root causes when it arrives.
+                if (version := counted.get(rid)) is not None:
+                    deltas.recause(version, tags_before, tags_after)
+            cell_ids = await self.cell_ids(tenant, deltas.cell_keys())
+            await self._apply_deltas(session, tenant, deltas, cell_ids)
+        return len(newer)
 
     async def _apply_versions(
         self, session: AsyncSession, tenant: str, versions: list[Counted]
@@ -280,6 +354,9 @@ class Aggregator:
             by_response[version.response_id].append(version)
         folded = {rid: _fold(None, found) for rid, found in by_response.items()}
         results = {rid: v for rid, v in folded.items() if v is not None}
+        # Each contribution includes the response's root causes (stored before its case events
+        # of this batch, if any, which are applied next).
+        tags = await root_causes.tags_of(session, tenant, sorted(results))
         cell_ids = await self.cell_ids(tenant, [v.cell for v in results.values()])
         inserted = set(
             (await session.execute(_INSERT_RESPONSES, self._rows(tenant, results, cell_ids)))
@@ -289,7 +366,7 @@ class Aggregator:
         deltas = Deltas.empty()
         changed = 0
         for rid in inserted:
-            deltas.count(results[rid], 1)
+            deltas.count(results[rid], 1, tags.get(rid, frozenset()))
             changed += 1
         known = sorted(rid for rid in results if rid not in inserted)
         if known:
@@ -300,9 +377,10 @@ class Aggregator:
                 after = _fold(before, by_response[rid])
                 if after is None or after == before:
                     continue
+                found = tags.get(rid, frozenset())
                 if before is not None:
-                    deltas.count(before, -1)
-                deltas.count(after, 1)
+                    deltas.count(before, -1, found)
+                deltas.count(after, 1, found)
                 updates[rid] = after
             if updates:
                 # The cells counted back (of the stored versions) as well as the new ones: a

@@ -1,10 +1,12 @@
 """`closeloop-scoring rebuild`: recount every aggregate from the topics' first offset.
 
 With scoring stopped (the command refuses while the consumer group has members): the group's
-offsets are moved back to the start of each partition, then scoring's tables of counts and
-versions are emptied. The next start replays the responses topic (kept forever for this, see
-`closeloop_common.kafka.topics`) and counts everything again; the handlers are idempotent by
-version, so a rebuild interrupted at any point is simply run again.
+offsets are moved back to the start of each partition of the responses and cases topics, then
+scoring's tables of counts, versions and root causes are emptied. The next start replays both
+topics (kept forever for this, see `closeloop_common.kafka.topics`) and counts everything again,
+whatever order the two topics' events come back in (a case event before its response keeps its
+root causes for the response); the handlers are idempotent by version, so a rebuild interrupted
+at any point is simply run again.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from closeloop_scoring.adapters.tables import (
     cells,
     invitations,
     responses,
+    root_causes,
     settings_applied,
 )
+from closeloop_scoring.service_layer.aggregation import CONTRACTS
 
-EMPTIED = (responses, invitations, *AGGREGATES, cells, settings_applied)
-TOPICS = (Topic.RESPONSES,)
+EMPTIED = (responses, root_causes, invitations, *AGGREGATES, cells, settings_applied)
+TOPICS: tuple[Topic, ...] = tuple(dict.fromkeys(c.TOPIC for c in CONTRACTS))
+"""The topics scoring consumes (responses and cases), in the order of `CONTRACTS`."""
 
 
 class GroupActive(RuntimeError):
