@@ -24,7 +24,8 @@ TEAM = {"id": "t", "email": "t@acme.example", "queue": "q",
 
 def test_the_example_setup_file_loads_as_a_whole() -> None:
     acme = read_setup_file(EXAMPLE).tenants["acme"]
-    assert acme.organisation is not None and acme.rules is not None
+    assert acme.organisation is not None
+    assert acme.rules is not None
     setup = TenantSetup(organisation=acme.organisation, rules=acme.rules)
     assert isinstance(setup.organisation.clock(), BusinessCalendar)
     assert setup.organisation.team("key-accounts").lead_id == "anna"
