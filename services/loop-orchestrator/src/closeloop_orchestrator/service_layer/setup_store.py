@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.tenants import TenantDirectory, TenantId
+from closeloop_common.tenants import TenantConfig, TenantDirectory, TenantId
 from closeloop_orchestrator.adapters.tables import tenant_setup
 from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.domain.case_rules import RuleSet
@@ -96,10 +96,11 @@ class SetupStore:
         found = None if entry is None else getattr(entry, part)
         if found is not None:
             return found, "file"
-        default = self._settings.default_setup(
-            self._tenants.of(tenant_id) if tenant_id in self._tenants else None
-        )
+        default = self._settings.default_setup(self._tenant_config(tenant_id))
         return getattr(default, part), "settings"
+
+    def _tenant_config(self, tenant_id: str) -> TenantConfig | None:
+        return self._tenants.of(tenant_id) if tenant_id in self._tenants else None
 
     async def stored(self, session: AsyncSession, tenant_id: str) -> dict[Part, int]:
         rows = await session.execute(
@@ -136,19 +137,15 @@ class SetupStore:
         try:
             setup = TenantSetup(organisation=parts["organisation"], rules=parts["rules"])
         except ValidationError as exc:
-            # Stored parts are checked against each other when saved; a file's may disagree
-            # with a stored part. The stored rules then run without the file's organisation.
+            # Stored parts are checked against each other when saved, but a part of the file
+            # may not fit a stored one (a rule naming a team only the file had). Cases keep
+            # opening under the settings' set-up meanwhile; the error says what to mend.
             log.error(
-                "set-up parts disagree; using the settings' organisation",
+                "set-up parts do not fit; using the settings' set-up",
                 extra={"tenant_id": tenant_id, "error": str(exc)[:2000]},
             )
-            organisation, sources["organisation"] = (
-                self._settings.default_setup(
-                    self._tenants.of(tenant_id) if tenant_id in self._tenants else None
-                ).organisation,
-                "settings",
-            )
-            setup = TenantSetup(organisation=organisation, rules=parts["rules"])
+            setup = self._settings.default_setup(self._tenant_config(tenant_id))
+            sources = {part: "settings" for part in PARTS}
         loaded = LoadedSetup(
             setup=setup,
             versions={part: versions.get(part, 0) for part in PARTS},

@@ -15,8 +15,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from closeloop_common.db import transaction
 from closeloop_common.tenants import TenantDirectory
 from closeloop_orchestrator.config import OrchestratorSettings
+from closeloop_orchestrator.domain.case_rules import RuleSet
+from closeloop_orchestrator.service_layer import admin
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 
 from .support import NOW, PROBLEM, answer, feed, put_setup, runtime_of, team
@@ -95,6 +98,32 @@ async def test_the_setup_file_is_reread_when_it_changes_and_a_broken_one_is_igno
     assert first.sources["organisation"] == "settings"
     assert [r.name for r in second.setup.rules.rules] == ["second"]
     assert [r.name for r in broken.setup.rules.rules] == ["second"]
+
+
+async def test_a_file_that_no_longer_fits_the_stored_rules_falls_back_to_the_settings(
+    app: FastAPI, tenant: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "setup.json"
+
+    def write(team_id: str, mtime: int) -> None:
+        organisation = {"teams": [team(team_id, [("anna", ["pl"])])]}
+        path.write_text(json.dumps({"tenants": {tenant: {"organisation": organisation}}}))
+        os.utime(path, (mtime, mtime))
+
+    write("vip", 1_000)
+    store = SetupStore(OrchestratorSettings(orchestrator_setup_file=path), TenantDirectory())
+    rules = RuleSet.model_validate({"rules": [{"name": "vip", "then": {"team_id": "vip"}}]})
+    async with transaction(runtime_of(app).sessions) as session:
+        await admin.save_part(
+            session, store, tenant_id=tenant, part="rules", body=rules,
+            expected_version=0, actor="test", now=NOW,
+        )  # fmt: skip
+    write("other", 2_000)
+    async with runtime_of(app).sessions() as session:
+        loaded = await store.current(session, tenant)
+
+    assert loaded.sources == {"organisation": "settings", "rules": "settings"}
+    assert loaded.setup.rules.rules == ()
 
 
 async def test_a_retroactive_run_opens_only_missing_cases_after_its_dry_run(

@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from closeloop_common.clock import FixedClock
 from closeloop_common.events import CaseResurveyDueV1, CaseSlaAlertV1
 from closeloop_common.handlers import Transaction
-from closeloop_orchestrator.service_layer.watcher import SlaWatcher
+from closeloop_orchestrator.service_layer.watcher import SlaWatcher, recount
 
 from .support import NOW, H, answer, command, emitted, feed, put_setup, runtime_of, team
 
@@ -245,3 +246,40 @@ async def test_a_watcher_failing_mid_scan_loses_nothing_and_fires_nothing_twice(
     found = await emitted(app, tenant, CaseSlaAlertV1.EVENT_TYPE)
     assert len(found) == 20 * 8
     assert len({(a.case_id, a.clock, a.kind, a.step) for a in found}) == 20 * 8
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_metrics_count_alerts_contacts_and_open_cases(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    tenant: str,
+    headers: dict[str, str],
+    clock: FixedClock,
+) -> None:
+    breaches = sample("closeloop_case_sla_alerts_total", clock="first_contact", kind="breach")
+    in_time = sample(
+        "closeloop_case_first_contacts_total", case_type="detractor", within_sla="true"
+    )
+    await feed(app, tenant, answer("r-a", score=1), answer("r-b", score=2))
+    await recount(runtime_of(app))
+    assert sample("closeloop_cases_open", case_type="detractor", priority="high") >= 2
+    first = (await client.get("/v1/cases", headers=headers)).json()["cases"][0]
+    clock.set(NOW + H)
+    for name, body in (
+        ("claim", {"owner_id": first["owner"]["id"]}),
+        ("contacts", {"channel": "phone", "outcome": "reached", "note": "Sorted."}),
+    ):
+        assert (await command(client, headers, first["case_id"], name, body)).status_code == 200
+
+    await step_at(app, clock, NOW + 49 * H)
+
+    assert sample("closeloop_case_sla_alerts_total", clock="first_contact", kind="breach") >= (
+        breaches + 1
+    )
+    assert sample(
+        "closeloop_case_first_contacts_total", case_type="detractor", within_sla="true"
+    ) == (in_time + 1)
+    assert sample("closeloop_case_time_to_first_contact_seconds_count", case_type="detractor") >= 1
