@@ -525,8 +525,12 @@ class CaseUpdatedV1(EventData):
     note: str | None = Field(None, max_length=4000, description="what was done, what was agreed")
     contact: ContactAttempt | None = Field(None, description="for `contact_logged`")
     outcome: ResolutionOutcomeName | None = Field(None, description="for `resolved` and after")
+    case_type: Category
     playbook: Playbook
     priority: PriorityName
+    channel: ContactChannelName = Field(description="the recommended way to contact the customer")
+    team_id: str | None = Field(max_length=100)
+    queue: str | None = Field(max_length=100, description="set while nobody owns the case")
     owner: Owner | None = Field(description="null: in the team's queue")
     root_causes: tuple[str, ...] = Field(
         (), max_length=20, description="normalised tags; they feed scoring's drivers"
