@@ -107,6 +107,12 @@ class Team(BaseModel):
             raise ValueError(f"team {self.id}: the lead {self.lead_id!r} is not a member")
         return self
 
+    def queue_owner(self) -> Owner:
+        """Who answers for a case waiting in the queue: the team, from its shared mailbox."""
+        if self.email is None:
+            raise ValueError(f"team {self.id} has no shared mailbox for its queue")
+        return Owner(id=f"queue:{self.queue}", name=self.name or self.id, email=self.email)
+
     def member(self, member_id: str) -> Member | None:
         return next((m for m in self.members if m.id == member_id), None)
 

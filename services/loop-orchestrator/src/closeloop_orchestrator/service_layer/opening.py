@@ -21,6 +21,7 @@ Per consumer batch and tenant, in one transaction, a handful of statements:
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,6 +201,7 @@ async def open_cases(
     org = setup.organisation
     states = await _team_states(session, tenant_id, planned, setup)
     rows: list[dict[str, Any]] = []
+    reasons: dict[uuid.UUID, str] = {}
     opened: dict[str, tuple[Answer, CasePlan, Owner, str | None]] = {}
     for answer, plan in planned:
         decision = plan.decision
@@ -220,14 +222,7 @@ async def open_cases(
             directory=state.workload.directory,
         )
         team = state.team
-        if found.owner is not None:
-            owner = found.owner.owner()
-        else:
-            owner = Owner(
-                id=f"queue:{team.queue}",
-                name=team.name or team.id,
-                email=team.email or "",
-            )
+        owner = team.queue_owner() if found.owner is None else found.owner.owner()
         rows.append(
             {
                 "tenant_id": tenant_id,
@@ -259,9 +254,9 @@ async def open_cases(
             }
         )
         opened[answer.response_id] = (answer, plan, owner, found.queue)
-        reasons = [decision.reason, f"assigned: {found.reason}", *found.tried]
-        rows[-1]["_reason"] = "; ".join(reasons)
-    reasons_by_case = {row["case_id"]: row.pop("_reason") for row in rows}
+        reasons[plan.case_id] = "; ".join(
+            [decision.reason, f"assigned: {found.reason}", *found.tried]
+        )
     inserted = set(
         (
             await session.scalars(
@@ -297,7 +292,7 @@ async def open_cases(
             "rule": decision.rule,
             "team_id": org.team(decision.team_id).id,
             "queue": queue,
-            "reason": reasons_by_case[plan.case_id],
+            "reason": reasons[plan.case_id],
         }
         history.append(entry)
         clock = case_store.clock_of(

@@ -30,7 +30,6 @@ from closeloop_common.events import (
     CaseSlaAlertV1,
     Category,
     Customer,
-    Owner,
 )
 from closeloop_common.handlers import Transaction
 from closeloop_common.loop import repeat
@@ -38,6 +37,7 @@ from closeloop_common.runtime import ServiceRuntime
 from closeloop_orchestrator.adapters.tables import ACTIVE_STATUSES, cases
 from closeloop_orchestrator.adapters.tables import timers as timer_table
 from closeloop_orchestrator.domain.case_commands import Priority
+from closeloop_orchestrator.domain.setup import Organisation
 from closeloop_orchestrator.domain.sla import ClockName
 from closeloop_orchestrator.metrics import (
     FIRST_CONTACT_WITHIN_SLA_RATIO,
@@ -113,6 +113,10 @@ class SlaWatcher:
             sa.select(cases).where(sa.tuple_(cases.c.tenant_id, cases.c.case_id).in_(keys))
         )
         rows = {(row.tenant_id, row.case_id): row for row in found}
+        organisations = {
+            tenant: (await self.store.current(tx.session, tenant)).setup.organisation
+            for tenant in sorted({tenant for tenant, _ in keys})
+        }
         for item in due:
             row = rows.get((item.tenant_id, item.case_id))
             if row is None:
@@ -136,12 +140,12 @@ class SlaWatcher:
                 continue
             if not _running(row, timer.clock):
                 continue
-            await self._alert(tx, row, item, now)
+            await self._alert(tx, row, item, now, organisations[row.tenant_id])
 
-    async def _alert(self, tx: Transaction, row: Any, item: timers.DueTimer, now: datetime) -> None:
+    async def _alert(
+        self, tx: Transaction, row: Any, item: timers.DueTimer, now: datetime, org: Organisation
+    ) -> None:
         timer = item.timer
-        loaded = await self.store.current(tx.session, row.tenant_id)
-        org = loaded.setup.organisation
         team = org.team(row.team_id if row.team_id and org.has_team(row.team_id) else None)
         holder = org.holder(timer.to, team=team, owner_id=row.owner_id)
         deadline = (
@@ -160,7 +164,7 @@ class SlaWatcher:
                 step=timer.step,
                 to=timer.to,
                 recipient=None if holder is None else holder.owner(),
-                owner=owner_of(row) or _queue_owner(row, team.name, team.email),
+                owner=owner_of(row) or (team.queue_owner() if row.queue else None),
                 priority=row.priority,
                 due_at=timer.due_at,
                 deadline=deadline,
@@ -171,12 +175,6 @@ class SlaWatcher:
         )
         SLA_ALERTS.labels(clock=timer.clock.value, kind=timer.kind.value).inc()
         SLA_ALERT_LATENESS.observe(max(0.0, (now - timer.due_at).total_seconds()))
-
-
-def _queue_owner(row: Any, name: str | None, email: str | None) -> Owner | None:
-    if row.queue is None or not email:
-        return None
-    return Owner(id=f"queue:{row.queue}", name=name or row.queue, email=email)
 
 
 def _running(row: Any, clock: ClockName) -> bool:
