@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_orchestrator.adapters import bulk
 from closeloop_orchestrator.adapters.tables import timers as t
 from closeloop_orchestrator.domain.sla import ClockName, Timer, TimerKind
 
@@ -61,12 +61,11 @@ async def schedule(
     await schedule_many(session, [Scheduled(tenant_id, case_id, found, clock_round)])
 
 
-# Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement (8 per row).
-_ROWS_PER_STATEMENT = 8_000
+_INSERT = bulk.insert_rows(t, then="ON CONFLICT DO NOTHING")
 
 
 async def schedule_many(session: AsyncSession, items: Sequence[Scheduled]) -> None:
-    """Store the timers of many cases in as few statements as the parameter limit allows."""
+    """Store the timers of many cases with one statement."""
     rows = [
         {
             "tenant_id": item.tenant_id,
@@ -81,9 +80,8 @@ async def schedule_many(session: AsyncSession, items: Sequence[Scheduled]) -> No
         for item in items
         for timer in item.timers
     ]
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        await session.execute(pg_insert(t).values(chunk).on_conflict_do_nothing())
+    if rows:
+        await session.execute(_INSERT, {"rows": bulk.json_rows(rows)})
 
 
 async def cancel(
