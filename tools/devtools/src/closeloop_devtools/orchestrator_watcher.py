@@ -50,6 +50,7 @@ async def watch() -> list[tuple[datetime, datetime, int]]:
         store,
         limit=settings.orchestrator_watch_batch,
         interval=settings.orchestrator_watch_interval_seconds,
+        tick=settings.orchestrator_watch_tick_seconds,
     )
     watcher.steps = []
     stop = asyncio.Event()
