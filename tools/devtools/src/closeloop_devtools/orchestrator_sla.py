@@ -9,7 +9,9 @@
 2. starts the watcher alone (`orchestrator_watcher`, system clock) and, from the window's
    start, watches for `watch_seconds`: its CPU seconds, PostgreSQL's, and a py-spy profile;
 3. a burst: `burst` more cases, loaded while the watcher runs, whose breaches are all due at
-   the same instant a few seconds later; waits until every one has fired;
+   the same instant a few seconds later; waits until every one has fired; then, as a baseline,
+   a watcher that steps for every due timer (`ORCHESTRATOR_WATCH_TICK_SECONDS=0`, as before
+   the tick) for `baseline_seconds`;
 4. stops the watcher and reads, per timer due in the window (and of the burst), `fired_at -
    due_at` (`fired_at` is the instant the watcher's step began, as the event says), and the
    time from `due_at` until the step that fired it had committed its events to the outbox
@@ -117,6 +119,7 @@ class SlaRun:
     burst_seconds: float  # from the burst's due instant until every breach of it had fired
     profile: Profile | None
     burst_profile: Profile | None
+    baseline: Window
 
     def rows(self) -> list[tuple[str, str]]:
         s, b = self.steady, self.burst
@@ -149,6 +152,16 @@ class SlaRun:
                 f"something ({due / max(1, s.firing_steps):.1f} timers each)",
             ),
         ]
+        base = self.baseline
+        base_breach = base.breach
+        rows.append(
+            (
+                "SLA baseline: a step per due timer (ORCHESTRATOR_WATCH_TICK_SECONDS=0)",
+                f"watcher CPU per minute {base.cpu_per_minute()}; {base.steps:,} steps in "
+                f"{base.seconds:.0f} s; breach lateness p50 / p99 / max "
+                + ("n/a" if base_breach is None else base_breach.describe()),
+            )
+        )
         if self.profile is not None:
             by_area, by_function = self.profile.describe()
             rows += [
@@ -204,6 +217,7 @@ async def measure_sla(
     spread_hours: float,
     watch_seconds: float,
     burst: int,
+    baseline_seconds: float,
     seed: int,
     tmp: Path,
     postmaster: int | None,
@@ -277,6 +291,31 @@ async def measure_sla(
                 conn, proc, postmaster, due=due, profile=tmp / "burst.profile"
             )
             await asyncio.sleep(1)
+        baseline_steps = tmp / "watcher-baseline-steps.jsonl"
+        with watcher_process(
+            {**env, "ORCHESTRATOR_WATCH_TICK_SECONDS": "0"},
+            steps=baseline_steps,
+            log=tmp / "watcher-baseline.log",
+        ) as proc:
+            await _until_ready(proc)
+            baseline_start = datetime.now(UTC) + timedelta(seconds=2)
+            baseline_usage = await _watch(
+                proc,
+                postmaster,
+                start=baseline_start,
+                seconds=baseline_seconds,
+                profile=tmp / "baseline.profile",
+            )
+        baseline_end = baseline_start + timedelta(seconds=baseline_seconds)
+        baseline = await _window(
+            conn,
+            _steps(baseline_steps),
+            start=baseline_start,
+            end=baseline_end,
+            usage=baseline_usage,
+            where="due_at >= $1 AND due_at < $2",
+            args=(baseline_start, baseline_end),
+        )
         steps = _steps(steps_file)
         end = start + timedelta(seconds=watch_seconds)
         steady = await _window(
@@ -311,6 +350,7 @@ async def measure_sla(
         burst_seconds=burst_seconds,
         profile=summarise(tmp / "sla.profile"),
         burst_profile=summarise(tmp / "burst.profile"),
+        baseline=baseline,
     )
 
 
