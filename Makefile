@@ -101,6 +101,10 @@ bench-ingest: infra-up bench-tools ## signed Typeform webhooks/s one ingest proc
 bench-scoring: infra-up ## responses/s scoring aggregates exactly once vs one transaction per message, NPS query p50/p99; writes bench/scoring.md
 	$(BIN)/python -m closeloop_devtools.bench_scoring --out bench/scoring.md
 
+.PHONY: bench-orchestrator
+bench-orchestrator: infra-up ## cases opened/s from a pre-filled topic, SLA timer lateness among 1M open cases; writes bench/orchestrator.md
+	$(BIN)/python -m closeloop_devtools.bench_orchestrator --out bench/orchestrator.md
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra

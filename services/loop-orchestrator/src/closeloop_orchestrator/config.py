@@ -51,6 +51,13 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_watch_interval_seconds: float = Field(
         0.5, gt=0, le=60, description="how often the SLA watcher looks for due timers"
     )
+    orchestrator_watch_tick_seconds: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="the shortest sleep between two looks: timers due within it fire together, "
+        "at most this much late, rather than one transaction each",
+    )
     orchestrator_watch_batch: int = Field(
         1000, ge=1, le=50_000, description="due timers fired per transaction"
     )

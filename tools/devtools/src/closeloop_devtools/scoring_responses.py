@@ -1,7 +1,7 @@
 """Realistic response events for `make bench-scoring`: a year of NPS answers in arrival order.
 
-`ResponseFeed(...).events()` yields `response.received.v1` CloudEvents (tenant `bench`, source
-`/closeloop/ingest`, event time = when ingest received the answer) ordered by arrival, as a real
+`ResponseFeed(...).events()` yields `response.received.v1` CloudEvents (tenant `bench`, or each
+account in one of `tenants` in turn; source `/closeloop/ingest`, event time = when ingest received the answer) ordered by arrival, as a real
 responses topic is, with about `corrections_percent` % of them followed later by a
 `response.corrected.v1` (version 2: another score, maybe a comment added; same answer day and
 segments, `previous` = version 1). Everything is drawn from one seeded `random.Random`, so a seed
@@ -99,6 +99,7 @@ def _pick(rng: random.Random, cumulative: Sequence[float]) -> int:
 @dataclass(frozen=True, slots=True)
 class Account:
     id: str
+    tenant: str
     region: str
     products: tuple[str, ...]
     score_weights: tuple[float, ...]  # cumulative, over 0..10
@@ -160,8 +161,10 @@ class ResponseFeed:
         seed: int = 2026,
         now: datetime | None = None,
         watched_accounts: int = 3,
+        tenants: Sequence[str] = (TENANT,),
     ) -> None:
         self.responses = responses
+        self.tenants = tuple(tenants)
         self.corrections_percent = corrections_percent
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.rng = random.Random(seed)
@@ -202,6 +205,7 @@ class ResponseFeed:
             accounts.append(
                 Account(
                     id=f"acc-{k + 1:05d}",
+                    tenant=self.tenants[k % len(self.tenants)],
                     region=rng.choices(regions, cum_weights=region_weights)[0],
                     products=tuple(sorted(owned)),
                     score_weights=rng.choices(moods, cum_weights=mood_weights)[0],
@@ -250,9 +254,9 @@ class ResponseFeed:
                 at, _, original = heapq.heappop(pending)
                 yield self._correction(original, start + timedelta(seconds=at), clock)
             received_at = start + timedelta(seconds=offset)
-            answer = self._answer(n, received_at)
+            answer, tenant = self._answer(n, received_at)
             clock.set(received_at)
-            yield new_event(answer, tenant_id=TENANT, source=SOURCE, clock=clock)
+            yield new_event(answer, tenant_id=tenant, source=SOURCE, clock=clock)
             if rng.random() * 100 < self.corrections_percent:
                 later = offset + rng.expovariate(1 / (6 * 3600)) + 60
                 if later <= span:
@@ -261,7 +265,15 @@ class ResponseFeed:
             at, _, original = heapq.heappop(pending)
             yield self._correction(original, start + timedelta(seconds=at), clock)
 
-    def _answer(self, n: int, received_at: datetime) -> ResponseReceivedV1:
+    def answers(self) -> Iterator[tuple[ResponseReceivedV1, str]]:
+        """The answers alone (no envelope, no corrections), in arrival order, with their tenant."""
+        span = timedelta(days=365).total_seconds() - 60
+        start = self.now - timedelta(days=365)
+        for n, offset in enumerate(sorted(self.rng.random() * span for _ in range(self.responses))):
+            yield self._answer(n, start + timedelta(seconds=offset))
+
+    def _answer(self, n: int, received_at: datetime) -> tuple[ResponseReceivedV1, str]:
+        """The n-th answer, and its account's tenant."""
         rng = self.rng
         person = self.people[rng.randrange(len(self.people))]
         account = self.accounts[person.account]
@@ -283,7 +295,7 @@ class ResponseFeed:
             self.tally.comments += 1
             self.tally.polish_comments += person.locale == "pl-PL"
         self._count(answered_at.date(), account.id, person.region, product, category.value)
-        return ResponseReceivedV1(
+        answer = ResponseReceivedV1(
             response_id=f"resp-{n + 1:08d}",
             survey_id=survey,
             customer=Customer(
@@ -298,6 +310,7 @@ class ResponseFeed:
             segments=segments,
             source=self._tools[_pick(rng, self._tool_weights)],
         )
+        return answer, account.tenant
 
     def _comment(self, person: Person, category: str, touchpoint: str) -> str:
         text = comment_about(
@@ -344,4 +357,5 @@ class ResponseFeed:
         )
         self.corrections += 1
         clock.set(received_at)
-        return new_event(correction, tenant_id=TENANT, source=SOURCE, clock=clock)
+        tenant = self.accounts[person.account].tenant
+        return new_event(correction, tenant_id=tenant, source=SOURCE, clock=clock)

@@ -1,8 +1,10 @@
-"""Set-up of `make bench-scoring`: its databases, the pre-filled topic, the consumer group reset.
+"""Set-up of `make bench-scoring` (and `make bench-orchestrator`): their databases, the pre-filled
+topic, the consumer group reset.
 
 - Databases: each gets a fresh start, dropped and created again when our role may create
-  databases, else (made once by an administrator, e.g. `createdb -O closeloop NAME`) its
-  `scoring` schema is dropped; `clean_databases` leaves nothing of a run behind the same way.
+  databases, else (made once by an administrator, e.g. `createdb -O closeloop NAME`) the
+  service's schema (`scoring` unless told) is dropped; `clean_databases` leaves nothing of a run
+  behind the same way.
 - The responses topic is filled in arrival order, one chunk in flight at a time.
 - The baseline and the measured run share one consumer group (`<KAFKA_TOPIC_PREFIX>.scoring`:
   scoring's group id has no override), so `forget_group` deletes it between them.
@@ -34,12 +36,14 @@ from closeloop_devtools.scoring_responses import ResponseFeed
 
 SCORING_SCHEMA = "scoring"  # the service's PostgreSQL schema (devtools does not depend on it)
 CHUNK = 10_000
-DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-async def prepare_databases(server_url: str, names: Sequence[str]) -> None:
+async def prepare_databases(
+    server_url: str, names: Sequence[str], *, schema: str = SCORING_SCHEMA
+) -> None:
     """Give each database of `names` a fresh start: dropped and created again when our role may
-    create databases, else (made once by an administrator) its `scoring` schema dropped."""
+    create databases, else (made once by an administrator) its `schema` dropped."""
     admin = make_engine(with_database(server_url, "postgres"), pool_size=1)
     try:
         async with admin.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
@@ -49,7 +53,7 @@ async def prepare_databases(server_url: str, names: Sequence[str]) -> None:
                     sa.text("SELECT 1 FROM pg_database WHERE datname = :db"), {"db": name}
                 )
                 if exists and not may_create:
-                    await _drop_schema(server_url, name)
+                    await _drop_schema(server_url, name, schema)
                     continue
                 if not may_create:
                     raise RuntimeError(
@@ -63,9 +67,11 @@ async def prepare_databases(server_url: str, names: Sequence[str]) -> None:
         await admin.dispose()
 
 
-async def clean_databases(server_url: str, names: Sequence[str]) -> None:
+async def clean_databases(
+    server_url: str, names: Sequence[str], *, schema: str = SCORING_SCHEMA
+) -> None:
     """Leave nothing of the run behind: drop each database when our role could create it again
-    next time, else only its `scoring` schema."""
+    next time, else only its `schema`."""
     admin = make_engine(with_database(server_url, "postgres"), pool_size=1)
     try:
         async with admin.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
@@ -76,7 +82,7 @@ async def clean_databases(server_url: str, names: Sequence[str]) -> None:
                         sa.text(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
                     )
                 else:
-                    await _drop_schema(server_url, name)
+                    await _drop_schema(server_url, name, schema)
     finally:
         await admin.dispose()
 
@@ -86,29 +92,32 @@ async def _may_create_databases(conn: AsyncConnection) -> bool:
     return bool(await conn.scalar(sa.text(query)))
 
 
-async def _drop_schema(server_url: str, database: str) -> None:
+async def _drop_schema(server_url: str, database: str, schema: str) -> None:
     engine = make_engine(with_database(server_url, database), pool_size=1)
     try:
         async with engine.begin() as conn:
-            await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCORING_SCHEMA} CASCADE"))
+            await conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE"))
     finally:
         await engine.dispose()
 
 
 def _quoted(name: str) -> str:
-    if not DATABASE_NAME.match(name):
-        raise ValueError(f"not a plain database name: {name!r}")
+    if not PLAIN_NAME.match(name):
+        raise ValueError(f"not a plain database or schema name: {name!r}")
     return f'"{name}"'
 
 
-def migrate(env: dict[str, str]) -> None:
-    script = str(Path(sys.executable).parent / "closeloop-scoring")
+def migrate(env: dict[str, str], *, service: str = "scoring") -> None:
+    """`closeloop-<service> migrate` with `env` (its DATABASE_URL)."""
+    script = str(Path(sys.executable).parent / f"closeloop-{service}")
     done = subprocess.run([script, "migrate"], env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"scoring migrate failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
+        raise RuntimeError(f"{service} migrate failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
 
 
-async def prefill(settings: CommonSettings, feed: ResponseFeed) -> tuple[int, float]:
+async def prefill(
+    settings: CommonSettings, feed: ResponseFeed, *, client_id: str = "bench-scoring"
+) -> tuple[int, float]:
     """Produce the feed's events (key = partition key) in order, `CHUNK` at a time; the next
     chunk is made in a thread while the current one is sent. Returns (events, seconds)."""
     topic = Topic.RESPONSES.address(settings.kafka_topic_prefix)
@@ -120,7 +129,7 @@ async def prefill(settings: CommonSettings, feed: ResponseFeed) -> tuple[int, fl
             for e in itertools.islice(events, CHUNK)
         ]
 
-    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="bench-scoring")
+    producer = EventProducer(settings.kafka_bootstrap_servers, client_id=client_id)
     await producer.start()
     started = time.perf_counter()
     produced = 0

@@ -170,12 +170,19 @@ class Organisation(_Model):
     def has_team(self, team_id: str) -> bool:
         return any(team.id == team_id for team in self.teams)
 
+    # Made once per organisation (it is frozen): a calendar is built from its specification
+    # with the country's holidays, and a consumer batch asks for it once per case.
+    @cached_property
+    def _clocks(self) -> tuple[Clockwork, dict[str, Clockwork]]:
+        own = WallTime() if self.calendar is None else self.calendar.calendar()
+        return own, {team: spec.calendar() for team, spec in self.team_calendars.items()}
+
     def clock(self) -> Clockwork:
         """The tenant's business calendar, or wall time when it has none."""
-        return WallTime() if self.calendar is None else self.calendar.calendar()
+        return self._clocks[0]
 
     def team_clocks(self) -> dict[str, Clockwork]:
-        return {team: spec.calendar() for team, spec in self.team_calendars.items()}
+        return dict(self._clocks[1])
 
     def team_of(self, member_id: str) -> Team | None:
         return next((t for t in self.teams if t.member(member_id) is not None), None)

@@ -35,6 +35,7 @@ def create_orchestrator_app(
         store,
         limit=settings.orchestrator_watch_batch,
         interval=settings.orchestrator_watch_interval_seconds,
+        tick=settings.orchestrator_watch_tick_seconds,
     )
     runtime.add_worker("sla-watcher", watcher.run)
 

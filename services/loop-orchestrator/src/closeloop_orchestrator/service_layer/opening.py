@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,7 @@ from closeloop_common.events import (
     ResponseCorrectedV1,
 )
 from closeloop_common.handlers import Transaction
+from closeloop_orchestrator.adapters import bulk
 from closeloop_orchestrator.adapters.tables import (
     ACTIVE_STATUSES,
     account_owners,
@@ -102,11 +104,12 @@ async def handle_responses(
     fresh = await _keep_newer(session, tenant_id, answers)
     if not fresh:
         return
+    ids = sa.bindparam("ids", sorted(fresh), type_=postgresql.ARRAY(sa.Text))
     existing = {
         row.response_id: row
         for row in await session.execute(
             sa.select(cases)
-            .where(cases.c.tenant_id == tenant_id, cases.c.response_id.in_(sorted(fresh)))
+            .where(cases.c.tenant_id == tenant_id, cases.c.response_id == sa.any_(ids))
             .order_by(cases.c.case_id)
             .with_for_update()
         )
@@ -127,33 +130,35 @@ async def handle_responses(
         await open_cases(tx, tenant_id, to_open, setup)
 
 
+# Rows in the order given (response ids sorted: concurrent batches lock them in one order).
+_KEEP_NEWER = bulk.insert_rows(
+    responses,
+    then="ON CONFLICT (tenant_id, response_id) DO UPDATE SET version = excluded.version, "
+    "answered_at = excluded.answered_at, body = excluded.body "
+    "WHERE responses.version < excluded.version RETURNING response_id",
+)
+_INSERT_CASES = bulk.insert_rows(
+    cases, then="ON CONFLICT (tenant_id, response_id) DO NOTHING RETURNING case_id"
+).columns(cases.c.case_id)
+_INSERT_HISTORY = bulk.insert_rows(case_history)
+
+
 async def _keep_newer(
     session: AsyncSession, tenant_id: str, answers: list[Versioned]
 ) -> dict[str, Answer]:
     """Store each response unless its copy is as new already; those stored, by id."""
     ordered = sorted(answers, key=lambda item: item[1].response_id)
-    statement = pg_insert(responses).values(
-        [
-            {
-                "tenant_id": tenant_id,
-                "response_id": answer.response_id,
-                "version": version,
-                "answered_at": answer.answered_at,
-                "body": answer.model_dump(mode="json"),
-            }
-            for version, answer in ordered
-        ]
-    )
-    upsert = statement.on_conflict_do_update(
-        index_elements=[responses.c.tenant_id, responses.c.response_id],
-        set_={
-            "version": statement.excluded.version,
-            "answered_at": statement.excluded.answered_at,
-            "body": statement.excluded.body,
-        },
-        where=responses.c.version < statement.excluded.version,
-    ).returning(responses.c.response_id)
-    stored = set((await session.scalars(upsert)).all())
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "response_id": answer.response_id,
+            "version": version,
+            "answered_at": answer.answered_at,
+            "body": answer.model_dump(mode="json"),
+        }
+        for version, answer in ordered
+    ]
+    stored = set((await session.scalars(_KEEP_NEWER, {"rows": bulk.json_rows(rows)})).all())
     return {a.response_id: a for _, a in ordered if a.response_id in stored}
 
 
@@ -257,16 +262,7 @@ async def open_cases(
         reasons[plan.case_id] = "; ".join(
             [decision.reason, f"assigned: {found.reason}", *found.tried]
         )
-    inserted = set(
-        (
-            await session.scalars(
-                pg_insert(cases)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=[cases.c.tenant_id, cases.c.response_id])
-                .returning(cases.c.case_id)
-            )
-        ).all()
-    )
+    inserted = set((await session.scalars(_INSERT_CASES, {"rows": bulk.json_rows(rows)})).all())
     await _store_turns(session, tenant_id, states)
     history: list[dict[str, Any]] = []
     due: list[timers.Scheduled] = []
@@ -332,7 +328,7 @@ async def open_cases(
         )
         CASES_OPENED.labels(case_type=decision.case_type.value).inc()
     if history:
-        await session.execute(sa.insert(case_history), history)
+        await session.execute(_INSERT_HISTORY, {"rows": bulk.json_rows(history)})
         await timers.schedule_many(session, due)
     return len(history)
 

@@ -5,11 +5,11 @@
   change that causes them.
 - `fire_due` takes up to `limit` pending timers due by `now`, oldest first, through the partial
   index on `due_at` (only pending rows are in it), with `FOR UPDATE SKIP LOCKED`: two replicas
-  scanning at once take different rows. The caller's `fire` gets them in the same transaction
-  (to emit the events to the outbox), then they are marked fired and the transaction commits.
-  A process that dies before the commit leaves them pending and unlocked: the next scan, here or
-  on another replica, fires them; none is fired twice, since the mark and the events commit
-  together.
+  scanning at once take different rows. The same statement marks them fired; the caller's
+  `fire` gets them, in due order, in the same transaction (to emit the events to the outbox),
+  then the transaction commits. A process that dies before the commit leaves them pending and
+  unlocked: the next scan, here or on another replica, fires them; none is fired twice, since
+  the mark and the events commit together.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_orchestrator.adapters import bulk
 from closeloop_orchestrator.adapters.tables import timers as t
 from closeloop_orchestrator.domain.sla import ClockName, Timer, TimerKind
 
@@ -61,12 +61,12 @@ async def schedule(
     await schedule_many(session, [Scheduled(tenant_id, case_id, found, clock_round)])
 
 
-# Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement (8 per row).
-_ROWS_PER_STATEMENT = 8_000
+_INSERT = bulk.insert_rows(t, then="ON CONFLICT DO NOTHING")
+_KEY = (t.c.tenant_id, t.c.case_id, t.c.clock, t.c.kind, t.c.step, t.c.round)
 
 
 async def schedule_many(session: AsyncSession, items: Sequence[Scheduled]) -> None:
-    """Store the timers of many cases in as few statements as the parameter limit allows."""
+    """Store the timers of many cases with one statement."""
     rows = [
         {
             "tenant_id": item.tenant_id,
@@ -81,9 +81,8 @@ async def schedule_many(session: AsyncSession, items: Sequence[Scheduled]) -> No
         for item in items
         for timer in item.timers
     ]
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        await session.execute(pg_insert(t).values(chunk).on_conflict_do_nothing())
+    if rows:
+        await session.execute(_INSERT, {"rows": bulk.json_rows(rows)})
 
 
 async def cancel(
@@ -111,38 +110,36 @@ async def cancel(
 
 async def fire_due(session: AsyncSession, *, now: datetime, limit: int, fire: Fire) -> int:
     """Fire up to `limit` timers due by `now` in the caller's transaction; how many."""
+    taken = (
+        sa.select(*_KEY)
+        .where(t.c.due_at <= now, t.c.fired_at.is_(None), t.c.cancelled_at.is_(None))
+        .order_by(t.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .subquery()
+    )
+    # Taken and marked in one statement: marking them by a list of their keys instead costs
+    # PostgreSQL more to plan than to run (0.6 s for 1,000 keys here).
     rows = (
         await session.execute(
-            sa.select(t)
-            .where(t.c.due_at <= now, t.c.fired_at.is_(None), t.c.cancelled_at.is_(None))
-            .order_by(t.c.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            sa.update(t)
+            .where(*(column == taken.c[column.name] for column in _KEY))
+            .values(fired_at=now)
+            .returning(*_KEY, t.c.due_at, t.c.to_role)
         )
     ).all()
-    if not rows:
-        return 0
-    due = [
-        DueTimer(
-            row.tenant_id,
-            row.case_id,
-            Timer(ClockName(row.clock), TimerKind(row.kind), row.step, row.due_at, row.to_role),
-            row.round,
-        )
-        for row in rows
-    ]
-    await fire(session, due)
-    keys = [
-        (d.tenant_id, d.case_id, d.timer.clock.value, d.timer.kind.value, d.timer.step, d.round)
-        for d in due
-    ]
-    await session.execute(
-        sa.update(t)
-        .where(
-            sa.tuple_(t.c.tenant_id, t.c.case_id, t.c.clock, t.c.kind, t.c.step, t.c.round).in_(
-                keys
+    due = sorted(
+        (
+            DueTimer(
+                row.tenant_id,
+                row.case_id,
+                Timer(ClockName(row.clock), TimerKind(row.kind), row.step, row.due_at, row.to_role),
+                row.round,
             )
-        )
-        .values(fired_at=now)
+            for row in rows
+        ),
+        key=lambda d: (d.timer.due_at, d.tenant_id, d.case_id, d.timer.key, d.round),
     )
+    if due:
+        await fire(session, due)
     return len(due)

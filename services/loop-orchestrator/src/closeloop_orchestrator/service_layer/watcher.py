@@ -7,7 +7,10 @@ work, nothing fires twice, a replica dying mid-step leaves its timers to the nex
 their cases in one query, and emits one event per timer in the same transaction. Time is the
 runtime's injected clock. Between steps the watcher sleeps until the next pending timer is due,
 at most `ORCHESTRATOR_WATCH_INTERVAL_SECONDS` (a timer set by another replica meanwhile is found
-by then).
+by then) and at least `ORCHESTRATOR_WATCH_TICK_SECONDS` (`next_pause`): timers due within a tick
+fire together, at most a tick late, instead of a step (a transaction and a scan) each. Measured
+by `make bench-orchestrator` (61 timers due per second among a million open cases): a step per
+timer cost the watcher 32 % of a core.
 
 A timer whose clock has stopped meanwhile is not alerted: stopping a clock cancels its timers
 in the same transaction, so this is a second line, for a row changed by hand.
@@ -22,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.db import transaction
@@ -53,14 +57,31 @@ log = logging.getLogger(__name__)
 WITHIN_SLA_WINDOW = timedelta(days=30)
 
 
+def next_pause(until_due: float | None, *, tick: float, interval: float) -> float | None:
+    """Seconds to sleep before the next step when the next pending timer is due in `until_due`
+    seconds (None: none pending): until then, but at least a `tick` (also when it is overdue:
+    locked by another replica's step); None when that is an `interval` or more away (the
+    watcher then sleeps `interval`, or until woken)."""
+    if until_due is None or until_due >= interval:
+        return None
+    return max(tick, until_due)
+
+
 class SlaWatcher:
     def __init__(
-        self, runtime: ServiceRuntime, store: SetupStore, *, limit: int, interval: float
+        self,
+        runtime: ServiceRuntime,
+        store: SetupStore,
+        *,
+        limit: int,
+        interval: float,
+        tick: float = 0.0,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.limit = limit
         self.interval = interval
+        self.tick = tick
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
@@ -70,11 +91,11 @@ class SlaWatcher:
         fired = await self.step()
         if fired >= self.limit:
             return True
-        pause = await self.until_next_due()
-        if pause is not None and pause < self.interval:
-            await asyncio.sleep(max(0.0, pause))
-            return True
-        return False
+        pause = next_pause(await self.until_next_due(), tick=self.tick, interval=self.interval)
+        if pause is None:
+            return False
+        await asyncio.sleep(pause)
+        return True
 
     async def until_next_due(self) -> float | None:
         """Seconds until the next pending timer is due (None: none pending)."""
@@ -109,10 +130,18 @@ class SlaWatcher:
 
     async def _fire(self, tx: Transaction, due: Sequence[timers.DueTimer], now: datetime) -> None:
         keys = sorted({(d.tenant_id, d.case_id) for d in due})
+        # Any of the tenants and any of the case ids, as two arrays: a list of (tenant, case)
+        # pairs costs PostgreSQL more to plan than to run. A case id is unique across tenants
+        # in practice (uuid5 of tenant and response); a row nobody asked for is ignored below.
+        tenants = sa.bindparam("tenants", sorted({k[0] for k in keys}), type_=ARRAY(sa.Text))
+        ids = sa.bindparam("ids", [k[1] for k in keys], type_=ARRAY(UUID(as_uuid=True)))
         found = await tx.session.execute(
-            sa.select(cases).where(sa.tuple_(cases.c.tenant_id, cases.c.case_id).in_(keys))
+            sa.select(cases).where(
+                cases.c.tenant_id == sa.any_(tenants), cases.c.case_id == sa.any_(ids)
+            )
         )
         rows = {(row.tenant_id, row.case_id): row for row in found}
+        # Each tenant's set-up once per step, not once per timer (a query each).
         organisations = {
             tenant: (await self.store.current(tx.session, tenant)).setup.organisation
             for tenant in sorted({tenant for tenant, _ in keys})

@@ -8,12 +8,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import sqlalchemy as sa
 from fastapi import FastAPI
 
 from closeloop_common.clock import FixedClock
 from closeloop_common.events import CaseOpenedV1, CaseUpdatedV1
+from closeloop_orchestrator.adapters import tables
 
-from .support import NOW, H, answer, command, correction, emitted, feed, iso, put_setup
+from .support import (
+    NOW,
+    H,
+    answer,
+    command,
+    correction,
+    emitted,
+    feed,
+    iso,
+    put_setup,
+    runtime_of,
+)
 
 
 async def case_of(client: httpx.AsyncClient, headers: dict[str, str], response_id: str) -> dict:  # type: ignore[type-arg]
@@ -176,3 +189,24 @@ async def test_rules_saved_over_the_api_apply_from_the_next_batch(
     )
     assert north["first_contact_due_at"] == iso(NOW + 6 * H)
     assert north["first_contact_due_at"] < iso(NOW + timedelta(days=1))
+
+
+async def test_a_full_consumer_batch_of_one_tenant_opens_every_case(
+    app: FastAPI, tenant: str
+) -> None:
+    # 5,000 is the consumer's default batch: at 33 columns a case, a multi-row VALUES of them
+    # would pass asyncpg's 32,767 parameters, and the batch could never commit.
+    answers = [answer(f"r-{n:05d}", score=n % 11) for n in range(5000)]
+    await feed(app, tenant, *answers)
+    await feed(app, tenant, *answers[:100])  # delivered again: nothing more
+
+    opened = await emitted(app, tenant, CaseOpenedV1.EVENT_TYPE)
+    assert sorted(event.response_id for event in opened) == [a.response_id for a in answers]
+    async with runtime_of(app).sessions() as session:
+        timers = await session.scalar(
+            sa.select(sa.func.count()).where(tables.timers.c.tenant_id == tenant)
+        )
+    # Every case: warning, breach and two escalations of first contact; detractors (0-6) also
+    # of resolution.
+    detractors = sum(a.score <= 6 for a in answers)
+    assert timers == 4 * len(answers) + 4 * detractors
