@@ -21,19 +21,12 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
-import json
-import math
 import random
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from subprocess import PIPE, Popen
+from subprocess import Popen
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,69 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from closeloop_devtools.bench_ingest import cpu_seconds
 from closeloop_devtools.orchestrator_cases import load_open_cases
 from closeloop_devtools.orchestrator_tenants import TENANTS, setup_file
+from closeloop_devtools.orchestrator_watcher import until_ready, watcher_process
 from closeloop_devtools.profiling import Profile, py_spy, summarise
 from closeloop_devtools.scoring_responses import ResponseFeed
 from closeloop_devtools.scoring_watch import BenchTimeout, postgres_cpu_seconds
+from closeloop_devtools.sla_windows import Usage, Window, read_steps, window_of
 from closeloop_orchestrator.domain.setup import TenantSetup
 from closeloop_orchestrator.service_layer.setup_store import SetupFile
 
 LEAD = timedelta(seconds=15)  # from the end of the loading to the window's start
 BURST_LEAD = timedelta(seconds=15)  # from the burst's loading to its due instant
 TABLES = ("cases", "timers", "case_history", "responses", "outbox")
-
-
-@dataclass(frozen=True, slots=True)
-class Lateness:
-    """Seconds late: percentiles of a set of timers."""
-
-    count: int
-    p50: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Lateness | None:
-        if not seconds:
-            return None
-        ordered = sorted(seconds)
-
-        def at(p: float) -> float:
-            return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
-
-        return cls(len(ordered), at(0.5), at(0.99), ordered[-1])
-
-    def describe(self) -> str:
-        return (
-            f"{1000 * self.p50:,.0f} / {1000 * self.p99:,.0f} / {1000 * self.max:,.0f} ms "
-            f"({self.count:,} timers)"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """What the watcher did about the timers due in one stretch of time."""
-
-    seconds: float
-    due: dict[str, int]  # timers due, by kind
-    unfired: int  # due but not fired when the watcher stopped
-    fired: dict[str, Lateness]  # fired_at - due_at, by kind
-    committed: Lateness | None  # until the firing step committed, every kind
-    cpu: float  # the watcher's CPU seconds
-    postgres_cpu: float | None
-    steps: int  # the watcher's steps that began in the window
-    firing_steps: int  # of them, those that fired a timer
-
-    @property
-    def breach(self) -> Lateness | None:
-        return self.fired.get("breach")
-
-    def cpu_per_minute(self) -> str:
-        pg = (
-            ""
-            if self.postgres_cpu is None
-            else f"; PostgreSQL {60 * self.postgres_cpu / self.seconds:.1f} s"
-        )
-        return f"{60 * self.cpu / self.seconds:.1f} s ({100 * self.cpu / self.seconds:.0f} % of one core){pg}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +200,7 @@ async def measure_sla(
         )
         steps_file = tmp / "watcher-steps.jsonl"
         with watcher_process(env, steps=steps_file, log=tmp / "watcher.log") as proc:
-            await _until_ready(proc)
+            await until_ready(proc)
             steady_usage = await _watch(
                 proc,
                 postmaster,
@@ -297,7 +238,7 @@ async def measure_sla(
             steps=baseline_steps,
             log=tmp / "watcher-baseline.log",
         ) as proc:
-            await _until_ready(proc)
+            await until_ready(proc)
             baseline_start = datetime.now(UTC) + timedelta(seconds=2)
             baseline_usage = await _watch(
                 proc,
@@ -307,18 +248,18 @@ async def measure_sla(
                 profile=tmp / "baseline.profile",
             )
         baseline_end = baseline_start + timedelta(seconds=baseline_seconds)
-        baseline = await _window(
+        baseline = await window_of(
             conn,
-            _steps(baseline_steps),
+            read_steps(baseline_steps),
             start=baseline_start,
             end=baseline_end,
             usage=baseline_usage,
             where="due_at >= $1 AND due_at < $2",
             args=(baseline_start, baseline_end),
         )
-        steps = _steps(steps_file)
+        steps = read_steps(steps_file)
         end = start + timedelta(seconds=watch_seconds)
-        steady = await _window(
+        steady = await window_of(
             conn,
             steps,
             start=start,
@@ -327,7 +268,7 @@ async def measure_sla(
             where="due_at >= $1 AND due_at < $2",
             args=(start, end),
         )
-        burst_window = await _window(
+        burst_window = await window_of(
             conn,
             steps,
             start=due,
@@ -352,33 +293,6 @@ async def measure_sla(
         burst_profile=summarise(tmp / "burst.profile"),
         baseline=baseline,
     )
-
-
-@contextmanager
-def watcher_process(env: dict[str, str], *, steps: Path, log: Path) -> Iterator[Popen[bytes]]:
-    """`orchestrator_watcher` as a process; stopped (SIGTERM: it writes `steps`) at the end."""
-    command = [sys.executable, "-m", "closeloop_devtools.orchestrator_watcher", "--steps"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen([*command, str(steps)], env=env, stdout=PIPE, stderr=out)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-Usage = tuple[float, float | None]  # the watcher's CPU seconds, PostgreSQL's (None: elsewhere)
-
-
-async def _until_ready(proc: Popen[bytes]) -> None:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-    if line.strip() != b"ready":
-        raise RuntimeError(f"the watcher did not start (exit code {proc.poll()})")
 
 
 async def _sleep_until(instant: datetime) -> None:
@@ -448,53 +362,3 @@ async def _until_fired(
                 f"{pending:,} breaches of the burst still pending after {waited:.0f} s"
             )
         await asyncio.sleep(0.05)
-
-
-def _steps(path: Path) -> list[tuple[datetime, datetime, int]]:
-    """The watcher's steps: (began, committed, fired), in order."""
-    steps = []
-    for line in path.read_text().splitlines():
-        began, committed, fired = json.loads(line)
-        steps.append((datetime.fromisoformat(began), datetime.fromisoformat(committed), int(fired)))
-    return steps
-
-
-async def _window(
-    conn: asyncpg.Connection,
-    steps: list[tuple[datetime, datetime, int]],
-    *,
-    start: datetime,
-    end: datetime,
-    usage: Usage,
-    where: str,
-    args: tuple[object, ...],
-) -> Window:
-    rows = await conn.fetch(
-        f"SELECT kind, due_at, fired_at FROM orchestrator.timers WHERE {where}", *args
-    )
-    began = [step[0] for step in steps]
-    due: dict[str, int] = {}
-    fired: dict[str, list[float]] = {}
-    committed: list[float] = []
-    unfired = 0
-    for row in rows:
-        due[row["kind"]] = due.get(row["kind"], 0) + 1
-        if row["fired_at"] is None:
-            unfired += 1
-            continue
-        fired.setdefault(row["kind"], []).append((row["fired_at"] - row["due_at"]).total_seconds())
-        step = bisect.bisect_right(began, row["fired_at"]) - 1
-        if step >= 0 and steps[step][1] >= row["fired_at"]:
-            committed.append((steps[step][1] - row["due_at"]).total_seconds())
-    inside = [s for s in steps if start <= s[0] < end]
-    return Window(
-        seconds=(end - start).total_seconds(),
-        due=due,
-        unfired=unfired,
-        fired={kind: late for kind, values in fired.items() if (late := Lateness.of(values))},
-        committed=Lateness.of(committed),
-        cpu=usage[0],
-        postgres_cpu=usage[1],
-        steps=len(inside),
-        firing_steps=sum(1 for s in inside if s[2]),
-    )

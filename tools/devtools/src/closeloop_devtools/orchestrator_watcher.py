@@ -15,8 +15,13 @@ import asyncio
 import contextlib
 import json
 import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import PIPE, Popen
 
 import uvloop
 
@@ -68,6 +73,30 @@ async def watch() -> list[tuple[datetime, datetime, int]]:
         await runtime.worker_engine.dispose()
         await runtime.engine.dispose()
     return watcher.steps
+
+
+@contextmanager
+def watcher_process(env: dict[str, str], *, steps: Path, log: Path) -> Iterator[Popen[bytes]]:
+    """`orchestrator_watcher` as a process; stopped (SIGTERM: it writes `steps`) at the end."""
+    command = [sys.executable, "-m", "closeloop_devtools.orchestrator_watcher", "--steps"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen([*command, str(steps)], env=env, stdout=PIPE, stderr=out)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def until_ready(proc: Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the watcher did not start (exit code {proc.poll()})")
 
 
 def main(argv: list[str] | None = None) -> int:

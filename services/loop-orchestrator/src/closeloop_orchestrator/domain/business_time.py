@@ -31,6 +31,7 @@ import holidays
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # A calendar whose working time is further away than this is refused rather than searched for.
 MAX_SEARCH_DAYS = 3 * 366
+_DAYS_CACHED = 4 * 366  # days a calendar keeps worked out (about 100 bytes each)
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 
 
@@ -91,6 +92,11 @@ class BusinessCalendar:
     zone: ZoneInfo
     week: tuple[tuple[Hours, ...], ...]
     days_off: Container[date] = field(default_factory=frozenset)
+    # Each day's working intervals once worked out: every case opened in a batch asks about the
+    # same few days, and a day's intervals cost a holiday lookup and zone conversions.
+    _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.week) != 7:
@@ -106,16 +112,25 @@ class BusinessCalendar:
     def _intervals(self, first: date, days: int) -> Iterator[tuple[datetime, datetime]]:
         """Working intervals as UTC instants, from local day `first` on, in order."""
         for offset in range(days):
-            day = first + timedelta(days=offset)
-            if day in self.days_off:
-                continue
+            yield from self._working(first + timedelta(days=offset))
+
+    def _working(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The local day's working intervals as UTC instants, in order (none on a day off)."""
+        found = self._days.get(day)
+        if found is not None:
+            return found
+        intervals = []
+        if day not in self.days_off:
             for hours in sorted(self.week[day.weekday()], key=lambda h: h.start):
                 start = datetime.combine(day, hours.start, tzinfo=self.zone)
                 if hours.end is None:
                     end = datetime.combine(day + timedelta(days=1), time(), tzinfo=self.zone)
                 else:
                     end = datetime.combine(day, hours.end, tzinfo=self.zone)
-                yield start.astimezone(UTC), end.astimezone(UTC)
+                intervals.append((start.astimezone(UTC), end.astimezone(UTC)))
+        if len(self._days) < _DAYS_CACHED:
+            self._days[day] = tuple(intervals)
+        return tuple(intervals)
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         if duration < timedelta(0):

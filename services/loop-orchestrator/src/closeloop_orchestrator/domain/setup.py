@@ -106,6 +106,10 @@ class SlaSpec(_Model):
         return self
 
     def policy(self) -> SlaPolicy:
+        return self._policy
+
+    @cached_property  # the spec is frozen; every case opened asks for its policy
+    def _policy(self) -> SlaPolicy:
         return SlaPolicy(
             warn_at=self.warn_at,
             chain=tuple(
