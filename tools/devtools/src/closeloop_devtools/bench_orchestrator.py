@@ -8,8 +8,9 @@ On the real broker and PostgreSQL, with the orchestrator run as separate process
    and their account owners into the database;
 2. opening (`orchestrator_opening`): pre-fills the responses topic with `--responses` realistic
    answers of those tenants' accounts (`scoring_responses`, `--corrections-percent` % corrected
-   later), then starts the orchestrator (uvicorn, the app as deployed) and times it until
-   there is one case per response, with the consumer's batch sizes, the CPU seconds of the
+   later), waits until PostgreSQL is quiet (`sla_windows.until_quiet`), then starts the
+   orchestrator (uvicorn, the app as deployed) and times it until there is one case per
+   response, with the consumer's batch sizes, the CPU seconds of the
    process and of PostgreSQL, the `case.opened.v1` events in the outbox and a py-spy profile;
    then, as the baseline, on emptied tables and from the topic's start again, one transaction
    per response (`CONSUMER_BATCH_MAX_RECORDS=1`) for `--baseline-seconds`;
@@ -56,6 +57,7 @@ from closeloop_devtools.scoring_setup import (
     prepare_databases,
 )
 from closeloop_devtools.scoring_watch import BenchTimeout, backend_pid, postmaster_of
+from closeloop_devtools.sla_windows import until_quiet
 
 SERVICE = "orchestrator"
 OPENING_TABLES = ("cases", "timers", "case_history", "responses", "outbox", "team_turns")
@@ -192,6 +194,7 @@ async def opening_rows(
         tenants=TENANTS,
     )
     events, fill_seconds = await prefill(settings, feed, client_id="bench-orchestrator")
+    await until_quiet(postmaster)
     opening = await measure_opening(
         engine,
         env,

@@ -3,9 +3,9 @@
 `measure_sla`:
 1. empties the orchestrator's tables and bulk-loads `cases` open cases (`orchestrator_cases`)
    of the bench's tenants, their first-contact deadlines drawn evenly at random over the
-   `spread_hours` from now, then VACUUM ANALYZE (as autovacuum would have by then); timers due
-   before the watched window starts are marked fired (as a watcher running all along would
-   have left them);
+   `spread_hours` from now, then VACUUM ANALYZE (as autovacuum would have by then), and waits
+   until the server is quiet again (`until_quiet`); timers due before the watched window starts
+   are marked fired (as a watcher running all along would have left them);
 2. starts the watcher alone (`orchestrator_watcher`, system clock) and, from the window's
    start, watches for `watch_seconds`: its CPU seconds, PostgreSQL's, and a py-spy profile;
 3. a burst: `burst` more cases, loaded while the watcher runs, whose breaches are all due at
@@ -38,7 +38,7 @@ from closeloop_devtools.orchestrator_watcher import until_ready, watcher_process
 from closeloop_devtools.profiling import Profile, py_spy, summarise
 from closeloop_devtools.scoring_responses import ResponseFeed
 from closeloop_devtools.scoring_watch import BenchTimeout, postgres_cpu_seconds
-from closeloop_devtools.sla_windows import Usage, Window, read_steps, window_of
+from closeloop_devtools.sla_windows import Usage, Window, read_steps, until_quiet, window_of
 from closeloop_orchestrator.domain.setup import TenantSetup
 from closeloop_orchestrator.service_layer.setup_store import SetupFile
 
@@ -53,6 +53,7 @@ class SlaRun:
     timers: int
     pending: int  # pending when the window began
     load_seconds: float
+    settle_seconds: float  # waited after the load for PostgreSQL to be quiet
     spread_hours: float
     steady: Window
     burst: Window
@@ -72,7 +73,8 @@ class SlaRun:
                 f"{self.cases:,} of {len(TENANTS)} tenants, first-contact deadlines spread "
                 f"evenly over the next {self.spread_hours:g} h; {self.timers:,} timers as "
                 f"`opening_timers` makes them, {self.pending:,} pending when the watch began; "
-                f"loaded with COPY in {self.load_seconds:.0f} s",
+                f"loaded with COPY in {self.load_seconds:.0f} s, then {self.settle_seconds:.0f} s "
+                "until PostgreSQL was quiet (its checkpoints and autovacuum after the load)",
             ),
             (
                 f"SLA: timers due in the {s.seconds:.0f} s watched",
@@ -186,6 +188,7 @@ async def measure_sla(
         await conn.execute("VACUUM ANALYZE orchestrator.cases")
         await conn.execute("VACUUM ANALYZE orchestrator.timers")
         load_seconds = time.perf_counter() - started
+        settled = await until_quiet(postmaster)
         start = datetime.now(UTC) + LEAD
         await conn.execute(
             "UPDATE orchestrator.timers SET fired_at = due_at "
@@ -284,6 +287,7 @@ async def measure_sla(
         timers=timers,
         pending=pending,
         load_seconds=load_seconds,
+        settle_seconds=settled,
         spread_hours=spread_hours,
         steady=steady,
         burst=burst_window,

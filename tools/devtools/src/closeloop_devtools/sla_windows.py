@@ -5,16 +5,37 @@ fired them had committed (from the steps `orchestrator_watcher` wrote down), wit
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 
+from closeloop_devtools.scoring_watch import postgres_cpu_seconds
+
 Usage = tuple[float, float | None]  # the watcher's CPU seconds, PostgreSQL's (None: elsewhere)
+
+
+async def until_quiet(
+    postmaster: int | None, *, busy: float = 0.15, every: float = 5.0, cap: float = 300.0
+) -> float:
+    """Wait until the PostgreSQL server uses less than `busy` of a core over `every` seconds
+    (a bulk load leaves checkpoints and autovacuum running for minutes, which would be measured
+    with what follows), `cap` seconds at most; how long it waited (0: not on this machine)."""
+    if postmaster is None:
+        return 0.0
+    started = time.perf_counter()
+    while time.perf_counter() - started < cap:
+        before = postgres_cpu_seconds(postmaster) or 0.0
+        await asyncio.sleep(every)
+        if (postgres_cpu_seconds(postmaster) or 0.0) - before < busy * every:
+            break
+    return time.perf_counter() - started
 
 
 @dataclass(frozen=True, slots=True)
