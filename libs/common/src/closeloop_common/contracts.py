@@ -33,7 +33,14 @@ TOPIC_DESCRIPTIONS = {
         "is deprecated and no longer published. Producer: scoring."
     ),
     Topic.CASES: "Follow-up cases opened for responses. Producer: loop-orchestrator.",
-    Topic.NOTIFICATIONS: "Messages sent to, or not sent to, respondents. Producer: notifier.",
+    Topic.NOTIFICATIONS: (
+        "Messages sent, or not sent, to customers and to the team (one outcome per message). "
+        "Producer: notifier."
+    ),
+    Topic.CHANGES: (
+        "Structural issues done or rejected, with whom to tell and what (`change.summary`). "
+        "Producer: loop-orchestrator (the outer loop)."
+    ),
     Topic.DEADLETTER: (
         "Records a consumer could not handle: the original key and value, with headers "
         "closeloop.dlq.{topic,partition,offset,group,reason,error,failed_at}."
@@ -44,6 +51,7 @@ PRODUCERS = {
     Topic.NPS: "scoring",
     Topic.CASES: "loop-orchestrator",
     Topic.NOTIFICATIONS: "notifier",
+    Topic.CHANGES: "loop-orchestrator",
 }
 
 

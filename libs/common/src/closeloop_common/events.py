@@ -47,7 +47,14 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from closeloop_common.clock import Clock
 from closeloop_common.identifiers import TENANT_ID_PATTERN
@@ -66,6 +73,7 @@ class Topic(StrEnum):
     NPS = "nps"
     CASES = "cases"
     NOTIFICATIONS = "notifications"
+    CHANGES = "changes"
     DEADLETTER = "deadletter"
 
     def address(self, prefix: str) -> str:
@@ -635,6 +643,135 @@ class NotificationFailedV1(EventData):
         return self.customer_id
 
 
+class ChangeText(Contract):
+    """What to tell customers about a structural change, in one language."""
+
+    title: str = Field(min_length=1, max_length=200, description="the issue, as customers know it")
+    summary: str | None = Field(None, max_length=4000, description="what we did (when done)")
+    reason: str | None = Field(None, max_length=4000, description="why not (when rejected)")
+    you_said: str | None = Field(
+        None, max_length=1000, description="what customers asked for, in their words"
+    )
+
+
+class ChangeSegment(Contract):
+    """Whom a change concerns beyond its respondents: every invitation matching all the given
+    fields (an empty segment matches every invitation of the tenant)."""
+
+    survey_id: str | None = Field(None, min_length=1, max_length=200)
+    account_id: str | None = Field(None, min_length=1, max_length=200)
+    product: str | None = Field(None, min_length=1, max_length=100)
+    region: str | None = Field(None, min_length=1, max_length=100)
+    channel: str | None = Field(None, min_length=1, max_length=100)
+    touchpoint: str | None = Field(None, min_length=1, max_length=100)
+    invited_since: Instant | None = Field(None, description="only invitations sent since then")
+
+
+class ChangeAudience(Contract):
+    response_ids: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = Field(
+        (),
+        max_length=10_000,
+        description="the responses that raised the issue: their respondents hear about it "
+        "(at most 10,000; a larger group is reached through `segment`)",
+    )
+    segment: ChangeSegment | None = Field(
+        None,
+        description="when set, everyone invited in this segment hears about it too, "
+        "whether they answered or not",
+    )
+
+
+class ChangeSummaryV1(EventData):
+    """A structural issue was done or rejected: tell the customers who raised it (and, when
+    chosen, everyone invited in its segment) what changed, or why not. The notifier turns it
+    into a "you said, we did" campaign; the same event delivered again is the same campaign."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.change.summary.v1"
+    TOPIC: ClassVar[Topic] = Topic.CHANGES
+
+    change_id: str = Field(min_length=1, max_length=200, description="the structural issue")
+    status: Literal["done", "rejected"]
+    locale: str = Field(max_length=35, pattern=LOCALE_PATTERN, description="language of `text`")
+    text: ChangeText
+    translations: dict[
+        Annotated[str, StringConstraints(max_length=35, pattern=LOCALE_PATTERN)], ChangeText
+    ] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="the same text in other languages; customers get theirs, else `text`",
+    )
+    audience: ChangeAudience
+    decided_by: str = Field(min_length=1, max_length=200)
+    decided_at: Instant
+
+    @model_validator(mode="after")
+    def _rejection_has_reason(self) -> ChangeSummaryV1:
+        if self.status == "rejected":
+            for locale, text in (self.locale, self.text), *self.translations.items():
+                if not (text.reason and text.reason.strip()):
+                    raise ValueError(f"a rejected change says why ({locale}: `reason` missing)")
+        return self
+
+    def customer_key(self) -> str:
+        return f"change:{self.change_id}"
+
+
+NotificationKindName = Literal[
+    "thanks",
+    "apology",
+    "improvement_ask",
+    "case_resolved",
+    "change_summary",
+    "owner_new_case",
+    "sla_warning",
+    "sla_breach",
+    "sla_escalation",
+    "overdue_digest",
+]
+
+
+class _NotificationV2(EventData):
+    message_id: uuid.UUID
+    kind: NotificationKindName
+    audience: Literal["customer", "team"]
+    channel: Literal["email", "webhook"]
+    case_id: uuid.UUID | None = Field(description="the case the message is about, if any")
+    campaign_id: uuid.UUID | None = Field(description="the campaign it belongs to, if any")
+    response_id: str | None
+    customer_id: str | None = Field(description="the customer it is to or about, if any")
+    locale: str
+
+    def customer_key(self) -> str:
+        return self.customer_id or str(self.campaign_id or self.case_id or self.message_id)
+
+
+class NotificationSentV2(_NotificationV2):
+    """The notifier handed a message over: the mail server or the webhook endpoint accepted it.
+    Every message of every kind; `notification.sent.v1` is still published beside it for the
+    messages it can describe (a case's message to its customer by email)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.notification.sent.v2"
+    TOPIC: ClassVar[Topic] = Topic.NOTIFICATIONS
+
+    recipient: str = Field(description="the address, or the webhook endpoint's host")
+    subject: str
+    attempts: int = Field(ge=1)
+    sent_at: Instant
+
+
+class NotificationFailedV2(_NotificationV2):
+    """A message will not be sent: suppressed (opted out, over the frequency cap, a draft the
+    owner discarded), no address, or delivery gave up."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.notification.failed.v2"
+    TOPIC: ClassVar[Topic] = Topic.NOTIFICATIONS
+
+    reason: Literal["opted_out", "frequency_capped", "discarded", "no_recipient", "delivery_failed"]
+    detail: str | None = None
+    attempts: int = Field(ge=0)
+    failed_at: Instant
+
+
 CONTRACTS: tuple[type[EventData], ...] = (
     ResponseReceivedV1,
     ResponseCorrectedV1,
@@ -648,6 +785,9 @@ CONTRACTS: tuple[type[EventData], ...] = (
     CaseResurveyDueV1,
     NotificationSentV1,
     NotificationFailedV1,
+    NotificationSentV2,
+    NotificationFailedV2,
+    ChangeSummaryV1,
 )
 CONTRACTS_BY_TYPE: dict[str, type[EventData]] = {c.EVENT_TYPE: c for c in CONTRACTS}
 

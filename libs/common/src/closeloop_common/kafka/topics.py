@@ -36,6 +36,8 @@ RETENTION_MS = {
     # Kept forever too: the history of every case, whose root causes scoring rebuilds its
     # root-cause drivers from (a rebuild after 14 days would lose them otherwise).
     Topic.CASES: -1,
+    # Kept forever: the record of what was done or refused and why (few events).
+    Topic.CHANGES: -1,
 }
 DEFAULT_RETENTION_MS = 14 * 24 * 3600 * 1000
 
