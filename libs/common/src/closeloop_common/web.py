@@ -20,13 +20,14 @@ Request bodies over `MAX_REQUEST_BODY_BYTES` are refused with 413 before they ar
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -460,3 +461,38 @@ def create_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+# -- optimistic concurrency and actors, for every API that changes a versioned resource --------
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description='the resource\'s ETag (its version, `"7"`) as last read',
+        max_length=40,
+    ),
+]
+
+
+def expected_version(if_match: str | None) -> int:
+    """The version `If-Match` names: 428 without it, 412 when it is no ETag we gave."""
+    if if_match is None:
+        raise Problem(
+            428,
+            "precondition-required",
+            "If-Match required",
+            "send the resource's ETag (from its GET) in If-Match: a change is made only to the "
+            "version you saw",
+        )
+    found = _ETAG.match(if_match)
+    if found is None:
+        raise Problem(412, "precondition-failed", "Unknown ETag", "If-Match is not an ETag we gave")
+    return int(found.group(1))
+
+
+def actor_of(request: Request) -> str:
+    """Who makes a change: the verified token's subject (never a header or body field)."""
+    principal: Principal = request.state.principal
+    return principal.subject or f"token:{principal.token_id}"

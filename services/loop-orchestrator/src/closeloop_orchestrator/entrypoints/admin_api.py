@@ -16,11 +16,17 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_common.web import AdminTenant, Problem, ReadTenant
+from closeloop_common.web import (
+    AdminTenant,
+    IfMatch,
+    Problem,
+    ReadTenant,
+    actor_of,
+    expected_version,
+)
 from closeloop_orchestrator import views
 from closeloop_orchestrator.domain.case_rules import RuleName, RuleSet
 from closeloop_orchestrator.domain.setup import Organisation
-from closeloop_orchestrator.entrypoints.cases_api import IfMatch, actor_of, expected_version
 from closeloop_orchestrator.service_layer import admin
 from closeloop_orchestrator.service_layer.setup_store import Part, SetupStore
 

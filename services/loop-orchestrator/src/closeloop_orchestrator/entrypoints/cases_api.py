@@ -9,17 +9,22 @@ history is the verified token's subject, never a value the caller puts in the bo
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from closeloop_common.auth import Principal
 from closeloop_common.events import SEGMENT_ATTRIBUTES
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_common.web import CasesWriteTenant, Problem, ReadTenant
+from closeloop_common.web import (
+    CasesWriteTenant,
+    IfMatch,
+    Problem,
+    ReadTenant,
+    actor_of,
+    expected_version,
+)
 from closeloop_orchestrator import views
 from closeloop_orchestrator.domain.case_commands import (
     MAX_NOTE_CHARS,
@@ -59,7 +64,6 @@ Tag = Annotated[
         min_length=1, max_length=MAX_TAG_CHARS, pattern=r"^\s*[\w\- ]*\w[\w\- ]*\s*$"
     ),
 ]
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 
 
 class _Body(BaseModel):
@@ -106,35 +110,6 @@ class ReopenBody(_Body):
     resolution_due_at: AwareDatetime | None = Field(
         None, description="a new resolution deadline; default: the case's previous one"
     )
-
-
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description='the case\'s ETag (its version, `"7"`) as last read',
-        max_length=40,
-    ),
-]
-
-
-def expected_version(if_match: str | None) -> int:
-    if if_match is None:
-        raise Problem(
-            428,
-            "precondition-required",
-            "If-Match required",
-            "send the case's ETag (from GET /v1/cases/{id}) in If-Match: a change is made "
-            "only to the version you saw",
-        )
-    found = _ETAG.match(if_match)
-    if found is None:
-        raise Problem(412, "precondition-failed", "Unknown ETag", "If-Match is not an ETag we gave")
-    return int(found.group(1))
-
-
-def actor_of(request: Request) -> str:
-    principal: Principal = request.state.principal
-    return principal.subject or f"token:{principal.token_id}"
 
 
 def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
