@@ -1,4 +1,5 @@
-"""The notifier's own Prometheus metrics: SMTP delivery outcomes and the two alert gauges.
+"""The notifier's own Prometheus metrics. Labels are bounded: kind (ten values), channel
+(email, webhook), outcome (below), status.
 
 Alert on `closeloop_notifier_smtp_unreachable == 1` (the mail server is down: the queue waits)
 and `closeloop_notifier_smtp_misconfigured == 1` (it refuses our credentials, TLS or From
@@ -7,12 +8,30 @@ address: the queue is held until an operator fixes the settings), each for a few
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
-DELIVERIES = Counter(
-    "closeloop_notifier_deliveries_total",
-    "SMTP delivery attempts by outcome (sent, retry, failed, suppressed, outage, misconfigured)",
-    ["outcome"],
+MESSAGES = Counter(
+    "closeloop_notifier_messages_total",
+    "Messages by kind, channel and outcome: sent, failed (for good), suppressed (opted out or "
+    "over the frequency cap), discarded (a draft thrown away), no_recipient, deferred (quiet "
+    "hours), retry (a temporary failure), outage (the channel was down: not counted as an "
+    "attempt)",
+    ["kind", "channel", "outcome"],
+)
+SEND_SECONDS = Histogram(
+    "closeloop_notifier_send_duration_seconds",
+    "Time to hand one message to its channel (SMTP conversation or webhook call)",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DRAFTS_AWAITING = Gauge(
+    "closeloop_notifier_drafts_awaiting_approval",
+    "Customer replies held as drafts until their owner approves or edits them",
+)
+MESSAGES_WAITING = Gauge(
+    "closeloop_notifier_messages_waiting",
+    "Messages not sent yet, by status (pending includes those deferred or delayed)",
+    ["status"],
 )
 SMTP_UNREACHABLE = Gauge(
     "closeloop_notifier_smtp_unreachable",

@@ -13,23 +13,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_notifier.adapters.tables import messages
 
-MessageStatus = Literal["pending", "sending", "sent", "failed", "suppressed", "no_recipient"]
+MessageStatus = Literal[
+    "draft", "pending", "sending", "sent", "failed", "suppressed", "discarded", "no_recipient"
+]
 
 MESSAGE_FIELDS = (
     "message_id",
+    "kind",
+    "audience",
     "case_id",
+    "campaign_id",
     "response_id",
     "customer_id",
-    "template",
     "locale",
     "channel",
     "recipient",
     "subject",
     "status",
     "attempts",
+    "next_attempt_at",
     "last_error",
     "created_at",
     "sent_at",
+    "reviewed_by",
+    "reviewed_at",
+    "edited",
 )
 
 
@@ -40,6 +48,8 @@ async def list_messages(
     case_id: uuid.UUID | None = None,
     response_id: str | None = None,
     status: MessageStatus | None = None,
+    kind: str | None = None,
+    campaign_id: uuid.UUID | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
     """The tenant's messages, newest first, optionally of one case, response or status."""
@@ -52,6 +62,10 @@ async def list_messages(
         query = query.where(messages.c.response_id == response_id)
     if status is not None:
         query = query.where(messages.c.status == status)
+    if kind is not None:
+        query = query.where(messages.c.kind == kind)
+    if campaign_id is not None:
+        query = query.where(messages.c.campaign_id == campaign_id)
     rows = await session.execute(query.order_by(messages.c.created_at.desc()).limit(limit))
     return {"tenant_id": tenant_id, "messages": [dict(row._mapping) for row in rows]}
 
@@ -59,3 +73,25 @@ async def list_messages(
 def opt_out_view(tenant_id: str, key: str) -> dict[str, str]:
     """An opt-out as the API shows it: the address is its stored key (normalised, lower case)."""
     return {"tenant_id": tenant_id, "email": key, "status": "opted_out"}
+
+
+async def message_detail(
+    session: AsyncSession, *, tenant_id: str, message_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """One message with its content (subject, text and HTML parts): what a draft's owner reads."""
+    row = (
+        await session.execute(
+            sa.select(
+                *(messages.c[f] for f in MESSAGE_FIELDS),
+                messages.c.body.label("text"),
+                messages.c.html,
+                messages.c.reply_to,
+            ).where(messages.c.tenant_id == tenant_id, messages.c.message_id == message_id)
+        )
+    ).one_or_none()
+    return None if row is None else dict(row._mapping)
+
+
+def message_view(row: sa.Row[Any]) -> dict[str, Any]:
+    """A message row as the API shows it after a command."""
+    return {f: row._mapping[f] for f in MESSAGE_FIELDS}

@@ -60,8 +60,6 @@ class ApprovalRule(_Model):
     survey_id: str | None = None
     account_id: str | None = None
     key_account: bool | None = None
-    product: str | None = None
-    region: str | None = None
 
 
 class TeamChannel(_Model):
@@ -125,16 +123,8 @@ class MessagingSettings(_Model):
         survey_id: str,
         account_id: str | None,
         key_account: bool,
-        product: str | None = None,
-        region: str | None = None,
     ) -> Literal["send", "approve"]:
-        facts = {
-            "survey_id": survey_id,
-            "account_id": account_id,
-            "key_account": key_account,
-            "product": product,
-            "region": region,
-        }
+        facts = {"survey_id": survey_id, "account_id": account_id, "key_account": key_account}
         for rule in self.detractor_approval:
             wanted = rule.model_dump(exclude={"mode"}, exclude_none=True)
             if all(facts[name] == value for name, value in wanted.items()):

@@ -1,42 +1,51 @@
-"""The SMTP dispatcher: claim a due message, send it with no transaction open, record the result.
+"""The dispatcher: claim a batch of due messages, send them with no transaction open, record.
 
-One `dispatch_one` step:
+One `dispatch_batch` step:
 
-1. Claim (one committed transaction). The most overdue message is locked (SKIP LOCKED, so
-   replicas share the work): first a `sending` one whose lease ran out (its dispatcher died), else
-   a due `pending` one. Then, in the same transaction, it is settled without sending when its
-   address is not one sendable mailbox (`failed`), when the customer opted out (`suppressed`,
-   checked right before sending), or when a dead dispatcher's claim already used the last attempt
-   (`failed`). Otherwise it becomes `sending` with `attempts + 1` and `lease_until = now + lease`.
-2. Send over SMTP, outside any transaction (`adapters.smtp`).
-3. Record (a new transaction), only if the claim is still ours (same status and attempts):
-   - accepted: `sent`, with `notification.sent.v1` in the same commit;
-   - refused for now (4xx, connection lost after the message was offered): `pending` again after
-     `DeliveryPolicy.retry_after`, or `failed` once `max_attempts` are used;
-   - refused for good (5xx to RCPT TO or DATA) or any other exception about this message (it
-     cannot be rendered, say): `failed` at once. `failed` always comes with
-     `notification.failed.v1` (reason `delivery_failed`), so one message never blocks the queue;
-   - the server is down (`SmtpUnavailable`) or refuses our configuration (`SmtpMisconfigured`):
-     the message is put back as it was, its attempt not counted, and the whole queue is held for
-     `DeliveryPolicy.hold_after` (growing while it lasts). Nothing is failed however long it
-     lasts; the `closeloop_notifier_smtp_unreachable` / `_misconfigured` gauges say so (for
-     alerts) and a misconfiguration is logged as an error.
-   If the record cannot be written (the database went away), the result is kept and written by
-   the next step before anything else, without sending again.
+1. Claim (one committed transaction). Up to `batch_size` messages are locked (SKIP LOCKED, so
+   replicas share the work): `sending` ones whose lease ran out (their dispatcher died), then due
+   `pending` ones of channels not held. Each is then decided in the same transaction:
+   - not sent, final: the lease of the last allowed attempt ran out (`failed`), the address is
+     not one sendable mailbox (`failed`), the customer opted out (`suppressed`, checked right
+     before sending), or the customer got `frequency_cap.max_messages` messages in the cap's
+     window already (`suppressed`, reason `frequency_capped`);
+   - not sent now: a customer message inside the recipient's quiet hours is deferred to their
+     end (`next_attempt_at`; the attempt is not counted);
+   - otherwise claimed: `sending`, `attempts + 1`, `lease_until = now + lease`.
+2. Send every claimed message through its channel (`adapters.channels`), concurrently up to each
+   channel's limit, outside any transaction.
+3. Record (one transaction), each only if its claim is still ours (same status and attempts):
+   - accepted: `sent`, with its `notification.sent.*` events in the same commit;
+   - refused for now: `pending` again after `DeliveryPolicy.retry_after` (exponential, with
+     jitter; or the channel's Retry-After), or `failed` once `max_attempts` are used;
+   - refused for good, or any other error about the message itself: `failed` at once;
+   - the channel is down or refuses our configuration: the message goes back as it was (its
+     attempt not counted) and the channel is held for `DeliveryPolicy.hold_after` (growing
+     while it lasts). Nothing fails however long an outage lasts.
+   `failed` and `suppressed` always come with `notification.failed.*` events.
+   If the record cannot be written (the database went away), the results are kept and written
+   by the next step before anything else, without sending again.
 
-Between claim and record the message is sent at most once. A dispatcher that dies or is
-cancelled in between leaves a `sending` claim: nobody sends it until the lease runs out, then it
-is taken again, and never beyond `max_attempts` in all; the stable Message-ID lets mail systems
-drop the copy if the server had accepted the first one.
+**The one at-least-once window.** Between the server accepting a message and the record's
+commit, a crash loses the knowledge that it was sent. The message stays `sending` under its
+lease; when the lease runs out another dispatcher sends it again (never beyond `max_attempts`).
+The window is one batch's sending plus one commit (a batch is at most `batch_size` messages,
+a fraction of a second at full speed); the stable Message-ID (and webhook-id) lets mail systems
+and receivers drop the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
+from collections import Counter as Tally
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,29 +53,45 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
-from closeloop_common.events import EventData, NotificationSentV1, new_event
+from closeloop_common.handlers import Transaction
 from closeloop_common.loop import repeat
 from closeloop_common.outbox import Outbox
-from closeloop_common.tenants import TenantDirectory
-from closeloop_notifier.adapters.smtp import (
+from closeloop_notifier.adapters.channels import (
+    Channel,
+    ChannelMisconfigured,
+    ChannelUnavailable,
     DeliveryError,
-    OutgoingEmail,
-    SmtpMisconfigured,
-    SmtpSender,
-    SmtpUnavailable,
+    Outgoing,
 )
-from closeloop_notifier.adapters.tables import messages
-from closeloop_notifier.metrics import DELIVERIES, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
-from closeloop_notifier.service_layer.policy import (
-    DeliveryPolicy,
-    failure_of,
-    is_opted_out,
-    reply_address,
-)
+from closeloop_notifier.adapters.tables import messages, opt_outs
+from closeloop_notifier.domain.timing import QuietHours, backoff
+from closeloop_notifier.metrics import MESSAGES, SEND_SECONDS, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
+from closeloop_notifier.service_layer.compose import Composer
+from closeloop_notifier.service_layer.messages import FailureReason, publish_failed, publish_sent
+from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["sent", "retry", "failed", "outage", "misconfigured"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    max_attempts: int = 6
+    first_retry_after: timedelta = timedelta(seconds=30)
+    max_retry_after: timedelta = timedelta(hours=1)
+    send_lease: timedelta = timedelta(minutes=5)
+    first_hold: timedelta = timedelta(seconds=1)
+    max_hold: timedelta = timedelta(minutes=1)
+
+    def retry_after(self, attempts: int, rng: random.Random) -> timedelta:
+        """The wait before the next attempt of a message that failed `attempts` times."""
+        return backoff(attempts, self.first_retry_after, self.max_retry_after, rng)
+
+    def hold_after(self, failures: int) -> timedelta:
+        """The wait of a channel after `failures` channel-level failures in a row."""
+        doubled: timedelta = self.first_hold * 2 ** min(max(0, failures - 1), 30)
+        return min(self.max_hold, doubled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +101,38 @@ class _Result:
     message: sa.Row[Any]  # as claimed: `sending`, attempts already counted
     outcome: Outcome
     error: str | None = None
-    at: datetime | None = None  # when the SMTP server accepted it
-    server_answered: bool = True  # False when the message failed before reaching the server
+    at: datetime | None = None  # when the other side accepted it
+    retry_after: timedelta | None = None
+    reached_channel: bool = True  # False when the message failed before reaching it
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What the claim step does with one locked message."""
+
+    message: sa.Row[Any]
+    action: Literal["claim", "fail", "suppress", "defer"]
+    reason: FailureReason | None = None
+    detail: str | None = None
+    until: datetime | None = None
+    recipient: str | None = None
+
+
+_RECORD = sa.text(
+    """
+    UPDATE notifier.messages AS m
+    SET status = v.status, sent_at = v.sent_at, next_attempt_at = v.next_at,
+        last_error = v.error, attempts = v.attempts_after, lease_until = NULL
+    FROM unnest(
+        CAST(:tenants AS text[]), CAST(:ids AS uuid[]), CAST(:claimed AS int[]),
+        CAST(:statuses AS text[]), CAST(:sent AS timestamptz[]), CAST(:next AS timestamptz[]),
+        CAST(:errors AS text[]), CAST(:attempts_after AS int[])
+    ) AS v(tenant_id, message_id, claimed, status, sent_at, next_at, error, attempts_after)
+    WHERE m.tenant_id = v.tenant_id AND m.message_id = v.message_id
+      AND m.status = 'sending' AND m.attempts = v.claimed
+    RETURNING m.*
+    """
+).columns(*messages.c)
 
 
 class Dispatcher:
@@ -86,293 +141,432 @@ class Dispatcher:
         *,
         sessions: async_sessionmaker[AsyncSession],
         outbox: Outbox,
-        sender: SmtpSender,
+        channels: Mapping[str, Channel],
+        composer: Composer,
+        settings: SettingsStore,
         clock: Clock,
         source: str,
-        sender_address: str,
-        sender_name: str,
-        tenants: TenantDirectory | None = None,
         policy: DeliveryPolicy = DeliveryPolicy(),
+        batch_size: int = 200,
+        concurrency: Mapping[str, int] | None = None,
+        rng: random.Random | None = None,
         idle_poll: float = 1.0,
     ) -> None:
-        """`sender_address`/`sender_name` are the From of tenants `tenants` gives none."""
         self._sessions = sessions
         self._outbox = outbox
-        self._sender = sender
+        self._channels = dict(channels)
+        self._composer = composer
+        self._settings = settings
         self._clock = clock
         self._source = source
-        self._sender_address = sender_address
-        self._sender_name = sender_name
-        self._tenants = tenants or TenantDirectory()
         self._policy = policy
+        self._batch_size = batch_size
+        self._limits = {
+            name: asyncio.Semaphore((concurrency or {}).get(name, 16)) for name in self._channels
+        }
+        self._rng = rng or random.Random()
         self._idle_poll = idle_poll
-        self._unrecorded: _Result | None = None
-        self._server_failures = 0
-        self.held_until: datetime | None = None
-        """While set and in the future, the SMTP server is down or refuses our configuration:
-        no message is claimed."""
+        self._unrecorded: list[_Result] = []
+        self._failures: Tally[str] = Tally()
+        self.held_until: dict[str, datetime] = {}
+        """Channels that are down or refuse our configuration, and until when no message of
+        theirs is claimed."""
         self.wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Dispatch until cancelled; sleeps when nothing is due or the queue is held."""
-        await repeat(
-            self.dispatch_one, wake=self.wake, idle=self._idle_poll, name="SMTP dispatcher"
-        )
+        """Dispatch until cancelled; sleeps when nothing is due."""
+        await repeat(self.dispatch_step, wake=self.wake, idle=self._idle_poll, name="dispatcher")
 
-    async def dispatch_one(self) -> bool:
-        """One step (see the module docstring). False when nothing is due or the queue is held,
-        so the caller waits before the next step."""
-        if self._unrecorded is not None:
+    async def dispatch_step(self) -> bool:
+        """One step; False when nothing was due (the caller waits before the next)."""
+        return await self.dispatch_batch() > 0
+
+    async def dispatch_batch(self) -> int:
+        """One step (see the module docstring); returns how many messages it handled."""
+        if self._unrecorded:
+            handled = len(self._unrecorded)
             await self._record(self._unrecorded)
-            self._unrecorded = None
-            return True
-        if self.held_until is not None and self._clock.now() < self.held_until:
-            return False
-        async with transaction(self._sessions) as session:
-            due = await self._next_due(session)
-            if due is None:
-                return False
-            claimed = await self._claim_or_settle(session, due)
-        if claimed is None:
-            return True
-        result = await self._deliver(claimed)
-        self._track_server(result)
-        self._unrecorded = result
-        await self._record(result)
-        self._unrecorded = None
-        return result.outcome not in ("outage", "misconfigured")
+            self._unrecorded = []
+            return handled
+        claimed, settled = await self._claim()
+        if not claimed:
+            return settled
+        results = await asyncio.gather(*(self._deliver(m) for m in claimed))
+        self._track_channels(results)
+        self._unrecorded = list(results)
+        await self._record(self._unrecorded)
+        self._unrecorded = []
+        return settled + len(claimed)
+
+    async def dispatch_all(self, *, limit: int = 100) -> int:
+        """Steps until nothing is due (tests and tools); returns the messages handled."""
+        total = 0
+        for _ in range(limit):
+            handled = await self.dispatch_batch()
+            if handled == 0:
+                break
+            total += handled
+        return total
 
     # -- claim ------------------------------------------------------------------------------
 
-    async def _next_due(self, session: AsyncSession) -> sa.Row[Any] | None:
+    def _held(self, now: datetime) -> list[str]:
+        return [name for name, until in self.held_until.items() if now < until]
+
+    async def _claim(self) -> tuple[list[sa.Row[Any]], int]:
+        """Lock due messages, settle those not to be sent, claim the rest; returns the claimed
+        rows and how many were settled without sending."""
         now = self._clock.now()
+        async with transaction(self._sessions) as session:
+            tx = Transaction(session, self._clock, self._source, self._outbox)
+            due = await self._lock_due(session, now)
+            if not due:
+                return [], 0
+            decisions = await self._decide(session, due, now)
+            claimed = await self._apply(tx, decisions, now)
+            await tx.flush()
+        return claimed, len(due) - len(claimed)
+
+    async def _lock_due(self, session: AsyncSession, now: datetime) -> list[sa.Row[Any]]:
         abandoned = (
             sa.select(messages)
             .where(messages.c.status == "sending", messages.c.lease_until <= now)
             .order_by(messages.c.lease_until)
+            .limit(self._batch_size)
+            .with_for_update(skip_locked=True)
         )
-        pending = (
-            sa.select(messages)
-            .where(messages.c.status == "pending", messages.c.next_attempt_at <= now)
-            .order_by(messages.c.next_attempt_at)
-        )
-        for query in (abandoned, pending):
-            row = (
-                await session.execute(query.limit(1).with_for_update(skip_locked=True))
-            ).one_or_none()
-            if row is not None:
-                return row
-        return None
+        rows = list((await session.execute(abandoned)).all())
+        room = self._batch_size - len(rows)
+        if room > 0:
+            pending = sa.select(messages).where(
+                messages.c.status == "pending", messages.c.next_attempt_at <= now
+            )
+            held = self._held(now)
+            if held:
+                pending = pending.where(messages.c.channel.not_in(held))
+            pending = (
+                pending.order_by(messages.c.next_attempt_at)
+                .limit(room)
+                .with_for_update(skip_locked=True)
+            )
+            rows += (await session.execute(pending)).all()
+        return rows
 
-    async def _claim_or_settle(
-        self, session: AsyncSession, message: sa.Row[Any]
-    ) -> sa.Row[Any] | None:
-        """Claim `message` for sending and return it, or settle it without sending (None)."""
+    async def _decide(
+        self, session: AsyncSession, due: Sequence[sa.Row[Any]], now: datetime
+    ) -> list[_Decision]:
+        customers = [m for m in due if m.audience == "customer" and m.recipient_key]
+        opted_out = await self._opted_out(session, customers)
+        counts = await self._recent_counts(session, customers, now)
+        decisions: list[_Decision] = []
+        for message in due:
+            decisions.append(await self._decide_one(message, opted_out, counts, now))
+        return decisions
+
+    async def _decide_one(
+        self,
+        message: sa.Row[Any],
+        opted_out: set[tuple[str, str]],
+        counts: Tally[tuple[str, str]],
+        now: datetime,
+    ) -> _Decision:
         if message.status == "sending" and message.attempts >= self._policy.max_attempts:
-            await self._fail(
-                session,
+            return _Decision(
                 message,
+                "fail",
+                "delivery_failed",
                 f"the dispatcher of attempt {message.attempts} stopped before recording its "
                 "result and its lease expired; that attempt may have been delivered",
             )
-            return None
-        try:
-            recipient = normalize_email(message.recipient or "")
-        except InvalidEmailAddress as exc:
-            # Stored before addresses were checked, by an older version.
-            await self._fail(session, message, str(exc))
-            return None
-        if await is_opted_out(session, message.tenant_id, recipient):
-            # The customer opted out after the message was prepared (say, while it waited for a
-            # retry): it is suppressed, not sent.
-            await session.execute(
-                self._update(message).values(
-                    status="suppressed", next_attempt_at=None, lease_until=None
+        recipient = message.recipient
+        if message.channel == "email":
+            try:
+                recipient = normalize_email(message.recipient or "")
+            except InvalidEmailAddress as exc:
+                return _Decision(message, "fail", "delivery_failed", str(exc))
+        if message.audience != "customer" or not message.recipient_key:
+            return _Decision(message, "claim", recipient=recipient)
+        key = (message.tenant_id, message.recipient_key)
+        if key in opted_out:
+            return _Decision(message, "suppress", "opted_out")
+        settings = await self._settings.get(message.tenant_id)
+        if settings.quiet_hours is not None:
+            quiet = QuietHours(settings.quiet_hours.start, settings.quiet_hours.end)
+            zone = ZoneInfo(message.time_zone or settings.time_zone)
+            allowed = quiet.next_allowed(now, zone)
+            if allowed > now:
+                # A little spread, so the morning does not start with every deferred message.
+                spread = timedelta(seconds=self._rng.uniform(0, 600))
+                return _Decision(message, "defer", until=allowed + spread)
+        cap = settings.frequency_cap
+        if cap is not None:
+            if counts[key] >= cap.max_messages:
+                return _Decision(
+                    message,
+                    "suppress",
+                    "frequency_capped",
+                    f"{counts[key]} messages in the last {cap.days:g} days",
+                )
+            counts[key] += 1  # the ones claimed in this batch count too
+        return _Decision(message, "claim", recipient=recipient)
+
+    async def _opted_out(
+        self, session: AsyncSession, customers: Sequence[sa.Row[Any]]
+    ) -> set[tuple[str, str]]:
+        if not customers:
+            return set()
+        keys = {(m.tenant_id, m.recipient_key) for m in customers}
+        rows = await session.execute(
+            sa.select(opt_outs.c.tenant_id, opt_outs.c.email).where(
+                sa.tuple_(opt_outs.c.tenant_id, opt_outs.c.email).in_(sorted(keys))
+            )
+        )
+        return {(row.tenant_id, row.email) for row in rows}
+
+    async def _recent_counts(
+        self, session: AsyncSession, customers: Sequence[sa.Row[Any]], now: datetime
+    ) -> Tally[tuple[str, str]]:
+        """Customer messages sent to each address within its tenant's frequency-cap window."""
+        counts: Tally[tuple[str, str]] = Tally()
+        by_tenant: dict[str, set[str]] = {}
+        for m in customers:
+            by_tenant.setdefault(m.tenant_id, set()).add(m.recipient_key)
+        for tenant, keys in by_tenant.items():
+            cap = (await self._settings.get(tenant)).frequency_cap
+            if cap is None:
+                continue
+            rows = await session.execute(
+                sa.select(messages.c.recipient_key, sa.func.count())
+                .where(
+                    messages.c.tenant_id == tenant,
+                    messages.c.recipient_key.in_(sorted(keys)),
+                    messages.c.status == "sent",
+                    messages.c.audience == "customer",
+                    messages.c.sent_at > now - timedelta(days=cap.days),
+                )
+                .group_by(messages.c.recipient_key)
+            )
+            for key, count in rows:
+                counts[(tenant, key)] = count
+        return counts
+
+    async def _apply(
+        self, tx: Transaction, decisions: Sequence[_Decision], now: datetime
+    ) -> list[sa.Row[Any]]:
+        session = tx.session
+        to_claim = [d for d in decisions if d.action == "claim"]
+        for d in decisions:
+            message = d.message
+            if d.action == "defer":
+                await session.execute(
+                    _update(message).values(
+                        status="pending", next_attempt_at=d.until, lease_until=None
+                    )
+                )
+                MESSAGES.labels(message.kind, message.channel, "deferred").inc()
+            elif d.action in ("fail", "suppress"):
+                status = "failed" if d.action == "fail" else "suppressed"
+                settled = (
+                    await session.execute(
+                        _update(message)
+                        .values(
+                            status=status,
+                            next_attempt_at=None,
+                            lease_until=None,
+                            last_error=(d.detail or d.reason or "")[:2000],
+                        )
+                        .returning(messages)
+                    )
+                ).one()
+                assert d.reason is not None
+                publish_failed(tx, settled, d.reason, d.detail, now)
+                MESSAGES.labels(message.kind, message.channel, status).inc()
+        if not to_claim:
+            return []
+        for d in to_claim:
+            if d.recipient != d.message.recipient:
+                # Stored before addresses were normalised, by an older version.
+                await session.execute(_update(d.message).values(recipient=d.recipient))
+        claimed = await session.execute(
+            sa.update(messages)
+            .where(
+                sa.tuple_(messages.c.tenant_id, messages.c.message_id).in_(
+                    [(d.message.tenant_id, d.message.message_id) for d in to_claim]
                 )
             )
-            await self._publish_failed(session, message, "opted_out", None)
-            DELIVERIES.labels("suppressed").inc()
-            return None
-        claim = (
-            self._update(message)
             .values(
                 status="sending",
-                attempts=message.attempts + 1,
-                recipient=recipient,
-                lease_until=self._clock.now() + self._policy.send_lease,
+                attempts=messages.c.attempts + 1,
+                lease_until=now + self._policy.send_lease,
             )
             .returning(messages)
         )
-        claimed: sa.Row[Any] = (await session.execute(claim)).one()
-        return claimed
+        return list(claimed.all())
 
     # -- send -------------------------------------------------------------------------------
 
     async def _deliver(self, message: sa.Row[Any]) -> _Result:
         """Send with no transaction open; every failure becomes a result, none escapes
         (cancellation aside: the claim's lease covers it)."""
+        channel = self._channels.get(message.channel)
+        started = time.perf_counter()
         try:
-            await self._sender.send(self._email(message))
-        except SmtpUnavailable as exc:
+            if channel is None:
+                raise ValueError(f"no channel {message.channel!r} is configured")
+            outgoing = await self._outgoing(message)
+            async with self._limits[message.channel]:
+                started = time.perf_counter()
+                await channel.send(outgoing)
+        except ChannelUnavailable as exc:
             return _Result(message, "outage", str(exc))
-        except SmtpMisconfigured as exc:
+        except ChannelMisconfigured as exc:
             return _Result(message, "misconfigured", str(exc))
         except DeliveryError as exc:
             final = exc.permanent or message.attempts >= self._policy.max_attempts
-            return _Result(message, "failed" if final else "retry", str(exc))
+            return _Result(
+                message, "failed" if final else "retry", str(exc), retry_after=exc.retry_after
+            )
         except Exception as exc:
-            # Something about this message (it cannot be rendered, say): it fails alone.
+            # Something about this message (it cannot be built, say): it fails alone.
             log.exception(
                 "message could not be sent", extra={"message_id": str(message.message_id)}
             )
             error = f"{type(exc).__name__}: {exc}"
-            return _Result(message, "failed", error, server_answered=False)
+            return _Result(message, "failed", error, reached_channel=False)
+        SEND_SECONDS.labels(message.channel).observe(time.perf_counter() - started)
         return _Result(message, "sent", at=self._clock.now())
 
-    def _email(self, message: sa.Row[Any]) -> OutgoingEmail:
-        tenant = self._tenants.of(message.tenant_id)
-        return OutgoingEmail(
+    async def _outgoing(self, message: sa.Row[Any]) -> Outgoing:
+        tenant = message.tenant_id
+        sender = self._composer.sender(tenant)
+        headers: list[tuple[str, str]] = [
+            ("X-Closeloop-Kind", message.kind),
+            ("Content-Language", message.locale),
+        ]
+        if message.case_id is not None:
+            headers.append(("X-Closeloop-Case-Id", str(message.case_id)))
+        if message.campaign_id is not None:
+            headers.append(("X-Closeloop-Campaign-Id", str(message.campaign_id)))
+        secret = None
+        if message.channel == "webhook":
+            configured = (await self._settings.get(tenant)).team_channel.webhook_secret
+            secret = configured.get_secret_value() if configured else None
+        return Outgoing(
             message_id=str(message.message_id),
-            sender=tenant.from_address or self._sender_address,
-            sender_name=tenant.from_name or self._sender_name,
+            tenant_id=tenant,
+            kind=message.kind,
             recipient=message.recipient,
-            reply_to=reply_address(message.reply_to),
             subject=message.subject,
-            body=message.body,
-            headers=(
-                ("X-Closeloop-Case-Id", str(message.case_id)),
-                ("X-Closeloop-Template", message.template),
-                ("Content-Language", message.locale),
+            text=message.body,
+            html=message.html,
+            sender=sender.address,
+            sender_name=sender.name,
+            reply_to=message.reply_to,
+            unsubscribe_url=(
+                self._composer.unsubscribe_url(tenant, message.recipient_key)
+                if message.audience == "customer"
+                else None
             ),
+            headers=tuple(headers),
+            payload=message.payload or {},
+            secret=secret,
         )
 
     # -- record -----------------------------------------------------------------------------
 
-    async def _record(self, result: _Result) -> None:
-        message = result.message
-        error = result.error[:2000] if result.error else None
-        values: dict[str, Any]
-        if result.outcome == "sent":
-            values = {
-                "status": "sent",
-                "sent_at": result.at,
-                "next_attempt_at": None,
-                "last_error": None,
-            }
-        elif result.outcome == "retry":
-            retry_at = self._clock.now() + self._policy.retry_after(message.attempts)
-            values = {"status": "pending", "next_attempt_at": retry_at, "last_error": error}
-        elif result.outcome == "failed":
-            values = {"status": "failed", "next_attempt_at": None, "last_error": error}
-        else:
-            # Not the message's fault: it goes back as it was, its attempt not counted.
-            values = {"status": "pending", "attempts": message.attempts - 1, "last_error": error}
-        async with transaction(self._sessions) as session:
-            still_ours = await session.scalar(
-                self._update(message)
-                .where(messages.c.status == "sending", messages.c.attempts == message.attempts)
-                .values(lease_until=None, **values)
-                .returning(messages.c.message_id)
-            )
-            if still_ours is None:
-                # Our lease ran out and another dispatcher took the message: its record counts.
-                log.warning(
-                    "claim lost before recording", extra={"message_id": str(message.message_id)}
-                )
-                return
-            if result.outcome == "sent":
-                assert result.at is not None
-                await self._publish_sent(session, message, result.at)
-            elif result.outcome == "failed":
-                await self._publish_failed(session, message, "delivery_failed", error)
-        DELIVERIES.labels(result.outcome).inc()
-        if result.outcome in ("retry", "failed"):
-            log.warning(
-                "delivery failed",
-                extra={
-                    "message_id": str(message.message_id),
-                    "attempts": message.attempts,
-                    "final": result.outcome == "failed",
-                    "error": result.error,
-                },
-            )
-
-    def _track_server(self, result: _Result) -> None:
-        """Hold the queue while the server is down or refuses our configuration; the gauges
-        say which (only a conversation that reached the message clears them)."""
-        if result.outcome in ("outage", "misconfigured"):
-            self._server_failures += 1
-            hold = self._policy.hold_after(self._server_failures)
-            self.held_until = self._clock.now() + hold
-            extra = {"error": result.error, "held_for_s": hold.total_seconds()}
-            if result.outcome == "outage":
-                SMTP_UNREACHABLE.set(1)
-                log.warning("SMTP server unreachable; the queue waits", extra=extra)
+    async def _record(self, results: Sequence[_Result]) -> None:
+        now = self._clock.now()
+        rows: list[tuple[_Result, str, datetime | None, datetime | None, int]] = []
+        for r in results:
+            m = r.message
+            if r.outcome == "sent":
+                rows.append((r, "sent", r.at, None, m.attempts))
+            elif r.outcome == "retry":
+                wait = r.retry_after or self._policy.retry_after(m.attempts, self._rng)
+                rows.append((r, "pending", None, now + wait, m.attempts))
+            elif r.outcome == "failed":
+                rows.append((r, "failed", None, None, m.attempts))
             else:
+                # Not the message's fault: back as it was, its attempt not counted, due at once
+                # (its channel is held meanwhile).
+                rows.append((r, "pending", None, m.next_attempt_at or now, m.attempts - 1))
+        by_id = {str(r.message.message_id): r for r in results}
+        async with transaction(self._sessions) as session:
+            tx = Transaction(session, self._clock, self._source, self._outbox)
+            recorded = (
+                await session.execute(
+                    _RECORD,
+                    {
+                        "tenants": [r.message.tenant_id for r, *_ in rows],
+                        "ids": [r.message.message_id for r, *_ in rows],
+                        "claimed": [r.message.attempts for r, *_ in rows],
+                        "statuses": [status for _, status, *_ in rows],
+                        "sent": [sent for _, _, sent, _, _ in rows],
+                        "next": [nxt for _, _, _, nxt, _ in rows],
+                        "errors": [(r.error or None) and r.error[:2000] for r, *_ in rows],
+                        "attempts_after": [after for *_, after in rows],
+                    },
+                )
+            ).all()
+            for row in recorded:
+                result = by_id[str(row.message_id)]
+                if result.outcome == "sent":
+                    assert result.at is not None
+                    publish_sent(tx, row, result.at)
+                elif result.outcome == "failed":
+                    publish_failed(tx, row, "delivery_failed", result.error, now)
+            await tx.flush()
+        if len(recorded) < len(rows):
+            # Our lease ran out and another dispatcher took those messages: its record counts.
+            log.warning("claims lost before recording", extra={"lost": len(rows) - len(recorded)})
+        for r in results:
+            MESSAGES.labels(r.message.kind, r.message.channel, r.outcome).inc()
+            if r.outcome in ("retry", "failed"):
+                log.warning(
+                    "delivery failed",
+                    extra={
+                        "message_id": str(r.message.message_id),
+                        "attempts": r.message.attempts,
+                        "final": r.outcome == "failed",
+                        "error": r.error,
+                    },
+                )
+
+    def _track_channels(self, results: Sequence[_Result]) -> None:
+        """Hold a channel while it is down or refuses our configuration; only a result that
+        reached the channel clears it."""
+        now = self._clock.now()
+        down: dict[str, _Result] = {}
+        answered: set[str] = set()
+        for r in results:
+            if r.outcome in ("outage", "misconfigured"):
+                down[r.message.channel] = r
+            elif r.reached_channel:
+                answered.add(r.message.channel)
+        for channel in answered - set(down):
+            self._failures[channel] = 0
+            self.held_until.pop(channel, None)
+            if channel == "email":
                 SMTP_UNREACHABLE.set(0)
-                SMTP_MISCONFIGURED.set(1)
-                log.error("SMTP server refuses our configuration; the queue is held", extra=extra)
-            return
-        if not result.server_answered:
-            return  # says nothing about the server
-        self._server_failures = 0
-        self.held_until = None
-        SMTP_UNREACHABLE.set(0)
-        SMTP_MISCONFIGURED.set(0)
+                SMTP_MISCONFIGURED.set(0)
+        for channel, r in down.items():
+            self._failures[channel] += 1
+            hold = self._policy.hold_after(self._failures[channel])
+            self.held_until[channel] = now + hold
+            extra = {"channel": channel, "error": r.error, "held_for_s": hold.total_seconds()}
+            if r.outcome == "outage":
+                if channel == "email":
+                    SMTP_UNREACHABLE.set(1)
+                log.warning("channel unavailable; its queue waits", extra=extra)
+            else:
+                if channel == "email":
+                    SMTP_UNREACHABLE.set(0)
+                    SMTP_MISCONFIGURED.set(1)
+                log.error("channel refuses our configuration; its queue is held", extra=extra)
 
-    # -- helpers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _update(message: sa.Row[Any]) -> sa.Update:
-        return sa.update(messages).where(
-            messages.c.tenant_id == message.tenant_id,
-            messages.c.message_id == message.message_id,
-        )
-
-    async def _fail(self, session: AsyncSession, message: sa.Row[Any], error: str) -> None:
-        await session.execute(
-            self._update(message).values(
-                status="failed", next_attempt_at=None, lease_until=None, last_error=error[:2000]
-            )
-        )
-        await self._publish_failed(session, message, "delivery_failed", error)
-        DELIVERIES.labels("failed").inc()
-        log.warning(
-            "message failed without sending",
-            extra={"message_id": str(message.message_id), "error": error},
-        )
-
-    async def _publish_failed(
-        self,
-        session: AsyncSession,
-        message: sa.Row[Any],
-        reason: Literal["opted_out", "delivery_failed"],
-        detail: str | None,
-    ) -> None:
-        failed = failure_of(
-            message, reason=reason, attempts=message.attempts, detail=detail, at=self._clock.now()
-        )
-        await self._emit(session, failed, tenant_id=message.tenant_id)
-
-    async def _publish_sent(
-        self, session: AsyncSession, message: sa.Row[Any], sent_at: datetime
-    ) -> None:
-        sent = NotificationSentV1(
-            message_id=message.message_id,
-            case_id=message.case_id,
-            response_id=message.response_id,
-            customer_id=message.customer_id,
-            template=message.template,
-            locale=message.locale,
-            channel="email",
-            recipient=message.recipient,
-            subject=message.subject,
-            attempts=message.attempts,
-            sent_at=sent_at,
-        )
-        await self._emit(session, sent, tenant_id=message.tenant_id)
-
-    async def _emit(self, session: AsyncSession, data: EventData, *, tenant_id: str) -> None:
-        """Queue `data` as this service's event in `session`'s transaction (its outbox)."""
-        event = new_event(data, tenant_id=tenant_id, source=self._source, clock=self._clock)
-        await self._outbox.add(session, event)
+def _update(message: sa.Row[Any]) -> sa.Update:
+    return sa.update(messages).where(
+        messages.c.tenant_id == message.tenant_id,
+        messages.c.message_id == message.message_id,
+    )

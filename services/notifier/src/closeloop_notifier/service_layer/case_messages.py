@@ -1,0 +1,403 @@
+"""From case events to stored messages, inside the consumer's inbox transaction.
+
+- `case.opened.v1`: the customer's reply by the case's playbook (thanks, apology, improvement
+  ask), when the tenant sends replies for that category. It goes after a random human delay
+  (`reply_delay`), or waits as a draft for its owner when the tenant's approval rules say so for
+  a detractor's segment. The owner (or the team's queue mailbox, or the team webhook) hears
+  about the new case at once.
+- `case.updated.v1`: on `resolved`, the customer's "what we did" when the tenant sends it; on
+  `reassigned`, the new owner hears about the case. Every update refreshes the case view the
+  overdue digest reads.
+- `case.sla_alert.v1`: the warning to the owner, the breach and each escalation step to the
+  person the alert names.
+
+Every message has a dedup key (`domain.kinds`), so a redelivered event stores nothing new.
+Customer text reaches templates only as data (never as template source), and the HTML part is
+autoescaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from closeloop_common.events import (
+    CaseOpenedV1,
+    CaseSlaAlertV1,
+    CaseUpdatedV1,
+    CloudEvent,
+    Customer,
+    Owner,
+)
+from closeloop_common.handlers import HandlerContext
+from closeloop_notifier.adapters.tables import case_view
+from closeloop_notifier.domain.kinds import KIND_BY_PLAYBOOK, Kind, alert_key, case_key
+from closeloop_notifier.domain.tenant_settings import MessagingSettings
+from closeloop_notifier.domain.timing import human_delay, recipient_zone
+from closeloop_notifier.service_layer.compose import Composer
+from closeloop_notifier.service_layer.messages import (
+    InitialStatus,
+    NewMessage,
+    customer_address,
+    store,
+)
+from closeloop_notifier.service_layer.policy import is_opted_out, reply_address
+from closeloop_notifier.service_layer.settings_store import SettingsStore
+
+log = logging.getLogger(__name__)
+
+ALERT_KINDS: dict[str, Kind] = {
+    "warning": Kind.SLA_WARNING,
+    "breach": Kind.SLA_BREACH,
+    "escalation": Kind.SLA_ESCALATION,
+}
+
+
+def _owner(owner: Owner | None) -> dict[str, Any] | None:
+    return None if owner is None else {"id": owner.id, "name": owner.name, "email": owner.email}
+
+
+def _customer(customer: Customer) -> dict[str, Any]:
+    first = customer.name.split()[0] if customer.name and customer.name.split() else None
+    return {"id": customer.id, "name": customer.name, "first_name": first, "email": customer.email}
+
+
+def case_context(
+    event: CaseOpenedV1 | CaseUpdatedV1, *, score: int | None = None
+) -> dict[str, Any]:
+    """The `case` a template sees (the spec's template context)."""
+    common: dict[str, Any] = {
+        "id": str(event.case_id),
+        "owner": _owner(event.owner),
+        "channel": event.channel,
+        "first_contact_due_at": event.first_contact_due_at,
+        "resolution_due_at": event.resolution_due_at,
+        "priority": event.priority,
+        "account_id": event.account_id,
+    }
+    if isinstance(event, CaseOpenedV1):
+        return common | {
+            "score": event.score,
+            "comment": event.comment,
+            "category": event.category.value,
+            "key_account": event.key_account,
+            "note": None,
+            "outcome": None,
+        }
+    return common | {
+        "score": score,
+        "comment": None,
+        "category": event.case_type.value,
+        "key_account": False,
+        "note": event.note,
+        "outcome": event.outcome,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CaseMessages:
+    """The handlers of case events (see the module docstring)."""
+
+    composer: Composer
+    settings: SettingsStore
+    rng: random.Random
+
+    async def on_opened(self, ctx: HandlerContext, event: CloudEvent[CaseOpenedV1]) -> None:
+        case = event.data
+        tenant = event.tenantid
+        settings = await self.settings.get(tenant)
+        await _remember_case(ctx, case, version=1)
+        new: list[NewMessage] = []
+        if case.category in settings.messages_on:
+            kind = KIND_BY_PLAYBOOK[case.playbook]
+            mode = (
+                settings.approval_mode(
+                    survey_id=case.survey_id,
+                    account_id=case.account_id,
+                    key_account=case.key_account,
+                )
+                if kind is Kind.APOLOGY
+                else "send"
+            )
+            new.append(
+                await self._to_customer(
+                    ctx,
+                    settings,
+                    kind=kind,
+                    case=case_context(case),
+                    customer=case.customer,
+                    reply_to=case.owner.email,
+                    case_id=case.case_id,
+                    response_id=case.response_id,
+                    draft=mode == "approve",
+                )
+            )
+        new.append(
+            await self._to_team(
+                ctx,
+                settings,
+                kind=Kind.OWNER_NEW_CASE,
+                dedup_key=case_key(case.case_id, Kind.OWNER_NEW_CASE),
+                person=case.owner,
+                extra={"case": case_context(case), "customer": _customer(case.customer)},
+                case_id=case.case_id,
+                response_id=case.response_id,
+                customer_id=case.customer.id,
+            )
+        )
+        await store(ctx.transaction, tenant, new)
+
+    async def on_updated(self, ctx: HandlerContext, event: CloudEvent[CaseUpdatedV1]) -> None:
+        case = event.data
+        tenant = event.tenantid
+        await _remember_case(ctx, case, version=case.version)
+        settings = await self.settings.get(tenant)
+        new: list[NewMessage] = []
+        if case.transition == "resolved" and settings.resolution_message:
+            new.append(
+                await self._to_customer(
+                    ctx,
+                    settings,
+                    kind=Kind.CASE_RESOLVED,
+                    case=case_context(case),
+                    customer=case.customer,
+                    reply_to=case.owner.email if case.owner else None,
+                    case_id=case.case_id,
+                    response_id=case.response_id,
+                    draft=False,
+                )
+            )
+        if case.transition == "reassigned" and case.owner is not None:
+            new.append(
+                await self._to_team(
+                    ctx,
+                    settings,
+                    kind=Kind.OWNER_NEW_CASE,
+                    # One per owner the case goes to: a case handed back gets no second one.
+                    dedup_key=f"{case_key(case.case_id, Kind.OWNER_NEW_CASE)}:{case.owner.id}",
+                    person=case.owner,
+                    extra={"case": case_context(case), "customer": _customer(case.customer)},
+                    case_id=case.case_id,
+                    response_id=case.response_id,
+                    customer_id=case.customer.id,
+                )
+            )
+        await store(ctx.transaction, tenant, new)
+
+    async def on_sla_alert(self, ctx: HandlerContext, event: CloudEvent[CaseSlaAlertV1]) -> None:
+        alert = event.data
+        if alert.recipient is None:
+            log.warning(
+                "SLA alert names nobody; no message",
+                extra={"case_id": str(alert.case_id), "to": alert.to, "kind": alert.kind},
+            )
+            return
+        settings = await self.settings.get(event.tenantid)
+        kind = ALERT_KINDS[alert.kind]
+        key = alert_key(
+            alert.case_id, alert.clock, alert.kind, alert.step, alert.deadline.isoformat()
+        )
+        message = await self._to_team(
+            ctx,
+            settings,
+            kind=kind,
+            dedup_key=key,
+            person=alert.recipient,
+            extra={
+                "alert": {
+                    "clock": alert.clock,
+                    "kind": alert.kind,
+                    "step": alert.step,
+                    "to": alert.to,
+                    "deadline": alert.deadline,
+                    "due_at": alert.due_at,
+                    "priority": alert.priority,
+                    "recipient_name": alert.recipient.name,
+                },
+                "case": {
+                    "id": str(alert.case_id),
+                    "owner": _owner(alert.owner),
+                    "priority": alert.priority,
+                    "account_id": alert.account_id,
+                },
+                "customer": _customer(alert.customer),
+            },
+            case_id=alert.case_id,
+            response_id=alert.response_id,
+            customer_id=alert.customer.id,
+        )
+        await store(ctx.transaction, event.tenantid, [message])
+
+    # -- building messages -------------------------------------------------------------------
+
+    async def _to_customer(
+        self,
+        ctx: HandlerContext,
+        settings: MessagingSettings,
+        *,
+        kind: Kind,
+        case: dict[str, Any],
+        customer: Customer,
+        reply_to: str | None,
+        case_id: uuid.UUID,
+        response_id: str,
+        draft: bool,
+    ) -> NewMessage:
+        tenant = ctx.tenant_id
+        now = ctx.clock.now()
+        locale = self.composer.locale(tenant, customer.locale)
+        address = customer_address(customer.email)
+        status: InitialStatus
+        if address.problem == "no_recipient":
+            status = "no_recipient"
+        elif address.problem == "invalid":
+            status = "failed"
+        elif address.recipient and await is_opted_out(ctx.session, tenant, address.recipient):
+            status = "suppressed"
+        else:
+            status = "draft" if draft else "pending"
+        context = {
+            "locale": locale,
+            "now": now,
+            "tenant": self.composer.tenant_context(tenant, settings),
+            "customer": _customer(customer),
+            "greeting": self.composer.greeting(locale, customer.name, "customer"),
+            "case": case,
+            "unsubscribe_url": self.composer.unsubscribe_url(tenant, address.key),
+        }
+        rendered = await self.composer.compose(ctx.session, tenant, kind, locale, context)
+        delay = human_delay(
+            self.rng, settings.reply_delay.min_minutes, settings.reply_delay.max_minutes
+        )
+        return NewMessage(
+            dedup_key=case_key(case_id, kind),
+            kind=kind,
+            channel="email",
+            locale=locale,
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
+            status=status,
+            next_attempt_at=now + delay if status == "pending" else None,
+            recipient=address.recipient,
+            recipient_key=address.key,
+            reply_to=reply_address(reply_to),
+            time_zone=recipient_zone(customer.locale, settings.time_zone).key,
+            case_id=case_id,
+            response_id=response_id,
+            customer_id=customer.id,
+            last_error=address.detail,
+        )
+
+    async def _to_team(
+        self,
+        ctx: HandlerContext,
+        settings: MessagingSettings,
+        *,
+        kind: Kind,
+        dedup_key: str,
+        person: Owner,
+        extra: Mapping[str, Any],
+        case_id: uuid.UUID,
+        response_id: str,
+        customer_id: str,
+    ) -> NewMessage:
+        tenant = ctx.tenant_id
+        now = ctx.clock.now()
+        locale = self.composer.locale(tenant, None)
+        context = {
+            "locale": locale,
+            "now": now,
+            "tenant": self.composer.tenant_context(tenant, settings),
+            "greeting": self.composer.greeting(locale, person.name, "team"),
+            "unsubscribe_url": None,
+            **extra,
+        }
+        rendered = await self.composer.compose(ctx.session, tenant, kind, locale, context)
+        channel: Literal["email", "webhook"] = settings.team_channel.kind
+        if channel == "webhook" and settings.team_channel.webhook_url is not None:
+            recipient: str | None = str(settings.team_channel.webhook_url)
+            payload: dict[str, Any] | None = webhook_payload(
+                tenant, kind, person, rendered.subject, rendered.text, extra
+            )
+        else:
+            channel = "email"
+            recipient, payload = customer_address(person.email).recipient, None
+        return NewMessage(
+            dedup_key=dedup_key,
+            kind=kind,
+            channel=channel,
+            locale=locale,
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html if channel == "email" else None,
+            status="pending" if recipient else "no_recipient",
+            next_attempt_at=now if recipient else None,
+            recipient=recipient,
+            case_id=case_id,
+            response_id=response_id,
+            customer_id=customer_id,
+            payload=payload,
+        )
+
+
+def webhook_payload(
+    tenant_id: str,
+    kind: Kind,
+    person: Owner,
+    subject: str,
+    text: str,
+    facts: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The JSON a chat/CRM webhook gets for a team message: the rendered text and the facts."""
+    return {
+        "type": f"closeloop.team.{kind.value}",
+        "tenant_id": tenant_id,
+        "to": {"id": person.id, "name": person.name, "email": person.email},
+        "subject": subject,
+        "text": text,
+        **{name: _jsonable(value) for name, value in facts.items()},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+async def _remember_case(
+    ctx: HandlerContext, case: CaseOpenedV1 | CaseUpdatedV1, *, version: int
+) -> None:
+    """Keep the case as the digest needs it; an older version never overwrites a newer one."""
+    values: dict[str, Any] = {
+        "version": version,
+        "status": "open" if isinstance(case, CaseOpenedV1) else case.status,
+        "owner_id": case.owner.id if case.owner else None,
+        "owner_name": case.owner.name if case.owner else None,
+        "owner_email": case.owner.email if case.owner else None,
+        "customer_name": case.customer.name,
+        "priority": case.priority or "normal",
+        "first_contact_due_at": case.first_contact_due_at,
+        "resolution_due_at": case.resolution_due_at,
+        "first_contacted_at": None if isinstance(case, CaseOpenedV1) else case.first_contacted_at,
+    }
+    statement = pg_insert(case_view).values(tenant_id=ctx.tenant_id, case_id=case.case_id, **values)
+    await ctx.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[case_view.c.tenant_id, case_view.c.case_id],
+            set_=values,
+            where=case_view.c.version < statement.excluded.version,
+        )
+    )
