@@ -1,20 +1,22 @@
 """The notifier's delivery path, driven step by step against the real PostgreSQL and real SMTP
 servers (the dev mail sink, or aiosmtpd servers that answer as a test needs).
 
-`prepare_message` and `Dispatcher` are driven directly with a `FixedClock`: a retry becomes due
-because the test moves the clock, never because it sleeps.
+The case handlers (`CaseMessages`) and the `Dispatcher` are driven directly with a `FixedClock`:
+a retry becomes due because the test moves the clock, never because it sleeps. Each test's
+tenant starts with settings that keep timing out of the way (no reply delay, no quiet hours, no
+frequency cap, no new-case alert); tests of those features set them with `configure`.
 
-Isolation: `Dispatcher.dispatch_one` serves the most overdue message of ANY tenant, and the
+Isolation: `Dispatcher.dispatch_batch` serves the most overdue messages of ANY tenant, and the
 messages table is shared with other runs and other test files. Each test therefore starts its
 clock a day before the earliest message already waiting in the table (pending, or sending under
 a lease) and no later than 2001: the only messages that are ever due for that clock are the ones
 the test itself prepared, so the test never sends another test's message and can assert that a
-`dispatch_one` found nothing to do. A test that may leave messages waiting calls `finish()`.
+`dispatch_batch` found nothing to do. A test that may leave messages waiting calls `finish()`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -33,6 +35,8 @@ from closeloop_common.clock import FixedClock
 from closeloop_common.db import make_engine, make_sessionmaker, transaction
 from closeloop_common.events import (
     CaseOpenedV1,
+    CaseSlaAlertV1,
+    CaseUpdatedV1,
     Category,
     CloudEvent,
     Customer,
@@ -43,13 +47,21 @@ from closeloop_common.events import (
 )
 from closeloop_common.handlers import Transaction
 from closeloop_common.outbox import Outbox
+from closeloop_common.tenants import TenantDirectory
 from closeloop_devtools.mailsink import MailSink, read_mailbox
-from closeloop_notifier.adapters.smtp import SmtpSender
+from closeloop_notifier.adapters.channels import Channel
+from closeloop_notifier.adapters.email import SmtpPool, SmtpSettings
 from closeloop_notifier.adapters.tables import messages, metadata
+from closeloop_notifier.adapters.webhook import WebhookChannel
 from closeloop_notifier.config import NotifierSettings
-from closeloop_notifier.service_layer.dispatch import Dispatcher
-from closeloop_notifier.service_layer.policy import DeliveryPolicy, add_opt_out
-from closeloop_notifier.service_layer.prepare import prepare_message
+from closeloop_notifier.domain.rendering import Renderer
+from closeloop_notifier.domain.tenant_settings import MessagingSettings, ReplyDelay
+from closeloop_notifier.service_layer import settings_store
+from closeloop_notifier.service_layer.case_messages import CaseMessages
+from closeloop_notifier.service_layer.compose import Composer, Sender
+from closeloop_notifier.service_layer.dispatch import DeliveryPolicy, Dispatcher
+from closeloop_notifier.service_layer.policy import add_opt_out
+from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 OUTBOX = metadata.tables["notifier.outbox"]
 SOURCE = "/closeloop/notifier"
@@ -57,6 +69,16 @@ SENDER = "feedback@acme.example"
 OWNER = Owner(id="owner-ewa", name="Ewa Zielińska", email="ewa.zielinska@acme.example")
 CUSTOMER_EMAIL = "anna.nowak@klient.example.pl"
 LATEST_START = datetime(2001, 1, 1, tzinfo=UTC)
+UNSUBSCRIBE_SECRET = "notifier-it-unsubscribe-secret"
+PUBLIC_URL = "http://notifier.test"
+RENDERER = Renderer()
+# What each test's tenant starts with: timing and suppression out of the way.
+QUIET_SETTINGS = MessagingSettings(
+    reply_delay=ReplyDelay(min_minutes=0, max_minutes=0),
+    quiet_hours=None,
+    frequency_cap=None,
+    team_messages=frozenset(),
+)
 
 
 def free_port() -> int:
@@ -90,26 +112,67 @@ class Delivery:
         self.outbox = outbox
         self.clock = clock
         self.tenant = tenant
+        self.settings = SettingsStore(sessions, ttl=0)
+        self.composer = Composer(
+            renderer=RENDERER,
+            tenants=TenantDirectory(),
+            default_sender=Sender(address=SENDER, name="Acme Customer Care", company="Acme"),
+            unsubscribe_secret=UNSUBSCRIBE_SECRET,
+            public_url=PUBLIC_URL,
+        )
+        self.handlers = CaseMessages(self.composer, self.settings, random.Random(7))
 
-    def case_opened(self, *, email: str | None = CUSTOMER_EMAIL) -> CloudEvent[CaseOpenedV1]:
-        """A detractor's case as the orchestrator publishes it (Polish customer: apology)."""
+    async def configure(self, settings: MessagingSettings = QUIET_SETTINGS, **changes: Any) -> None:
+        """Store the tenant's messaging settings (`changes` on top of `settings`)."""
+        wanted = settings.model_copy(update=changes) if changes else settings
+        async with transaction(self.sessions) as session:
+            _, version = await settings_store.load(session, self.tenant)
+            await settings_store.save(
+                session,
+                tenant_id=self.tenant,
+                settings=MessagingSettings.model_validate(wanted.model_dump()),
+                expected_version=version,
+                actor="test",
+                now=self.clock.now(),
+            )
+
+    def case_opened(
+        self,
+        *,
+        email: str | None = CUSTOMER_EMAIL,
+        name: str | None = "Anna Nowak",
+        locale: str | None = "pl-PL",
+        score: int = 2,
+        comment: str | None = "Faktura znowu była błędna.",
+        key_account: bool = False,
+    ) -> CloudEvent[CaseOpenedV1]:
+        """A case as the orchestrator publishes it (by default a Polish detractor: apology)."""
         case_id = uuid.uuid4()
+        category, playbook = (
+            (Category.DETRACTOR, Playbook.APOLOGY_CALLBACK)
+            if score <= 6
+            else (Category.PASSIVE, Playbook.IMPROVEMENT_ASK)
+            if score <= 8
+            else (Category.PROMOTER, Playbook.THANKS_REFERRAL)
+        )
         data = CaseOpenedV1(
             case_id=case_id,
             response_id=f"r-{uuid.uuid4().hex}",
             survey_id="relationship-2026",
             customer=Customer(
-                id=f"cust-{uuid.uuid4().hex[:10]}", email=email, name="Anna Nowak", locale="pl-PL"
+                id=f"cust-{uuid.uuid4().hex[:10]}", email=email, name=name, locale=locale
             ),
             account_id="hurtownia-nowak",
-            score=2,
-            category=Category.DETRACTOR,
-            comment="Faktura znowu była błędna.",
-            playbook=Playbook.APOLOGY_CALLBACK,
+            score=score,
+            category=category,
+            comment=comment,
+            playbook=playbook,
             owner=OWNER,
-            key_account=False,
+            key_account=key_account,
             opened_at=self.clock.now(),
             first_contact_due_at=self.clock.now() + timedelta(days=1),
+            channel="phone",
+            priority="high",
         )
         return new_event(
             data,
@@ -119,42 +182,69 @@ class Delivery:
             subject=str(case_id),
         )
 
-    async def prepare(self, event: CloudEvent[CaseOpenedV1]) -> str:
-        """`prepare_message` in its own transaction, as the consumer runs it."""
+    async def handle(
+        self, event: CloudEvent[CaseOpenedV1] | CloudEvent[CaseUpdatedV1] | CloudEvent[CaseSlaAlertV1]
+    ) -> None:
+        """The event's handler in its own transaction, as the consumer runs it."""
         async with transaction(self.sessions) as session:
             tx = Transaction(session=session, clock=self.clock, source=SOURCE, outbox=self.outbox)
-            status = await prepare_message(
-                tx.context(event.tenantid), event, company_name="Acme", wake=asyncio.Event()
-            )
+            ctx = tx.context(event.tenantid)
+            if isinstance(event.data, CaseOpenedV1):
+                await self.handlers.on_opened(ctx, event)  # type: ignore[arg-type]
+            elif isinstance(event.data, CaseUpdatedV1):
+                await self.handlers.on_updated(ctx, event)  # type: ignore[arg-type]
+            else:
+                await self.handlers.on_sla_alert(ctx, event)  # type: ignore[arg-type]
             await tx.flush()
-            return status
+
+    async def prepare(self, event: CloudEvent[CaseOpenedV1]) -> str:
+        """Handle `event`; the status of the customer's message it stored, or `duplicate`."""
+        before = len(await self.messages_of_case(event.data.case_id))
+        await self.handle(event)
+        rows = await self.messages_of_case(event.data.case_id)
+        return "duplicate" if len(rows) == before else str(rows[0].status)
+
+    def channels(self, smtp_port: int, **smtp: Any) -> dict[str, Channel]:
+        return {
+            "email": SmtpPool(
+                SmtpSettings(host="127.0.0.1", port=smtp_port, timeout=5, size=2, **smtp)
+            ),
+            "webhook": WebhookChannel(allow_private=True, timeout=5),
+        }
 
     def dispatcher(
         self,
         smtp_port: int,
         policy: DeliveryPolicy | None = None,
         *,
-        sender: SmtpSender | None = None,
+        channels: dict[str, Channel] | None = None,
         sessions: async_sessionmaker[AsyncSession] | None = None,
+        batch_size: int = 50,
     ) -> Dispatcher:
         return Dispatcher(
             sessions=sessions or self.sessions,
             outbox=self.outbox,
-            sender=sender or SmtpSender(host="127.0.0.1", port=smtp_port, timeout=5),
+            channels=channels or self.channels(smtp_port),
+            composer=self.composer,
+            settings=self.settings,
             clock=self.clock,
             source=SOURCE,
-            sender_address=SENDER,
-            sender_name="Acme Customer Care",
             policy=policy or DeliveryPolicy(),
+            batch_size=batch_size,
+            rng=random.Random(11),
         )
 
-    async def messages_of_case(self, case_id: uuid.UUID) -> list[Any]:
+    async def messages_of_case(
+        self, case_id: uuid.UUID, *, audience: str | None = "customer"
+    ) -> list[Any]:
+        """The case's messages (its customer's, unless another audience or None is asked)."""
+        query = sa.select(messages).where(
+            messages.c.tenant_id == self.tenant, messages.c.case_id == case_id
+        )
+        if audience is not None:
+            query = query.where(messages.c.audience == audience)
         async with self.sessions() as session:
-            rows = await session.execute(
-                sa.select(messages).where(
-                    messages.c.tenant_id == self.tenant, messages.c.case_id == case_id
-                )
-            )
+            rows = await session.execute(query.order_by(messages.c.created_at))
             return list(rows.all())
 
     async def message_of_case(self, case_id: uuid.UUID) -> Any:
@@ -162,15 +252,17 @@ class Delivery:
         assert len(rows) == 1, rows
         return rows[0]
 
-    async def events(self) -> list[CloudEvent[Any]]:
-        """The events the tenant's messages queued in the notifier's outbox, in order."""
+    async def events(self, version: int = 1) -> list[CloudEvent[Any]]:
+        """The events of a contract version (`notification.*.v1` by default) the tenant's
+        messages queued in the notifier's outbox, in order."""
         async with self.sessions() as session:
             payloads = await session.scalars(
                 sa.select(OUTBOX.c.payload)
                 .where(OUTBOX.c.tenant_id == self.tenant)
                 .order_by(OUTBOX.c.seq)
             )
-            return [decode_event(p) for p in payloads.all()]
+            found = [decode_event(p) for p in payloads.all()]
+        return [e for e in found if e.type.endswith(f".v{version}")]
 
     async def opt_out(self, email: str, *, tenant: str | None = None) -> None:
         """Record an opt-out as the API does."""
@@ -249,10 +341,12 @@ async def clock(sessions: async_sessionmaker[AsyncSession]) -> FixedClock:
 
 
 @pytest.fixture
-def delivery(
+async def delivery(
     sessions: async_sessionmaker[AsyncSession], outbox: Outbox, clock: FixedClock, tenant: str
 ) -> Delivery:
-    return Delivery(sessions, outbox, clock, tenant)
+    delivery = Delivery(sessions, outbox, clock, tenant)
+    await delivery.configure()
+    return delivery
 
 
 @pytest.fixture

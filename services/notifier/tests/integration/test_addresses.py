@@ -37,7 +37,7 @@ async def test_case_with_an_address_that_is_not_one_mailbox_fails_its_message_at
     event = delivery.case_opened(email=email)
 
     assert await delivery.prepare(event) == "failed"
-    assert await delivery.dispatcher(server.port).dispatch_one() is False
+    assert await delivery.dispatcher(server.port).dispatch_batch() == 0
 
     assert server.received == []
     row = await delivery.message_of_case(event.data.case_id)
@@ -70,9 +70,9 @@ async def test_stored_message_with_a_bad_address_fails_alone_and_the_queue_moves
     send = delivery.dispatcher(server.port)
 
     try:
-        assert await send.dispatch_one() is True
-        assert await send.dispatch_one() is True
-        assert await send.dispatch_one() is False
+        assert await send.dispatch_batch() == 1
+        assert await send.dispatch_batch() == 1
+        assert await send.dispatch_batch() == 0
     finally:
         await delivery.finish()
 
@@ -106,7 +106,7 @@ async def test_opt_out_suppresses_every_spelling_of_the_address(
     event = delivery.case_opened(email=written_in_the_case)
 
     assert await delivery.prepare(event) == "suppressed"
-    assert await delivery.dispatcher(server.port).dispatch_one() is False
+    assert await delivery.dispatcher(server.port).dispatch_batch() == 0
 
     assert server.received == []
     [failed] = await delivery.events()
@@ -124,7 +124,7 @@ async def test_message_is_stored_and_sent_to_the_normalised_address(
     assert (await delivery.message_of_case(event.data.case_id)).recipient == (
         "Anna.Nowak@klient.example.pl"
     )
-    assert await delivery.dispatcher(server.port).dispatch_one() is True
+    assert await delivery.dispatcher(server.port).dispatch_batch() == 1
 
     assert server.recipients == ["Anna.Nowak@klient.example.pl"]
     [(_, content)] = server.received
@@ -151,7 +151,7 @@ async def test_message_that_cannot_be_rendered_fails_alone_and_the_queue_moves_o
     send = delivery.dispatcher(server.port)
 
     try:
-        assert [await send.dispatch_one() for _ in range(3)] == [True, True, False]
+        assert [await send.dispatch_batch() for _ in range(3)] == [True, True, False]
     finally:
         await delivery.finish()
 

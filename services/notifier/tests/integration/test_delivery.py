@@ -25,7 +25,7 @@ from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_notifier.adapters.tables import opt_outs
 from closeloop_notifier.config import NotifierSettings
 from closeloop_notifier.entrypoints.app import create_notifier_app
-from closeloop_notifier.service_layer.policy import DeliveryPolicy
+from closeloop_notifier.service_layer.dispatch import DeliveryPolicy
 from services.notifier.tests.integration.conftest import (
     OUTBOX,
     OWNER,
@@ -47,7 +47,7 @@ async def test_prepared_message_is_delivered_over_smtp_and_recorded_as_sent(
     case = event.data
 
     assert await delivery.prepare(event) == "pending"
-    assert await delivery.dispatcher(sink.controller.port).dispatch_one() is True
+    assert await delivery.dispatcher(sink.controller.port).dispatch_batch() == 1
 
     mails = read_mailbox(sink.maildir)
     assert len(mails) == 1
@@ -55,7 +55,7 @@ async def test_prepared_message_is_delivered_over_smtp_and_recorded_as_sent(
     row = await delivery.message_of_case(case.case_id)
     assert mail["To"] == "anna.nowak@klient.example.pl"
     assert mail["X-Closeloop-Case-Id"] == str(case.case_id)
-    assert mail["X-Closeloop-Template"] == "apology"
+    assert mail["X-Closeloop-Kind"] == "apology"
     assert mail["Reply-To"] == OWNER.email
     assert mail["Subject"] == "Przepraszamy i chcemy to naprawić"
     assert mail["Message-ID"] == f"<{row.message_id}@closeloop>"
@@ -94,11 +94,11 @@ async def test_case_prepared_twice_stores_one_message_and_sends_it_once(
     assert await delivery.prepare(event) == "duplicate"
     assert len(await delivery.messages_of_case(event.data.case_id)) == 1
 
-    assert await send.dispatch_one() is True
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 1
+    assert await send.dispatch_batch() == 0
     # The event delivered once more after the message went out changes nothing either.
     assert await delivery.prepare(event) == "duplicate"
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 0
 
     assert len(mails_of_case(sink, event.data.case_id)) == 1
     assert len(read_mailbox(sink.maildir)) == 1
@@ -118,7 +118,7 @@ async def test_temporary_refusal_is_retried_after_the_backoff_and_counts_as_an_a
     case_id = event.data.case_id
     assert await delivery.prepare(event) == "pending"
 
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
     row = await delivery.message_of_case(case_id)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error
@@ -128,13 +128,13 @@ async def test_temporary_refusal_is_retried_after_the_backoff_and_counts_as_an_a
     assert await delivery.events() == []
 
     # Not due yet: nothing is tried at the same time, nor a second before the retry time.
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 0
     clock.advance(timedelta(seconds=29))
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 0
     assert (await delivery.message_of_case(case_id)).attempts == 1
 
     clock.advance(timedelta(seconds=2))
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
 
     row = await delivery.message_of_case(case_id)
     assert (row.status, row.attempts) == ("sent", 2)
@@ -158,10 +158,10 @@ async def test_message_refused_for_now_at_every_attempt_fails_for_good_after_max
     case_id = event.data.case_id
     assert await delivery.prepare(event) == "pending"
 
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
     assert (await delivery.message_of_case(case_id)).status == "pending"
     clock.advance(timedelta(seconds=31))
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
 
     row = await delivery.message_of_case(case_id)
     assert (row.status, row.attempts) == ("failed", 2)
@@ -170,7 +170,7 @@ async def test_message_refused_for_now_at_every_attempt_fails_for_good_after_max
     assert row.sent_at is None
     # Failed is final: however far time moves, it is not tried again.
     clock.advance(timedelta(days=1))
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 0
     assert server.received == []
 
     events = await delivery.events()
@@ -190,7 +190,7 @@ async def test_opted_out_address_is_suppressed_whatever_its_case(
     event = delivery.case_opened(email="Anna.Nowak@Klient.Example.PL")
 
     assert await delivery.prepare(event) == "suppressed"
-    assert await delivery.dispatcher(sink.controller.port).dispatch_one() is False
+    assert await delivery.dispatcher(sink.controller.port).dispatch_batch() == 0
 
     assert read_mailbox(sink.maildir) == []
     row = await delivery.message_of_case(event.data.case_id)
@@ -210,7 +210,7 @@ async def test_opt_out_of_another_tenant_does_not_suppress_the_message(
     event = delivery.case_opened()
 
     assert await delivery.prepare(event) == "pending"
-    assert await delivery.dispatcher(sink.controller.port).dispatch_one() is True
+    assert await delivery.dispatcher(sink.controller.port).dispatch_batch() == 1
 
     assert len(mails_of_case(sink, event.data.case_id)) == 1
     assert (await delivery.message_of_case(event.data.case_id)).status == "sent"
@@ -220,7 +220,7 @@ async def test_customer_without_email_gets_no_recipient_status(delivery: Deliver
     event = delivery.case_opened(email=None)
 
     assert await delivery.prepare(event) == "no_recipient"
-    assert await delivery.dispatcher(free_port()).dispatch_one() is False
+    assert await delivery.dispatcher(free_port()).dispatch_batch() == 0
 
     row = await delivery.message_of_case(event.data.case_id)
     assert (row.status, row.recipient, row.attempts) == ("no_recipient", None, 0)
@@ -238,12 +238,12 @@ async def test_opt_out_registered_while_a_retry_is_pending_stops_the_message(
     send = delivery.dispatcher(server.port)
     event = delivery.case_opened()
     assert await delivery.prepare(event) == "pending"
-    assert await send.dispatch_one() is True  # refused for now; a retry is scheduled
+    assert await send.dispatch_batch() == 1  # refused for now; a retry is scheduled
     # The customer opts out before the retry, writing the address another way.
     await delivery.opt_out("ANNA.NOWAK@klient.EXAMPLE.pl")
     delivery.clock.advance(timedelta(hours=1))
 
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
 
     assert server.received == []
     row = await delivery.message_of_case(event.data.case_id)

@@ -18,23 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.db import make_engine, make_sessionmaker
 from closeloop_common.events import NotificationFailedV1, NotificationSentV1
-from closeloop_notifier.adapters.smtp import OutgoingEmail, SmtpSender
-from closeloop_notifier.service_layer.policy import DeliveryPolicy
+from closeloop_notifier.adapters.channels import Outgoing
+from closeloop_notifier.adapters.email import SmtpPool, SmtpSettings
+from closeloop_notifier.service_layer.dispatch import DeliveryPolicy
 from services.notifier.tests.integration.conftest import Delivery, free_port
 
 
-class DiesAfterSending(SmtpSender):
+class DiesAfterSending(SmtpPool):
     """Sends for real, then the task is cancelled (a stop, a crash) before it records anything."""
 
-    __slots__ = ()
-
-    async def send(self, email: OutgoingEmail) -> None:
-        await super().send(email)
+    async def send(self, message: Outgoing) -> None:
+        await super().send(message)
         raise asyncio.CancelledError
 
 
 def dying_sender(port: int) -> DiesAfterSending:
-    return DiesAfterSending(host="127.0.0.1", port=port, timeout=5)
+    return DiesAfterSending(SmtpSettings(host="127.0.0.1", port=port, timeout=5, size=1))
 
 
 async def test_message_of_a_dispatcher_stopped_after_sending_is_sent_once_more_after_its_lease(
@@ -47,7 +46,7 @@ async def test_message_of_a_dispatcher_stopped_after_sending_is_sent_once_more_a
     assert await delivery.prepare(event) == "pending"
 
     with pytest.raises(asyncio.CancelledError):
-        await delivery.dispatcher(0, policy, sender=dying_sender(server.port)).dispatch_one()
+        await delivery.dispatcher(0, policy, channels={"email": dying_sender(server.port)}).dispatch_batch()
 
     row = await delivery.message_of_case(event.data.case_id)
     assert (row.status, row.attempts) == ("sending", 1)
@@ -56,12 +55,12 @@ async def test_message_of_a_dispatcher_stopped_after_sending_is_sent_once_more_a
 
     # While the lease runs, another dispatcher (a replica) leaves the message alone.
     healthy = delivery.dispatcher(server.port, policy)
-    assert await healthy.dispatch_one() is False
+    assert await healthy.dispatch_batch() == 0
     clock.advance(timedelta(minutes=9))
-    assert await healthy.dispatch_one() is False
+    assert await healthy.dispatch_batch() == 0
     clock.advance(timedelta(minutes=2))
-    assert await healthy.dispatch_one() is True
-    assert await healthy.dispatch_one() is False
+    assert await healthy.dispatch_batch() == 1
+    assert await healthy.dispatch_batch() == 0
 
     assert len(server.received) == 2
     row = await delivery.message_of_case(event.data.case_id)
@@ -81,7 +80,7 @@ async def test_dispatchers_dying_after_every_send_never_send_more_than_max_attem
 
     for _ in range(2 * policy.max_attempts):
         with contextlib.suppress(asyncio.CancelledError):
-            await delivery.dispatcher(0, policy, sender=dying_sender(server.port)).dispatch_one()
+            await delivery.dispatcher(0, policy, channels={"email": dying_sender(server.port)}).dispatch_batch()
         delivery.clock.advance(timedelta(hours=2))
 
     assert len(server.received) == 3
@@ -114,26 +113,26 @@ async def test_result_that_could_not_be_recorded_is_recorded_later_without_sendi
     server = start_smtp()
     sessions = SwitchableSessions(delivery.sessions)
 
-    class DatabaseGoesAwayWhileSending(SmtpSender):
-        __slots__ = ()
-
-        async def send(self, email: OutgoingEmail) -> None:
-            await super().send(email)
+    class DatabaseGoesAwayWhileSending(SmtpPool):
+            async def send(self, message: Outgoing) -> None:
+            await super().send(message)
             sessions.current = sessions.unreachable
 
     send = delivery.dispatcher(
         0,
-        sender=DatabaseGoesAwayWhileSending(host="127.0.0.1", port=server.port, timeout=5),
+        sender=DatabaseGoesAwayWhileSending(
+            SmtpSettings(host="127.0.0.1", port=server.port, timeout=5, size=1)
+        ),
         sessions=cast(async_sessionmaker[AsyncSession], sessions),
     )
     event = delivery.case_opened()
     assert await delivery.prepare(event) == "pending"
 
     with pytest.raises(OSError):  # noqa: PT011 (connection refused, whatever its errno)
-        await send.dispatch_one()
+        await send.dispatch_batch()
     sessions.current = sessions.working
-    assert await send.dispatch_one() is True
-    assert await send.dispatch_one() is False
+    assert await send.dispatch_batch() == 1
+    assert await send.dispatch_batch() == 0
 
     assert len(server.received) == 1
     row = await delivery.message_of_case(event.data.case_id)

@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 
 from closeloop_common.events import NotificationFailedV1, NotificationSentV1
 from closeloop_devtools.mailsink import MailSink
-from closeloop_notifier.adapters.smtp import SmtpSender
-from closeloop_notifier.service_layer.policy import DeliveryPolicy
+from closeloop_notifier.adapters.email import SmtpPool, SmtpSettings
+from closeloop_notifier.service_layer.dispatch import DeliveryPolicy
 from services.notifier.tests.integration.conftest import Delivery, free_port, mails_of_case
 
 LONGER_THAN_ANY_HOLD = timedelta(hours=2)
@@ -54,19 +54,19 @@ async def test_smtp_outage_longer_than_max_attempts_fails_nothing_and_all_go_out
     cases = await prepare_cases(delivery, 3)
 
     for _ in range(3 * policy.max_attempts):
-        assert await send.dispatch_one() is False
+        assert await send.dispatch_batch() == 0
         assert gauge("closeloop_notifier_smtp_unreachable") == 1
         # Held as a whole: nothing is tried again before the hold passes.
         assert send.held_until is not None
         assert send.held_until > delivery.clock.now()
-        assert await send.dispatch_one() is False
+        assert await send.dispatch_batch() == 0
         delivery.clock.advance(LONGER_THAN_ANY_HOLD)
 
     assert await statuses(delivery, cases) == [("pending", 0)] * 3
     assert await delivery.events() == []
 
     sink = start_sink(port)
-    assert [await send.dispatch_one() for _ in range(4)] == [True, True, True, False]
+    assert [await send.dispatch_batch() for _ in range(4)] == [True, True, True, False]
 
     assert await statuses(delivery, cases) == [("sent", 1)] * 3
     assert all(len(mails_of_case(sink, e.data.case_id)) == 1 for e in cases)
@@ -82,10 +82,10 @@ async def test_smtp_server_that_accepts_the_connection_but_never_answers_is_an_o
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         sender = SmtpSender(host="127.0.0.1", port=silent.getsockname()[1], timeout=0.5)
-        send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), sender=sender)
+        send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": sender})
         [case] = await prepare_cases(delivery, 1)
         try:
-            assert await send.dispatch_one() is False
+            assert await send.dispatch_batch() == 0
             row = await delivery.message_of_case(case.data.case_id)
             assert (row.status, row.attempts) == ("pending", 0)
             assert gauge("closeloop_notifier_smtp_unreachable") == 1
@@ -100,14 +100,14 @@ async def test_refused_login_holds_the_queue_fails_nothing_and_alerts(
     wrong = SmtpSender(
         host="127.0.0.1", port=server.port, username="closeloop", password="wrong", timeout=5
     )
-    send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), sender=wrong)
+    send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": wrong})
     cases = await prepare_cases(delivery, 2)
 
     with caplog.at_level(logging.ERROR):
         for _ in range(3):
-            assert await send.dispatch_one() is False
+            assert await send.dispatch_batch() == 0
             assert gauge("closeloop_notifier_smtp_misconfigured") == 1
-            assert await send.dispatch_one() is False  # held
+            assert await send.dispatch_batch() == 0  # held
             delivery.clock.advance(LONGER_THAN_ANY_HOLD)
 
     assert await statuses(delivery, cases) == [("pending", 0)] * 2
@@ -121,8 +121,8 @@ async def test_refused_login_holds_the_queue_fails_nothing_and_alerts(
     right = SmtpSender(
         host="127.0.0.1", port=server.port, username="closeloop", password="right", timeout=5
     )
-    fixed = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), sender=right)
-    assert [await fixed.dispatch_one() for _ in range(3)] == [True, True, False]
+    fixed = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": right})
+    assert [await fixed.dispatch_batch() for _ in range(3)] == [True, True, False]
     assert await statuses(delivery, cases) == [("sent", 1)] * 2
     assert len(server.received) == 2
     assert gauge("closeloop_notifier_smtp_misconfigured") == 0
@@ -137,7 +137,7 @@ async def test_sender_address_refused_with_5xx_holds_the_queue_and_fails_nothing
 
     try:
         for _ in range(3):
-            assert await send.dispatch_one() is False
+            assert await send.dispatch_batch() == 0
             delivery.clock.advance(LONGER_THAN_ANY_HOLD)
 
         assert await statuses(delivery, cases) == [("pending", 0)] * 2
@@ -155,7 +155,7 @@ async def test_sender_address_refused_for_now_is_retried_and_counted(
     [case] = await prepare_cases(delivery, 1)
 
     try:
-        assert await send.dispatch_one() is True
+        assert await send.dispatch_batch() == 1
         row = await delivery.message_of_case(case.data.case_id)
         assert (row.status, row.attempts) == ("pending", 1)
         assert row.next_attempt_at > delivery.clock.now()
@@ -178,7 +178,7 @@ async def test_permanent_refusal_of_a_message_fails_that_message_at_its_first_at
     send = delivery.dispatcher(server.port, DeliveryPolicy(max_attempts=5))
     [case] = await prepare_cases(delivery, 1)
 
-    assert await send.dispatch_one() is True
+    assert await send.dispatch_batch() == 1
 
     row = await delivery.message_of_case(case.data.case_id)
     assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
@@ -202,7 +202,7 @@ async def test_refused_recipient_does_not_stop_the_next_message(
     delivery.clock.advance(timedelta(seconds=1))
     assert await delivery.prepare(anna) == "pending"
 
-    assert [await send.dispatch_one() for _ in range(3)] == [True, True, False]
+    assert [await send.dispatch_batch() for _ in range(3)] == [True, True, False]
 
     assert (await delivery.message_of_case(gone.data.case_id)).status == "failed"
     assert (await delivery.message_of_case(anna.data.case_id)).status == "sent"

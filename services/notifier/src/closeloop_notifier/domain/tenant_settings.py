@@ -105,6 +105,14 @@ class MessagingSettings(_Model):
     review_url: AnyHttpUrl | None = None
     referral_url: AnyHttpUrl | None = None
     team_channel: TeamChannel = TeamChannel()
+    team_messages: frozenset[
+        Literal["owner_new_case", "sla_warning", "sla_breach", "sla_escalation", "overdue_digest"]
+    ] = Field(
+        frozenset(
+            {"owner_new_case", "sla_warning", "sla_breach", "sla_escalation", "overdue_digest"}
+        ),
+        description="the team messages the tenant wants (a CRM may show new cases itself)",
+    )
     digest_hour: int | None = Field(
         8, ge=0, le=23, description="local hour of the daily overdue digest; null: none"
     )

@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -139,19 +139,20 @@ class CaseMessages:
                     draft=mode == "approve",
                 )
             )
-        new.append(
-            await self._to_team(
-                ctx,
-                settings,
-                kind=Kind.OWNER_NEW_CASE,
-                dedup_key=case_key(case.case_id, Kind.OWNER_NEW_CASE),
-                person=case.owner,
-                extra={"case": case_context(case), "customer": _customer(case.customer)},
-                case_id=case.case_id,
-                response_id=case.response_id,
-                customer_id=case.customer.id,
+        if Kind.OWNER_NEW_CASE in settings.team_messages:
+            new.append(
+                await self._to_team(
+                    ctx,
+                    settings,
+                    kind=Kind.OWNER_NEW_CASE,
+                    dedup_key=case_key(case.case_id, Kind.OWNER_NEW_CASE),
+                    person=case.owner,
+                    extra={"case": case_context(case), "customer": _customer(case.customer)},
+                    case_id=case.case_id,
+                    response_id=case.response_id,
+                    customer_id=case.customer.id,
+                )
             )
-        )
         await store(ctx.transaction, tenant, new)
 
     async def on_updated(self, ctx: HandlerContext, event: CloudEvent[CaseUpdatedV1]) -> None:
@@ -174,7 +175,11 @@ class CaseMessages:
                     draft=False,
                 )
             )
-        if case.transition == "reassigned" and case.owner is not None:
+        if (
+            case.transition == "reassigned"
+            and case.owner is not None
+            and Kind.OWNER_NEW_CASE in settings.team_messages
+        ):
             new.append(
                 await self._to_team(
                     ctx,
@@ -201,6 +206,8 @@ class CaseMessages:
             return
         settings = await self.settings.get(event.tenantid)
         kind = ALERT_KINDS[alert.kind]
+        if kind not in settings.team_messages:
+            return
         key = alert_key(
             alert.case_id, alert.clock, alert.kind, alert.step, alert.deadline.isoformat()
         )
@@ -274,7 +281,9 @@ class CaseMessages:
         }
         rendered = await self.composer.compose(ctx.session, tenant, kind, locale, context)
         delay = human_delay(
-            self.rng, settings.reply_delay.min_minutes, settings.reply_delay.max_minutes
+            self.rng,
+            timedelta(minutes=settings.reply_delay.min_minutes),
+            timedelta(minutes=settings.reply_delay.max_minutes),
         )
         return NewMessage(
             dedup_key=case_key(case_id, kind),

@@ -77,7 +77,7 @@ class OverdueDigest:
             ).all()
         for tenant in tenants:
             settings = await self._settings.get(tenant)
-            if settings.digest_hour is None:
+            if settings.digest_hour is None or "overdue_digest" not in settings.team_messages:
                 continue
             local = now.astimezone(ZoneInfo(settings.time_zone))
             if local.hour < settings.digest_hour or (tenant, local.date()) in self._done:

@@ -182,21 +182,22 @@ class Dispatcher:
         return await self.dispatch_batch() > 0
 
     async def dispatch_batch(self) -> int:
-        """One step (see the module docstring); returns how many messages it handled."""
+        """One step (see the module docstring); returns how many messages it moved on (sent,
+        retried, failed, suppressed, deferred: all but those put back by a channel outage)."""
         if self._unrecorded:
-            handled = len(self._unrecorded)
-            await self._record(self._unrecorded)
+            results = self._unrecorded
+            await self._record(results)
             self._unrecorded = []
-            return handled
+            return _progress(results)
         claimed, settled = await self._claim()
         if not claimed:
             return settled
-        results = await asyncio.gather(*(self._deliver(m) for m in claimed))
+        results = list(await asyncio.gather(*(self._deliver(m) for m in claimed)))
         self._track_channels(results)
-        self._unrecorded = list(results)
-        await self._record(self._unrecorded)
+        self._unrecorded = results
+        await self._record(results)
         self._unrecorded = []
-        return settled + len(claimed)
+        return settled + _progress(results)
 
     async def dispatch_all(self, *, limit: int = 100) -> int:
         """Steps until nothing is due (tests and tools); returns the messages handled."""
@@ -563,6 +564,10 @@ class Dispatcher:
                     SMTP_UNREACHABLE.set(0)
                     SMTP_MISCONFIGURED.set(1)
                 log.error("channel refuses our configuration; its queue is held", extra=extra)
+
+
+def _progress(results: Sequence[_Result]) -> int:
+    return sum(1 for r in results if r.outcome not in ("outage", "misconfigured"))
 
 
 def _update(message: sa.Row[Any]) -> sa.Update:
