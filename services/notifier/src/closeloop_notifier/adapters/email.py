@@ -7,8 +7,9 @@
   take any message now; retrying this one later is all there is to do.
 - `ChannelMisconfigured` (our configuration): AUTH refused (535) or not offered, STARTTLS not
   offered, a TLS handshake or certificate that fails, any other 5xx before MAIL FROM (a 554
-  greeting included), or a 5xx to MAIL FROM (the server will not send for our From address).
-  No message can go out until an operator fixes the settings.
+  greeting included), or a 5xx to MAIL FROM (the server will not send for our From address);
+  also a From address that is not a plain mailbox. No message can go out until an operator
+  fixes the settings.
 - `DeliveryError` (this message): 4xx from MAIL FROM on (`permanent=False`, worth a retry) or a
   5xx to RCPT TO or DATA (`permanent=True`). A connection lost or timed out from MAIL FROM on is
   `permanent=False` too: once the message was offered the server may have accepted it, so it
