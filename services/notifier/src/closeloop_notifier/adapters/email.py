@@ -19,10 +19,10 @@
 The pool: at most `size` connections, opened when first needed and reused across messages (a
 last-in-first-out queue of slots: a slot holds an open connection or nothing yet; the connection
 used last is taken first, so a trickle of messages keeps to one connection and a new one is
-opened only when all open ones are busy). A connection the server closed
-while it sat idle is replaced once, without charging the message: noticed when the transport is
-gone, when a NOOP fails (a connection idle for `noop_after` seconds is checked first), or when
-MAIL FROM on a reused connection meets a disconnect or a 421 (nothing was offered yet). After a
+opened only when all open ones are busy). A connection the server closed while it sat idle is
+replaced once, without charging the message: noticed when the transport is gone, when a NOOP
+fails (a connection idle for `noop_after` seconds is checked first), or when MAIL FROM on a
+reused connection meets a disconnect or a 421 (nothing was offered yet). After a
 refused transaction the connection is reset (RSET) and kept; one whose state is unknown (a
 timeout, a failed RSET, a cancelled send) is closed.
 
