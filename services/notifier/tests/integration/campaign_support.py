@@ -48,7 +48,11 @@ from closeloop_common.outbox import Outbox
 from closeloop_common.settings import CommonSettings
 from closeloop_notifier.adapters.tables import SCHEMA, campaigns, messages
 from closeloop_notifier.domain.kinds import Kind
+from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.service_layer.audience import keep_audience
+from closeloop_notifier.service_layer.campaign_worker import CampaignExpander
+from closeloop_notifier.service_layer.campaigns import open_campaign
+from closeloop_notifier.service_layer.policy import add_opt_out
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "src" / "closeloop_notifier" / "migrations"
 OUTBOX = f"{SCHEMA}.outbox"
@@ -227,6 +231,38 @@ class Audience:
         """One consumer batch through `keep_audience`, in its own transaction."""
         async with transaction(self.sessions) as session:
             await keep_audience(self.transaction_of(session), events)
+
+    async def open(
+        self, event: CloudEvent[ChangeSummaryV1], *, rate_per_second: float = 50
+    ) -> bool:
+        async with transaction(self.sessions) as session:
+            tx = self.transaction_of(session)
+            settings = MessagingSettings(campaign_rate_per_second=rate_per_second)
+            opened = await open_campaign(tx, event, settings)
+            await tx.flush()
+            return opened
+
+    async def opt_out(self, email: str) -> None:
+        async with transaction(self.sessions) as session:
+            await add_opt_out(session=session, tenant_id=self.tenant, email=email, clock=self.clock)
+
+    def expander(self, *, page_size: int = 1000) -> CampaignExpander:
+        return CampaignExpander(
+            sessions=self.sessions,
+            outbox=self.outbox,
+            clock=self.clock,
+            source=SOURCE,
+            render=render,
+            tenant_context=tenant_context,
+            page_size=page_size,
+        )
+
+    async def expand_all(self, expander: CampaignExpander, *, at_most: int = 1000) -> int:
+        """Expand pages until no campaign is expanding; how many pages it took."""
+        for pages in range(at_most):
+            if not await expander.expand_page():
+                return pages
+        raise AssertionError("the campaigns never finished expanding")
 
     async def campaign(self, campaign_id: uuid.UUID) -> Any:
         async with self.sessions() as session:

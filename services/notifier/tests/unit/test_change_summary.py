@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from closeloop_common.events import ChangeAudience, ChangeSummaryV1, ChangeText
 from closeloop_notifier.domain.change_summary import (
     CAMPAIGN_STATUSES,
+    Reader,
     TransitionRefused,
     campaign_id_of,
     choose_text,
     first_name,
     salutation,
     slots,
+    template_context,
     transition,
 )
 
@@ -122,3 +124,30 @@ def test_salutations_read_naturally() -> None:
     assert salutation("en", first_name(None)) == "Hello,"
     assert salutation("en", first_name("   ")) == "Hello,"
     assert salutation("pl", first_name("Anna Nowak")) == "Dzień dobry,"
+
+
+def test_the_template_context_of_a_reader() -> None:
+    english = ChangeText(title="Readable invoices", summary="Every line on its own.")
+    tenant = {"company_name": "Acme"}
+    reader = Reader("anna", "Anna Nowak", "anna@klient.example.pl", "en-GB")
+    language, context = template_context(change("pl", en=english), reader, tenant=tenant, now=AT)
+    assert language == "en"
+    assert context == {
+        "now": AT,
+        "tenant": tenant,
+        "customer": {
+            "id": "anna",
+            "name": "Anna Nowak",
+            "first_name": "Anna",
+            "email": "anna@klient.example.pl",
+        },
+        "greeting": "Dear Anna,",
+        "change": {
+            "title": "Readable invoices",
+            "status": "done",
+            "summary": "Every line on its own.",
+            "reason": None,
+            "you_said": None,
+        },
+        "unsubscribe_url": None,
+    }

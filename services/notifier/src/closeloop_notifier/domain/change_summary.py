@@ -19,6 +19,7 @@ what each customer reads (which language, which salutation).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -134,4 +135,36 @@ def change_view(change: ChangeSummaryV1, text: ChangeText) -> dict[str, Any]:
         "summary": text.summary,
         "reason": text.reason,
         "you_said": text.you_said,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who a campaign message is for, as the template sees them."""
+
+    customer_id: str
+    name: str | None
+    email: str | None  # the normalised address, if any
+    locale: str | None
+
+
+def template_context(
+    change: ChangeSummaryV1, reader: Reader, *, tenant: Mapping[str, Any], now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The language to render in, and the template context of one reader's message (the
+    `unsubscribe_url` is added when the message is sent)."""
+    chosen = choose_text(change, reader.locale)
+    first = first_name(reader.name)
+    return chosen.language, {
+        "now": now,
+        "tenant": tenant,
+        "customer": {
+            "id": reader.customer_id,
+            "name": reader.name,
+            "first_name": first,
+            "email": reader.email,
+        },
+        "greeting": salutation(chosen.language, first),
+        "change": change_view(change, chosen.text),
+        "unsubscribe_url": None,
     }
