@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closeloop_notifier.adapters.tables import messages
 
 MessageStatus = Literal[
-    "draft", "pending", "sending", "sent", "failed", "suppressed", "discarded", "no_recipient"
+    "draft",
+    "pending",
+    "held",
+    "sending",
+    "sent",
+    "failed",
+    "suppressed",
+    "discarded",
+    "no_recipient",
 ]
 
 MESSAGE_FIELDS = (

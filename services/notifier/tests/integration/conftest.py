@@ -183,7 +183,8 @@ class Delivery:
         )
 
     async def handle(
-        self, event: CloudEvent[CaseOpenedV1] | CloudEvent[CaseUpdatedV1] | CloudEvent[CaseSlaAlertV1]
+        self,
+        event: CloudEvent[CaseOpenedV1] | CloudEvent[CaseUpdatedV1] | CloudEvent[CaseSlaAlertV1],
     ) -> None:
         """The event's handler in its own transaction, as the consumer runs it."""
         async with transaction(self.sessions) as session:

@@ -13,7 +13,8 @@ metadata = schema_metadata(SCHEMA)
 # One row per message of any kind (`domain.kinds`), unique per tenant by `dedup_key`: never twice.
 # status: draft (waits for its owner's approval) -> pending -> sending (claimed under a lease) ->
 # sent | pending (retry) | failed; suppressed (opted out, over the frequency cap), discarded (a
-# draft the owner threw away), no_recipient and failed (unsendable address) can be final at once.
+# draft the owner threw away, or a cancelled campaign's message), no_recipient and failed
+# (unsendable address) can be final at once; held: a paused campaign's message (not due).
 # recipient: the normalised address, or the webhook URL; recipient_key: the opt-out key of a
 # customer's address (frequency cap, opt-outs). Rows written before addresses were normalised are
 # checked again when they are sent.

@@ -12,11 +12,21 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import CaseOpenedV1, CaseSlaAlertV1, CaseUpdatedV1
+from closeloop_common.db import on_commit
+from closeloop_common.events import (
+    CaseOpenedV1,
+    CaseSlaAlertV1,
+    CaseUpdatedV1,
+    ChangeSummaryV1,
+    CloudEvent,
+)
+from closeloop_common.handlers import HandlerContext
 from closeloop_common.loop import repeat
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
@@ -26,9 +36,13 @@ from closeloop_notifier.adapters.tables import metadata
 from closeloop_notifier.adapters.webhook import WebhookChannel
 from closeloop_notifier.config import NotifierSettings
 from closeloop_notifier.domain.rendering import Renderer
+from closeloop_notifier.entrypoints.campaigns_api import build_campaigns_router
 from closeloop_notifier.entrypoints.messages_api import build_messages_router
 from closeloop_notifier.entrypoints.templates_api import build_templates_router
 from closeloop_notifier.entrypoints.unsubscribe_api import build_unsubscribe_router
+from closeloop_notifier.service_layer.audience import AUDIENCE_CONTRACTS, keep_audience
+from closeloop_notifier.service_layer.campaign_worker import CampaignExpander
+from closeloop_notifier.service_layer.campaigns import open_campaign
 from closeloop_notifier.service_layer.case_messages import CaseMessages
 from closeloop_notifier.service_layer.compose import Composer, Sender
 from closeloop_notifier.service_layer.digest import OverdueDigest, recount
@@ -102,11 +116,32 @@ def create_notifier_app(
         source=runtime.source,
     )
 
+    async def tenant_context(session: AsyncSession, tenant_id: str) -> dict[str, Any]:
+        return composer.tenant_context(tenant_id, await messaging.get(tenant_id))
+
+    expander = CampaignExpander(
+        sessions=runtime.worker_sessions,
+        outbox=runtime.outbox,
+        clock=runtime.clock,
+        source=runtime.source,
+        composer=composer,
+        tenant_context=tenant_context,
+        dispatcher_wake=dispatcher.wake,
+    )
+
+    async def on_change_summary(ctx: HandlerContext, event: CloudEvent[ChangeSummaryV1]) -> None:
+        settings_of_tenant = await messaging.get(event.tenantid)
+        if await open_campaign(ctx.transaction, event, settings_of_tenant):
+            on_commit(ctx.session, expander.wake.set)
+
+    runtime.on_batches(AUDIENCE_CONTRACTS, keep_audience, idempotent=True)
+    runtime.on(ChangeSummaryV1, on_change_summary)
     runtime.on(CaseOpenedV1, cases.on_opened)
     runtime.on(CaseUpdatedV1, cases.on_updated)
     runtime.on(CaseSlaAlertV1, cases.on_sla_alert)
     runtime.add_worker("dispatcher", dispatcher.run)
     runtime.add_worker("overdue-digest", digest.run)
+    runtime.add_worker("campaign-expander", expander.run)
 
     async def recount_gauges() -> None:
         async def step() -> bool:
@@ -125,6 +160,7 @@ def create_notifier_app(
         runtime=runtime,
         routers=[
             build_messages_router(runtime, messaging),
+            build_campaigns_router(runtime),
             build_templates_router(runtime, renderer),
             build_unsubscribe_router(runtime, secret),
         ],

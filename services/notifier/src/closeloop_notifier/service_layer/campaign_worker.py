@@ -31,7 +31,7 @@ from closeloop_notifier.service_layer.campaign_upkeep import (
 )
 from closeloop_notifier.service_layer.expansion import (
     PAGE_SIZE,
-    Render,
+    Composes,
     TenantContext,
     expand_page,
 )
@@ -47,7 +47,7 @@ class CampaignExpander:
         outbox: Outbox,
         clock: Clock,
         source: str,
-        render: Render,
+        composer: Composes,
         tenant_context: TenantContext,
         page_size: int = PAGE_SIZE,
         discard_chunk: int = DISCARD_CHUNK,
@@ -60,7 +60,7 @@ class CampaignExpander:
         self._outbox = outbox
         self._clock = clock
         self._source = source
-        self._render = render
+        self._composer = composer
         self._tenant_context = tenant_context
         self._page_size = page_size
         self._discard_chunk = discard_chunk
@@ -103,7 +103,7 @@ class CampaignExpander:
         async with self._transaction() as tx:
             page = await expand_page(
                 tx,
-                render=self._render,
+                composer=self._composer,
                 tenant_context=self._tenant_context,
                 page_size=self._page_size,
             )

@@ -40,6 +40,7 @@ from closeloop_notifier.adapters.tables import campaigns, messages, opt_outs
 from closeloop_notifier.campaign_metrics import CAMPAIGN_RECIPIENTS
 from closeloop_notifier.domain.change_summary import Reader, slots, template_context
 from closeloop_notifier.domain.kinds import Kind, campaign_key
+from closeloop_notifier.domain.timing import recipient_zone
 from closeloop_notifier.service_layer.audience import Recipient, invited_page, respondents_of
 from closeloop_notifier.service_layer.messages import (
     Address,
@@ -65,9 +66,24 @@ class Rendered(Protocol):
     def html(self) -> str | None: ...
 
 
-Render = Callable[[Kind, str, Mapping[str, Any]], Rendered]
-"""Renders a kind in a language (`pl`, `en`) with a template context (keys: `now`, `tenant`,
-`customer`, `greeting`, `change`, `unsubscribe_url`; the language comes as the argument)."""
+class Composes(Protocol):
+    """What expansion needs of `service_layer.compose.Composer`."""
+
+    async def compose(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        kind: Kind,
+        locale: str,
+        context: Mapping[str, Any],
+    ) -> Rendered:
+        """The tenant's template of `kind` in `locale` rendered with `context` (keys: `locale`,
+        `now`, `tenant`, `customer`, `greeting`, `change`, `unsubscribe_url`)."""
+        ...
+
+    def unsubscribe_url(self, tenant_id: str, recipient_key: str | None) -> str | None: ...
+
+
 TenantContext = Callable[[AsyncSession, str], Awaitable[Mapping[str, Any]]]
 """The `tenant` of the template context for a tenant id (company name, links, time zone)."""
 
@@ -99,7 +115,7 @@ class _Planned:
 async def expand_page(
     tx: Transaction,
     *,
-    render: Render,
+    composer: Composes,
     tenant_context: TenantContext,
     page_size: int = PAGE_SIZE,
 ) -> Expanded | None:
@@ -143,12 +159,26 @@ async def expand_page(
     now = tx.clock.now()
     tenant = await tenant_context(session, tenant_id)
     planned = await _plan(session, campaign, recipients)
-    rendered = [_render(render, change, p, tenant=tenant, now=now) for p in planned]
+    rendered = [
+        await _render(composer, session, tenant_id, change, p, tenant=tenant, now=now)
+        for p in planned
+    ]
     pending = [p for p in rendered if p.status == "pending"]
     due, next_slot = slots(max(campaign.next_slot_at, now), len(pending), campaign.rate_per_second)
     due_of = {p.key: at for p, at in zip(pending, due, strict=True)}
+    zone = str(tenant.get("time_zone") or "UTC")
     stored = await store(
-        tx, tenant_id, [_message(campaign.campaign_id, p, due_of.get(p.key)) for p in rendered]
+        tx,
+        tenant_id,
+        [
+            _message(
+                campaign.campaign_id,
+                p,
+                due_of.get(p.key),
+                recipient_zone(p.recipient.locale, zone).key,
+            )
+            for p in rendered
+        ],
     )
     values["recipients"] = campaign.recipients + len(stored)
     if pending:
@@ -218,8 +248,10 @@ async def _plan(
     return planned
 
 
-def _render(
-    render: Render,
+async def _render(
+    composer: Composes,
+    session: AsyncSession,
+    tenant_id: str,
     change: ChangeSummaryV1,
     planned: _Planned,
     *,
@@ -231,8 +263,9 @@ def _render(
         recipient.customer_id, recipient.name, planned.address.recipient, recipient.locale
     )
     language, context = template_context(change, reader, tenant=tenant, now=now)
+    context["unsubscribe_url"] = composer.unsubscribe_url(tenant_id, planned.address.key)
     try:
-        parts = render(Kind.CHANGE_SUMMARY, language, context)
+        parts = await composer.compose(session, tenant_id, Kind.CHANGE_SUMMARY, language, context)
     except Exception as exc:
         # This customer's data broke the template: their message fails alone.
         log.exception("campaign message could not be rendered")
@@ -253,7 +286,9 @@ def _render(
     )
 
 
-def _message(campaign_id: uuid.UUID, planned: _Planned, due: datetime | None) -> NewMessage:
+def _message(
+    campaign_id: uuid.UUID, planned: _Planned, due: datetime | None, time_zone: str
+) -> NewMessage:
     recipient = planned.recipient
     return NewMessage(
         dedup_key=planned.key,
@@ -267,6 +302,7 @@ def _message(campaign_id: uuid.UUID, planned: _Planned, due: datetime | None) ->
         next_attempt_at=due,
         recipient=planned.address.recipient,
         recipient_key=planned.address.key,
+        time_zone=time_zone,
         campaign_id=campaign_id,
         response_id=recipient.response_id,
         customer_id=recipient.customer_id,
