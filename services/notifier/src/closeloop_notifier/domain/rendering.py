@@ -39,13 +39,13 @@ from jinja2 import Template, TemplateSyntaxError, pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from closeloop_notifier.domain.kinds import Audience, Kind, audience_of
 from closeloop_notifier.domain.sandbox import TemplateEnvironment, metered
 
 SUPPORTED_LOCALES = ("pl", "en")
 DEFAULT_LOCALE = "en"
 SUBJECT_MAX_CHARS = 250
 Part = Literal["subject", "text", "html"]
-AudienceOf = Literal["customer", "team"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def choose_locale(customer_locale: str | None, tenant_default: str | None) -> st
     return _language(customer_locale) or _language(tenant_default) or DEFAULT_LOCALE
 
 
-def salutation(locale: str, first_name: str | None, audience: AudienceOf) -> str:
+def salutation(locale: str, first_name: str | None, audience: Audience) -> str:
     """The greeting line. English names the person when known ("Dear Anna," / "Hi Ewa,").
     Polish is "Dzień dobry," for everyone: a name in Polish needs the vocative and the gender
     ("Pani Anno"), which we do not know, and "Cześć" is too familiar for work messages."""
@@ -113,6 +113,28 @@ def salutation(locale: str, first_name: str | None, audience: AudienceOf) -> str
     if not name:
         return "Hello,"
     return f"Dear {name}," if audience == "customer" else f"Hi {name},"
+
+
+def _first_word(name: Any) -> str | None:
+    words = name.split() if isinstance(name, str) else []
+    return words[0] if words else None
+
+
+def greeting_for(kind: Kind, locale: str, context: Mapping[str, Any]) -> str:
+    """The `greeting` of a message's context: the salutation of its recipient, who is the
+    customer (`customer.first_name`), the case's owner (new case), the person alerted
+    (`alert.recipient_name`) or the digest's owner, by first name."""
+    name: str | None
+    if audience_of(kind) == "customer":
+        name = _first_word((context.get("customer") or {}).get("first_name"))
+    elif kind is Kind.OWNER_NEW_CASE:
+        owner = (context.get("case") or {}).get("owner")
+        name = _first_word(owner.get("name")) if isinstance(owner, Mapping) else None
+    elif kind is Kind.OVERDUE_DIGEST:
+        name = _first_word((context.get("digest") or {}).get("owner_name"))
+    else:
+        name = _first_word((context.get("alert") or {}).get("recipient_name"))
+    return salutation(locale, name, audience_of(kind))
 
 
 # -- filters and globals ----------------------------------------------------------------------

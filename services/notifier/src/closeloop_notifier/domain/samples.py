@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from closeloop_notifier.domain.kinds import Kind, audience_of
-from closeloop_notifier.domain.rendering import salutation
+from closeloop_notifier.domain.rendering import greeting_for
 
 NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
 CASE_ID = uuid.UUID("6f1c2a3e-8d4b-4f7a-9c1e-2b5d7e9f0a14")
@@ -141,10 +141,6 @@ def _digest(sparse: bool) -> dict[str, Any]:
     }
 
 
-def _first_name(name: str | None) -> str | None:
-    return name.split()[0] if name else None
-
-
 def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str, Any]:
     """A realistic context of `kind` in `locale` (see the module docstring); `sparse`: every
     optional value absent."""
@@ -164,14 +160,12 @@ def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str
         context["customer"] = {
             "id": "cust-1042",
             "name": customer_name,
-            "first_name": _first_name(customer_name),
+            "first_name": None if sparse else "Zofia",
             "email": None if sparse else "zofia.wojcik@example.pl",
         }
     if kind is not Kind.OVERDUE_DIGEST and kind is not Kind.CHANGE_SUMMARY:
         context["case"] = _case(kind, text, sparse)
-    audience = audience_of(kind)
-    recipient: str | None = customer_name
-    if audience == "customer":
+    if audience_of(kind) == "customer":
         context["unsubscribe_url"] = None if sparse else "https://powiadomienia.example/u/k7Qx2"
     if kind is Kind.CHANGE_SUMMARY:
         context["change"] = {
@@ -184,14 +178,9 @@ def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str
     if kind in (Kind.SLA_WARNING, Kind.SLA_BREACH, Kind.SLA_ESCALATION):
         alert = context["alert"] = _alert(kind, sparse)
         context["case"][f"{alert['clock']}_due_at"] = alert["deadline"]
-        recipient = alert["recipient_name"]
-    if kind is Kind.OWNER_NEW_CASE:
-        owner = context["case"]["owner"]
-        recipient = owner["name"] if owner else None
     if kind is Kind.OVERDUE_DIGEST:
         context["digest"] = _digest(sparse)
-        recipient = context["digest"]["owner_name"]
-    context["greeting"] = salutation(locale, _first_name(recipient), audience)
+    context["greeting"] = greeting_for(kind, locale, context)
     return context
 
 
