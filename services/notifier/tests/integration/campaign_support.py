@@ -15,7 +15,7 @@ Fixtures (import them into a test module to use them):
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,6 +197,29 @@ def render(kind: Kind, language: str, context: Mapping[str, Any]) -> Page:
     return Page(subject, text, f"<p>{text}</p>")
 
 
+class PageComposer:
+    """A composer (`expansion.Composes`) over a test renderer, with no tenant templates."""
+
+    def __init__(self, renderer: Callable[[Kind, str, Mapping[str, Any]], Any] = render) -> None:
+        self.renderer = renderer
+
+    async def compose(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        kind: Kind,
+        locale: str,
+        context: Mapping[str, Any],
+    ) -> Any:
+        return self.renderer(kind, locale, context)
+
+    def unsubscribe_url(self, tenant_id: str, recipient_key: str | None) -> str | None:
+        return None if recipient_key is None else f"http://notifier.test/u/{recipient_key}"
+
+
+COMPOSER = PageComposer()
+
+
 async def tenant_context(session: AsyncSession, tenant_id: str) -> Mapping[str, Any]:
     return {
         "company_name": "Acme",
@@ -252,7 +275,7 @@ class Audience:
             outbox=self.outbox,
             clock=self.clock,
             source=SOURCE,
-            render=render,
+            composer=COMPOSER,
             tenant_context=tenant_context,
             page_size=page_size,
         )

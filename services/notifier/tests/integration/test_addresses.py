@@ -70,8 +70,7 @@ async def test_stored_message_with_a_bad_address_fails_alone_and_the_queue_moves
     send = delivery.dispatcher(server.port)
 
     try:
-        assert await send.dispatch_batch() == 1
-        assert await send.dispatch_batch() == 1
+        assert await send.dispatch_batch() == 2  # one batch: the bad one failed, the other sent
         assert await send.dispatch_batch() == 0
     finally:
         await delivery.finish()
@@ -134,7 +133,8 @@ async def test_message_is_stored_and_sent_to_the_normalised_address(
 async def test_message_that_cannot_be_rendered_fails_alone_and_the_queue_moves_on(
     delivery: Delivery, start_smtp: Callable[..., Any]
 ) -> None:
-    """Any exception about one message (here the stdlib refuses a header) fails that message."""
+    """A message the channel refuses to build (here a header-injection attempt in its stored
+    Reply-To) fails alone, for good, at its first attempt."""
     server = start_smtp()
     broken, good = delivery.case_opened(), delivery.case_opened()
     assert await delivery.prepare(broken) == "pending"
@@ -146,18 +146,18 @@ async def test_message_that_cannot_be_rendered_fails_alone_and_the_queue_moves_o
             .where(
                 messages.c.tenant_id == delivery.tenant, messages.c.case_id == broken.data.case_id
             )
-            .values(subject="Przepraszamy\nBcc: everyone@klient.example.pl")
+            .values(reply_to="ewa@acme.example\r\nBcc: everyone@klient.example.pl")
         )
     send = delivery.dispatcher(server.port)
 
     try:
-        assert [await send.dispatch_batch() for _ in range(3)] == [True, True, False]
+        assert [await send.dispatch_batch() for _ in range(2)] == [2, 0]
     finally:
         await delivery.finish()
 
     broken_row = await delivery.message_of_case(broken.data.case_id)
     assert (broken_row.status, broken_row.attempts) == ("failed", 1)
-    assert "ValueError" in broken_row.last_error
+    assert broken_row.last_error
     assert (await delivery.message_of_case(good.data.case_id)).status == "sent"
     assert server.recipients == ["anna.nowak@klient.example.pl"]
     [failed, sent] = await delivery.events()

@@ -28,7 +28,9 @@ from closeloop_notifier.service_layer.campaigns import (
 )
 from closeloop_notifier.service_layer.messages import store
 from services.notifier.tests.integration.campaign_support import (
+    COMPOSER,
     Audience,
+    PageComposer,
     audience,
     change_summary,
     clock,
@@ -204,7 +206,7 @@ async def test_a_template_that_fails_for_one_customer_fails_their_message_alone(
         outbox=audience.outbox,
         clock=audience.clock,
         source="/closeloop/notifier",
-        render=fragile,
+        composer=PageComposer(fragile),
         tenant_context=tenant_context,
     )
     await audience.expand_all(expander)
@@ -473,7 +475,7 @@ async def test_a_large_cancelled_campaign_is_discarded_a_bounded_chunk_at_a_time
         outbox=audience.outbox,
         clock=audience.clock,
         source="/closeloop/notifier",
-        render=render,
+        composer=COMPOSER,
         tenant_context=tenant_context,
         discard_chunk=3,
     )

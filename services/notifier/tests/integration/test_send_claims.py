@@ -46,7 +46,9 @@ async def test_message_of_a_dispatcher_stopped_after_sending_is_sent_once_more_a
     assert await delivery.prepare(event) == "pending"
 
     with pytest.raises(asyncio.CancelledError):
-        await delivery.dispatcher(0, policy, channels={"email": dying_sender(server.port)}).dispatch_batch()
+        await delivery.dispatcher(
+            0, policy, channels={"email": dying_sender(server.port)}
+        ).dispatch_batch()
 
     row = await delivery.message_of_case(event.data.case_id)
     assert (row.status, row.attempts) == ("sending", 1)
@@ -80,7 +82,9 @@ async def test_dispatchers_dying_after_every_send_never_send_more_than_max_attem
 
     for _ in range(2 * policy.max_attempts):
         with contextlib.suppress(asyncio.CancelledError):
-            await delivery.dispatcher(0, policy, channels={"email": dying_sender(server.port)}).dispatch_batch()
+            await delivery.dispatcher(
+                0, policy, channels={"email": dying_sender(server.port)}
+            ).dispatch_batch()
         delivery.clock.advance(timedelta(hours=2))
 
     assert len(server.received) == 3
@@ -114,7 +118,7 @@ async def test_result_that_could_not_be_recorded_is_recorded_later_without_sendi
     sessions = SwitchableSessions(delivery.sessions)
 
     class DatabaseGoesAwayWhileSending(SmtpPool):
-            async def send(self, message: Outgoing) -> None:
+        async def send(self, message: Outgoing) -> None:
             await super().send(message)
             sessions.current = sessions.unreachable
 

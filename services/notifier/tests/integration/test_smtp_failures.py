@@ -57,8 +57,7 @@ async def test_smtp_outage_longer_than_max_attempts_fails_nothing_and_all_go_out
         assert await send.dispatch_batch() == 0
         assert gauge("closeloop_notifier_smtp_unreachable") == 1
         # Held as a whole: nothing is tried again before the hold passes.
-        assert send.held_until is not None
-        assert send.held_until > delivery.clock.now()
+        assert send.held_until["email"] > delivery.clock.now()
         assert await send.dispatch_batch() == 0
         delivery.clock.advance(LONGER_THAN_ANY_HOLD)
 
@@ -66,13 +65,13 @@ async def test_smtp_outage_longer_than_max_attempts_fails_nothing_and_all_go_out
     assert await delivery.events() == []
 
     sink = start_sink(port)
-    assert [await send.dispatch_batch() for _ in range(4)] == [True, True, True, False]
+    assert [await send.dispatch_batch() for _ in range(2)] == [3, 0]
 
     assert await statuses(delivery, cases) == [("sent", 1)] * 3
     assert all(len(mails_of_case(sink, e.data.case_id)) == 1 for e in cases)
     assert [e.type for e in await delivery.events()] == [NotificationSentV1.EVENT_TYPE] * 3
     assert gauge("closeloop_notifier_smtp_unreachable") == 0
-    assert send.held_until is None
+    assert send.held_until == {}
 
 
 async def test_smtp_server_that_accepts_the_connection_but_never_answers_is_an_outage(
@@ -81,7 +80,9 @@ async def test_smtp_server_that_accepts_the_connection_but_never_answers_is_an_o
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        sender = SmtpSender(host="127.0.0.1", port=silent.getsockname()[1], timeout=0.5)
+        sender = SmtpPool(
+            SmtpSettings(host="127.0.0.1", port=silent.getsockname()[1], timeout=0.5, size=1)
+        )
         send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": sender})
         [case] = await prepare_cases(delivery, 1)
         try:
@@ -97,8 +98,10 @@ async def test_refused_login_holds_the_queue_fails_nothing_and_alerts(
     delivery: Delivery, start_smtp: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = start_smtp(password="right")
-    wrong = SmtpSender(
-        host="127.0.0.1", port=server.port, username="closeloop", password="wrong", timeout=5
+    wrong = SmtpPool(
+        SmtpSettings(
+            host="127.0.0.1", port=server.port, username="closeloop", password="wrong", timeout=5
+        )
     )
     send = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": wrong})
     cases = await prepare_cases(delivery, 2)
@@ -118,11 +121,13 @@ async def test_refused_login_holds_the_queue_fails_nothing_and_alerts(
     assert all("535" in str(getattr(r, "error", "")) for r in alerts)
 
     # The operator fixes the password: the held queue goes out.
-    right = SmtpSender(
-        host="127.0.0.1", port=server.port, username="closeloop", password="right", timeout=5
+    right = SmtpPool(
+        SmtpSettings(
+            host="127.0.0.1", port=server.port, username="closeloop", password="right", timeout=5
+        )
     )
     fixed = delivery.dispatcher(0, DeliveryPolicy(max_attempts=1), channels={"email": right})
-    assert [await fixed.dispatch_batch() for _ in range(3)] == [True, True, False]
+    assert [await fixed.dispatch_batch() for _ in range(2)] == [2, 0]
     assert await statuses(delivery, cases) == [("sent", 1)] * 2
     assert len(server.received) == 2
     assert gauge("closeloop_notifier_smtp_misconfigured") == 0
@@ -187,7 +192,7 @@ async def test_permanent_refusal_of_a_message_fails_that_message_at_its_first_at
     assert (failed.data.reason, failed.data.attempts) == ("delivery_failed", 1)
     assert failed.data.detail
     assert "55" in failed.data.detail
-    assert send.held_until is None
+    assert send.held_until == {}
     assert gauge("closeloop_notifier_smtp_unreachable") == 0
     assert gauge("closeloop_notifier_smtp_misconfigured") == 0
 
@@ -202,7 +207,7 @@ async def test_refused_recipient_does_not_stop_the_next_message(
     delivery.clock.advance(timedelta(seconds=1))
     assert await delivery.prepare(anna) == "pending"
 
-    assert [await send.dispatch_batch() for _ in range(3)] == [True, True, False]
+    assert [await send.dispatch_batch() for _ in range(2)] == [2, 0]
 
     assert (await delivery.message_of_case(gone.data.case_id)).status == "failed"
     assert (await delivery.message_of_case(anna.data.case_id)).status == "sent"

@@ -256,7 +256,9 @@ async def test_a_preview_renders_the_template_in_force_or_a_draft_with_sample_da
         headers=reader,
     )
     hostile = await client.post(
-        preview, json={"context": {"case": {"comment": "<script>alert(1)</script>"}}}, headers=reader
+        preview,
+        json={"context": {"case": {"comment": "<script>alert(1)</script>"}}},
+        headers=reader,
     )
     broken = await client.post(preview, json={"text": "{% if %}"}, headers=reader)
     naive = await client.post(
@@ -275,7 +277,10 @@ async def test_a_preview_renders_the_template_in_force_or_a_draft_with_sample_da
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile.json()["html"]
     assert refused(broken, "template-refused")["errors"][0]["part"] == "text"
     assert refused(naive, "validation")
-    assert (mine.json()["source"], mine.json()["subject"]) == ("tenant", "Przepraszamy, Zielony Ogród")
+    assert (mine.json()["source"], mine.json()["subject"]) == (
+        "tenant",
+        "Przepraszamy, Zielony Ogród",
+    )
 
 
 async def test_messages_use_the_saved_template_within_the_cache_time_in_every_replica(
@@ -292,9 +297,7 @@ async def test_messages_use_the_saved_template_within_the_cache_time_in_every_re
 
     async def in_force(through: TemplateCache, locale: str = "pl") -> TemplateSource:
         async with sessions() as session:
-            return await effective_template(
-                session, tenant, Kind.APOLOGY, locale, cache=through
-            )
+            return await effective_template(session, tenant, Kind.APOLOGY, locale, cache=through)
 
     assert await in_force(cache) == builtin(Kind.APOLOGY, "pl")
     assert await in_force(other_replica) == builtin(Kind.APOLOGY, "pl")
@@ -311,9 +314,7 @@ async def test_messages_use_the_saved_template_within_the_cache_time_in_every_re
     assert await in_force(other_replica, "de") == builtin(Kind.APOLOGY, "en")
 
 
-async def test_a_save_validates_against_the_samples_of_its_kind(
-    app: FastAPI, tenant: str
-) -> None:
+async def test_a_save_validates_against_the_samples_of_its_kind(app: FastAPI, tenant: str) -> None:
     digest_only = TemplateSource(subject="{{ digest.count }}", text="t", html="h")
 
     async with transaction(runtime_of(app).sessions) as session:

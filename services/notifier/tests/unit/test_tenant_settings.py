@@ -65,7 +65,7 @@ def test_the_first_matching_approval_rule_decides() -> None:
 
 
 def test_every_kind_has_one_audience_and_keys_are_distinct() -> None:
-    assert CUSTOMER_KINDS | TEAM_KINDS == set(Kind)
+    assert set(Kind) == CUSTOMER_KINDS | TEAM_KINDS
     assert not CUSTOMER_KINDS & TEAM_KINDS
     assert audience_of(Kind.APOLOGY) == "customer"
     assert audience_of(Kind.SLA_BREACH) == "team"

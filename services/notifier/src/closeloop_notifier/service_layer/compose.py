@@ -18,7 +18,7 @@ from closeloop_notifier.domain.kinds import Audience, Kind
 from closeloop_notifier.domain.rendering import Rendered, Renderer, choose_locale, salutation
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.domain.unsubscribe import make_token
-from closeloop_notifier.service_layer.template_store import effective_template
+from closeloop_notifier.service_layer.template_store import TemplateCache, effective_template
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,11 @@ class Composer:
         default_sender: Sender,
         unsubscribe_secret: str,
         public_url: str,
+        templates: TemplateCache | None = None,
     ) -> None:
         self._renderer = renderer
+        self.templates = templates or TemplateCache()
+        """Tenants' templates, re-read after a few seconds (a saved one applies everywhere)."""
         self._tenants = tenants
         self._default = default_sender
         self._secret = unsubscribe_secret
@@ -85,5 +88,5 @@ class Composer:
         locale: str,
         context: Mapping[str, Any],
     ) -> Rendered:
-        source = await effective_template(session, tenant_id, kind, locale)
-        return self._renderer.render(source, locale, context)
+        source = await effective_template(session, tenant_id, kind, locale, cache=self.templates)
+        return self._renderer.render(source, {**context, "locale": locale})
