@@ -24,7 +24,7 @@ from closeloop_notifier.adapters.tables import metadata, templates
 from closeloop_notifier.config import NotifierSettings
 from closeloop_notifier.domain.builtin_templates import builtin
 from closeloop_notifier.domain.kinds import Kind
-from closeloop_notifier.domain.rendering import Renderer, TemplateSource
+from closeloop_notifier.domain.rendering import Renderer, TemplateRenderError, TemplateSource
 from closeloop_notifier.entrypoints.templates_api import build_templates_router
 from closeloop_notifier.service_layer import template_store
 from closeloop_notifier.service_layer.template_store import TemplateCache, effective_template
@@ -290,9 +290,8 @@ async def test_messages_use_the_saved_template_within_the_cache_time_in_every_re
     tenant: str,
     cache: TemplateCache,
 ) -> None:
-    other_replica = TemplateCache(ttl_seconds=5, monotonic=Moment())
-    moment = other_replica._monotonic
-    assert isinstance(moment, Moment)
+    moment = Moment()
+    other_replica = TemplateCache(ttl_seconds=5, monotonic=moment)
     sessions = runtime_of(app).sessions
 
     async def in_force(through: TemplateCache, locale: str = "pl") -> TemplateSource:
@@ -314,13 +313,28 @@ async def test_messages_use_the_saved_template_within_the_cache_time_in_every_re
     assert await in_force(other_replica, "de") == builtin(Kind.APOLOGY, "en")
 
 
-async def test_a_save_validates_against_the_samples_of_its_kind(app: FastAPI, tenant: str) -> None:
+async def test_a_template_is_validated_against_the_samples_of_its_own_kind(
+    app: FastAPI, tenant: str
+) -> None:
     digest_only = TemplateSource(subject="{{ digest.count }}", text="t", html="h")
 
-    async with transaction(runtime_of(app).sessions) as session:
-        stored = await template_store.save(
-            session, Renderer(), tenant_id=tenant, kind=Kind.OVERDUE_DIGEST, locale="en",
-            source=digest_only, expected_version=None, actor="test", now=NOW,
-        )  # fmt: skip
+    async def save(kind: Kind) -> template_store.StoredTemplate:
+        async with transaction(runtime_of(app).sessions) as session:
+            return await template_store.save(
+                session, Renderer(), tenant_id=tenant, kind=kind, locale="en",
+                source=digest_only, expected_version=None, actor="test", now=NOW,
+            )  # fmt: skip
+
+    stored = await save(Kind.OVERDUE_DIGEST)
+    with pytest.raises(TemplateRenderError, match="'digest' is undefined"):
+        await save(Kind.APOLOGY)
 
     assert (stored.origin, stored.version) == ("tenant", 1)
+
+
+def test_the_limits_are_in_the_openapi_document(app: FastAPI) -> None:
+    schemas = app.openapi()["components"]["schemas"]
+    parts = schemas["TemplateBody"]["properties"]
+
+    limits = {name: part["maxLength"] for name, part in parts.items()}
+    assert limits == {"subject": 1_000, "text": 100_000, "html": 100_000}

@@ -42,20 +42,21 @@ def render(kind: Kind, locale: str, **changes: Any) -> Rendered:
         for parent in parents:
             target = target[parent]
         target[leaf] = value
-    return RENDERER.render(builtin(kind, locale), context)
+    return RENDERER.render(builtin(kind, locale), locale, context)
 
 
 def text_only(template: str, locale: str = "pl", **context: Any) -> str:
     source = TemplateSource(subject="s", text=template, html="h")
-    base = {"locale": locale, "tenant": {"time_zone": "Europe/Warsaw"}}
-    return RENDERER.render(source, base | context).text
+    return RENDERER.render(
+        source, locale, {"tenant": {"time_zone": "Europe/Warsaw"}} | context
+    ).text
 
 
 @pytest.mark.parametrize("locale", ["pl", "en"])
 @pytest.mark.parametrize("kind", list(Kind))
 def test_every_built_in_template_renders_with_every_sample(kind: Kind, locale: str) -> None:
     for context in validation_contexts(kind, locale):
-        rendered = RENDERER.render(builtin(kind, locale), context)
+        rendered = RENDERER.render(builtin(kind, locale), locale, context)
 
         assert rendered.locale == locale
         assert rendered.subject
@@ -71,7 +72,7 @@ def test_every_built_in_template_renders_with_every_sample(kind: Kind, locale: s
 
 def test_a_template_without_its_optional_parts_is_still_a_message() -> None:
     context = sample_context(Kind.APOLOGY, "pl", sparse=True)
-    rendered = RENDERER.render(builtin(Kind.APOLOGY, "pl"), context)
+    rendered = RENDERER.render(builtin(Kind.APOLOGY, "pl"), "pl", context)
 
     assert rendered.text.startswith("Dzień dobry,\n\ndziękujemy za szczerą odpowiedź")
     assert "Napisali Państwo" not in rendered.text
@@ -104,7 +105,7 @@ def test_thanks_links_the_tenants_review_and_referral_pages() -> None:
 
 def test_a_rejected_change_says_why_and_a_done_one_what_was_done() -> None:
     done, _sparse, rejected = (
-        RENDERER.render(builtin(Kind.CHANGE_SUMMARY, "pl"), context)
+        RENDERER.render(builtin(Kind.CHANGE_SUMMARY, "pl"), "pl", context)
         for context in validation_contexts(Kind.CHANGE_SUMMARY, "pl")
     )
 
@@ -232,7 +233,7 @@ def test_a_tenant_template_cannot_leave_the_sandbox_or_exhaust_it(template: str)
     source = TemplateSource(subject="s", text=template, html="h")
 
     with pytest.raises(TemplateRenderError) as refused:
-        RENDERER.render(source, sample_context(Kind.APOLOGY, "pl"))
+        RENDERER.render(source, "pl", sample_context(Kind.APOLOGY, "pl"))
 
     assert [p.part for p in refused.value.problems] == ["text"]
     assert "<module" not in str(refused.value)
@@ -243,7 +244,7 @@ def test_html_may_not_turn_escaping_off() -> None:
     for html in ("{{ case.comment | safe }}", "{% autoescape false %}x{% endautoescape %}"):
         source = TemplateSource(subject="s", text="t", html=html)
         with pytest.raises(TemplateRenderError) as refused:
-            RENDERER.render(source, sample_context(Kind.APOLOGY, "pl"))
+            RENDERER.render(source, "pl", sample_context(Kind.APOLOGY, "pl"))
         assert refused.value.problems[0].part == "html"
 
 
@@ -255,7 +256,7 @@ def test_an_unknown_name_or_a_syntax_error_is_reported_with_its_part_and_line() 
     )
 
     with pytest.raises(TemplateRenderError) as refused:
-        RENDERER.validate(source, validation_contexts(Kind.APOLOGY, "pl"))
+        RENDERER.validate(source, "pl", validation_contexts(Kind.APOLOGY, "pl"))
 
     problems = [(p.part, p.line) for p in refused.value.problems]
     assert problems == [("subject", 1), ("text", 3), ("html", 2)]
@@ -267,7 +268,7 @@ def test_a_template_that_needs_an_optional_value_fails_validation() -> None:
     source = TemplateSource(subject="s", text="{{ case.owner.name }}", html="h")
 
     with pytest.raises(TemplateRenderError):
-        RENDERER.validate(source, validation_contexts(Kind.APOLOGY, "pl"))
+        RENDERER.validate(source, "pl", validation_contexts(Kind.APOLOGY, "pl"))
 
 
 def test_the_subject_is_one_line_of_at_most_250_characters() -> None:
@@ -276,8 +277,11 @@ def test_the_subject_is_one_line_of_at_most_250_characters() -> None:
     context = sample_context(Kind.APOLOGY, "pl")
     long = TemplateSource(subject="{{ 'ab ' * 200 }}", text="t", html="h")
 
-    assert RENDERER.render(source, context).subject == "Zofia Wójcik Bcc: x@example.com next word"
-    assert len(RENDERER.render(long, context).subject) <= 250
+    assert (
+        RENDERER.render(source, "pl", context).subject
+        == "Zofia Wójcik Bcc: x@example.com next word"
+    )
+    assert len(RENDERER.render(long, "pl", context).subject) <= 250
 
 
 @pytest.mark.parametrize(

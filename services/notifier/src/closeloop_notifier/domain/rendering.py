@@ -1,18 +1,13 @@
 """Rendering a message from its template: subject, plain text and HTML in the customer's language.
 
-Pure: given a template's source (`TemplateSource`) and a context (plain dicts, see
+Pure: given a template's source (`TemplateSource`), a language and a context (plain dicts, see
 `domain.samples` for every kind's), the `Rendered` message, or a `TemplateRenderError` listing
 what failed (part and line) in words fit for a 422.
 
 The template language is Jinja2 in the sandbox of `domain.sandbox`: HTML is autoescaped, the
 subject and text are not (plain text is not HTML) but are just as sandboxed. Customer text is
-only ever a context value, never template source. Filters and globals, in the message's
-`locale` and, for times, the tenant's time zone (`tenant.time_zone`, or `tz=`):
-`format_date(value, format="long")`, `format_datetime(value, format="medium")`,
-`format_time(value, format="short")`, `format_number(value)`, `format_timedelta(value, add_direction=False)`
-(a timedelta or seconds), `plural(n, one=, few=, many=, other=)` (the CLDR category of `n` in the
-locale: Polish 1 sprawa, 2 sprawy, 5 spraw, 22 sprawy), `quote` (plain text: "> " before each
-line) and `nl2br` (HTML: escaped text, line breaks kept). The Babel filters print "" for None.
+only ever a context value, never template source. Templates call the functions of
+`domain.template_functions` (dates, numbers and plurals in the message's language, quoting).
 
 The subject is one line (line breaks and control characters become spaces, at most 250
 characters); the text part gets tidy line ends and at most one blank line in a row.
@@ -24,23 +19,17 @@ cost of running the template, not of compiling it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from traceback import extract_tb
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-from babel import Locale
-from babel import dates as babel_dates
-from babel import numbers as babel_numbers
-from jinja2 import Template, TemplateSyntaxError, pass_context
-from jinja2.runtime import Context
-from markupsafe import Markup, escape
+from jinja2 import Template, TemplateSyntaxError
 
 from closeloop_notifier.domain.kinds import Audience, Kind, audience_of
 from closeloop_notifier.domain.sandbox import TemplateEnvironment, metered
+from closeloop_notifier.domain.template_functions import FILTERS, GLOBALS
 
 SUPPORTED_LOCALES = ("pl", "en")
 DEFAULT_LOCALE = "en"
@@ -137,144 +126,6 @@ def greeting_for(kind: Kind, locale: str, context: Mapping[str, Any]) -> str:
     return salutation(locale, name, audience_of(kind))
 
 
-# -- filters and globals ----------------------------------------------------------------------
-
-
-@lru_cache(maxsize=64)
-def _babel_locale(tag: str) -> Locale:
-    return Locale.parse(_language(tag) or DEFAULT_LOCALE)
-
-
-def _locale_of(context: Context) -> Locale:
-    tag = context.get("locale")
-    return _babel_locale(tag if isinstance(tag, str) else DEFAULT_LOCALE)
-
-
-def _zone_of(context: Context, tz: str | None) -> tzinfo:
-    name = tz
-    if name is None:
-        tenant = context.get("tenant")
-        name = tenant.get("time_zone") if isinstance(tenant, Mapping) else None
-    return ZoneInfo(name) if name else UTC
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-@pass_context
-def format_date(
-    context: Context, value: date | datetime | None, format: str = "long", tz: str | None = None
-) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        value = _aware(value).astimezone(_zone_of(context, tz)).date()
-    return str(babel_dates.format_date(value, format, locale=_locale_of(context)))
-
-
-@pass_context
-def format_datetime(
-    context: Context, value: datetime | None, format: str = "medium", tz: str | None = None
-) -> str:
-    if value is None:
-        return ""
-    zone = _zone_of(context, tz)
-    return str(
-        babel_dates.format_datetime(_aware(value), format, tzinfo=zone, locale=_locale_of(context))
-    )
-
-
-@pass_context
-def format_time(
-    context: Context, value: datetime | None, format: str = "short", tz: str | None = None
-) -> str:
-    if value is None:
-        return ""
-    zone = _zone_of(context, tz)
-    return str(
-        babel_dates.format_time(_aware(value), format, tzinfo=zone, locale=_locale_of(context))
-    )
-
-
-@pass_context
-def format_number(context: Context, value: float | None, format: str | None = None) -> str:
-    if value is None:
-        return ""
-    return str(babel_numbers.format_decimal(value, format=format, locale=_locale_of(context)))
-
-
-@pass_context
-def format_timedelta(
-    context: Context,
-    value: timedelta | float | None,
-    format: Literal["narrow", "short", "long"] = "long",
-    add_direction: bool = False,
-    threshold: float = 0.85,
-) -> str:
-    """A duration in words ("3 godziny"); `add_direction`: "za 3 godziny" / "3 godziny temu"
-    for a positive / negative one."""
-    if value is None:
-        return ""
-    if not isinstance(value, timedelta):
-        value = timedelta(seconds=value)
-    return str(
-        babel_dates.format_timedelta(
-            value,
-            threshold=threshold,
-            format=format,
-            add_direction=add_direction,
-            locale=_locale_of(context),
-        )
-    )
-
-
-@pass_context
-def plural(
-    context: Context,
-    n: float,
-    *,
-    zero: str | None = None,
-    one: str | None = None,
-    two: str | None = None,
-    few: str | None = None,
-    many: str | None = None,
-    other: str | None = None,
-) -> str:
-    """The form of `n`'s CLDR plural category in the locale; `other`, then `many`, when that
-    category was not given."""
-    forms = {"zero": zero, "one": one, "two": two, "few": few, "many": many, "other": other}
-    category = _locale_of(context).plural_form(abs(n))
-    chosen = forms.get(category) or other or many
-    if chosen is None:
-        raise ValueError(f"plural() has no form for {category!r} ({n}): give other=")
-    return chosen
-
-
-def quote(value: str | None) -> str:
-    """Plain-text quotation: "> " before every line (">" alone for a blank one)."""
-    if not value:
-        return ""
-    return "\n".join(f"> {line}" if line.strip() else ">" for line in value.strip().splitlines())
-
-
-def nl2br(value: str | None) -> Markup:
-    """HTML: the text escaped, its line breaks kept as <br>."""
-    if not value:
-        return Markup("")
-    lines = [escape(line) for line in value.strip().splitlines()]
-    return Markup("<br>\n").join(lines)
-
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "format_date": format_date,
-    "format_datetime": format_datetime,
-    "format_time": format_time,
-    "format_number": format_number,
-    "format_timedelta": format_timedelta,
-}
-
-
 # -- output tidying ---------------------------------------------------------------------------
 
 _NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -314,11 +165,8 @@ class Renderer:
     def __init__(self, *, cache_size: int = 1024) -> None:
         self._environments = {html: TemplateEnvironment(html=html) for html in (False, True)}
         for environment in self._environments.values():
-            environment.filters.update(_FUNCTIONS)
-            environment.filters["quote"] = quote
-            environment.filters["nl2br"] = nl2br
-            environment.globals.update(_FUNCTIONS)
-            environment.globals["plural"] = plural
+            environment.filters.update(FILTERS)
+            environment.globals.update(GLOBALS)
         self._cached = lru_cache(maxsize=cache_size)(self._compile)
 
     def _compile(self, html: bool, source: str) -> Template:
@@ -328,14 +176,22 @@ class Renderer:
             raise TemplateSyntaxError(message, line)
         return environment.from_string(ast)
 
-    def _part(self, html: bool, source: str, context: Mapping[str, Any], cache: bool) -> str:
+    def _part(
+        self, html: bool, source: str, locale: str, context: Mapping[str, Any], cache: bool
+    ) -> str:
         template = self._cached(html, source) if cache else self._compile(html, source)
-        return metered(template.generate(context))
+        return metered(template.generate(context, locale=locale))
 
     def render(
-        self, source: TemplateSource, context: Mapping[str, Any], *, cache: bool = True
+        self,
+        source: TemplateSource,
+        locale: str,
+        context: Mapping[str, Any],
+        *,
+        cache: bool = True,
     ) -> Rendered:
-        """The message; `cache=False` for drafts, which are compiled once and dropped."""
+        """The message in `locale` (the template's `locale` variable, whatever `context`
+        says); `cache=False` for drafts, which are compiled once and dropped."""
         parts: dict[Part, str] = {}
         problems: list[RenderProblem] = []
         sources: tuple[tuple[Part, str, bool], ...] = (
@@ -345,7 +201,7 @@ class Renderer:
         )
         for part, text, html in sources:
             try:
-                parts[part] = self._part(html, text, context, cache)
+                parts[part] = self._part(html, text, locale, context, cache)
             except Exception as exc:  # a tenant's template may fail in any way: report it
                 problems.append(_problem(part, exc))
         if problems:
@@ -354,17 +210,21 @@ class Renderer:
             subject=one_line(parts["subject"]),
             text=tidy_text(parts["text"]),
             html=parts["html"].strip() + "\n",
-            locale=str(context.get("locale", DEFAULT_LOCALE)),
+            locale=locale,
         )
 
-    def validate(self, source: TemplateSource, contexts: Sequence[Mapping[str, Any]]) -> None:
+    def validate(
+        self, source: TemplateSource, locale: str, contexts: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Renders `source` with each context (uncached); `TemplateRenderError` with every
         distinct problem when any fails."""
         problems: list[RenderProblem] = []
         for context in contexts:
             try:
-                self.render(source, context, cache=False)
+                self.render(source, locale, context, cache=False)
             except TemplateRenderError as exc:
                 problems += [p for p in exc.problems if p not in problems]
         if problems:
+            order: tuple[Part, ...] = ("subject", "text", "html")
+            problems.sort(key=lambda p: (order.index(p.part), p.line or 0))
             raise TemplateRenderError(problems)

@@ -19,18 +19,24 @@ break). Context, filters and limits: see `domain.samples`, `domain.rendering`,
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from closeloop_common.auth import Principal
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_common.web import AdminTenant, Problem, ReadTenant, validation_problem
+from closeloop_common.web import (
+    AdminTenant,
+    IfMatch,
+    Problem,
+    ReadTenant,
+    actor_of,
+    expected_version,
+    validation_problem,
+)
 from closeloop_notifier.domain.kinds import Kind
 from closeloop_notifier.domain.rendering import Renderer, TemplateRenderError, TemplateSource
-from closeloop_notifier.service_layer import template_store
+from closeloop_notifier.service_layer import template_preview, template_store
 from closeloop_notifier.service_layer.template_store import (
     StaleVersion,
     StoredTemplate,
@@ -41,20 +47,11 @@ from closeloop_notifier.service_layer.template_store import (
 SUBJECT_MAX = 1_000
 PART_MAX = 100_000
 Locale = Literal["pl", "en"]
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 _CONTEXT_HELP = (
     'values replacing the sample\'s, by name; objects are merged key by key (`{"case": '
     '{"comment": null}}` keeps the rest of the case); dates as ISO 8601 with an offset'
 )
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description='the template\'s ETag (its version, `"3"`) as last read; required once the '
-        "tenant has a version of its own",
-        max_length=40,
-    ),
-]
 Subject = Annotated[
     str,
     Field(
@@ -99,17 +96,9 @@ class PreviewBody(BaseModel):
 
 
 def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    found = _ETAG.match(if_match)
-    if found is None:
-        raise Problem(412, "precondition-failed", "Unknown ETag", "If-Match is not an ETag we gave")
-    return int(found.group(1))
-
-
-def _actor(request: Request) -> str:
-    principal: Principal = request.state.principal
-    return principal.subject or f"token:{principal.token_id}"
+    """None without If-Match: allowed while the tenant has no version of its own (the store
+    answers `VersionRequired`, a 428, once it has one)."""
+    return None if if_match is None else expected_version(if_match)
 
 
 def _refused(exc: TemplateRenderError) -> Problem:
@@ -192,7 +181,7 @@ def build_templates_router(
                     locale=locale,
                     source=source,
                     expected_version=expected,
-                    actor=_actor(request),
+                    actor=actor_of(request),
                     now=tx.clock.now(),
                     cache=cache,
                 )
@@ -244,7 +233,7 @@ def build_templates_router(
         draft = {"subject": body.subject, "text": body.text, "html": body.html}
         try:
             async with runtime.sessions() as session:
-                rendered, origin = await template_store.preview(
+                rendered, origin = await template_preview.preview(
                     session,
                     renderer,
                     tenant_id=tenant,

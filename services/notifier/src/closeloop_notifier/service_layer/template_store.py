@@ -1,5 +1,5 @@
-"""A tenant's own templates (the `templates` table) over the built-in files: read, save, delete,
-preview, and the template a message is rendered with.
+"""A tenant's own templates (the `templates` table) over the built-in files: read, save and
+delete them, and the template a message is rendered with (previews: `template_preview`).
 
 Versions: a tenant's template of a (kind, locale) has a version, 1 when first saved and one more
 at each save; the built-in one is version 0. A save names the version it replaces
@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -40,12 +40,10 @@ from closeloop_notifier.domain.kinds import Kind
 from closeloop_notifier.domain.rendering import (
     DEFAULT_LOCALE,
     SUPPORTED_LOCALES,
-    Rendered,
     Renderer,
     TemplateSource,
-    greeting_for,
 )
-from closeloop_notifier.domain.samples import sample_context, validation_contexts
+from closeloop_notifier.domain.samples import validation_contexts
 
 Origin = Literal["builtin", "tenant"]
 
@@ -203,7 +201,7 @@ async def effective_template(
 
 async def validate(renderer: Renderer, kind: Kind, locale: str, source: TemplateSource) -> None:
     """`TemplateRenderError` unless `source` renders with every sample of (kind, locale)."""
-    await asyncio.to_thread(renderer.validate, source, validation_contexts(kind, locale))
+    await asyncio.to_thread(renderer.validate, source, locale, validation_contexts(kind, locale))
 
 
 async def save(
@@ -288,71 +286,3 @@ async def delete(
 def _forget_at_commit(session: AsyncSession, cache: TemplateCache | None, key: Key) -> None:
     if cache is not None:
         on_commit(session, lambda: cache.forget(key))
-
-
-# -- preview ----------------------------------------------------------------------------------
-
-
-def _merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for name, value in changes.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(name), dict):
-            merged[name] = _merge(merged[name], value)
-        else:
-            merged[name] = value
-    return merged
-
-
-def _when(name: str, value: Any) -> Any:
-    """JSON has no dates: a string under a date field (`*_at`, `deadline`, `now`, `day`) of a
-    preview's context is read as ISO 8601 (ValueError when it is not)."""
-    if isinstance(value, list):
-        return [_when(name, item) for item in value]
-    if isinstance(value, dict):
-        return {key: _when(key, item) for key, item in value.items()}
-    if not isinstance(value, str):
-        return value
-    if name == "day":
-        return date.fromisoformat(value)
-    if name in ("now", "deadline") or name.endswith("_at"):
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError(f"{name}: {value!r} has no time zone offset")
-        return parsed
-    return value
-
-
-def preview_context(
-    kind: Kind, locale: str, overrides: Mapping[str, Any], *, sparse: bool = False
-) -> dict[str, Any]:
-    """The sample context of (kind, locale) with `overrides` merged in (objects key by key).
-    The greeting follows an overridden name unless it is overridden itself."""
-    context = _merge(sample_context(kind, locale, sparse=sparse), _when("", dict(overrides)))
-    if "greeting" not in overrides and overrides:
-        context["greeting"] = greeting_for(kind, locale, context)
-    return context
-
-
-async def preview(
-    session: AsyncSession,
-    renderer: Renderer,
-    *,
-    tenant_id: str,
-    kind: Kind,
-    locale: str,
-    draft: Mapping[str, str | None],
-    overrides: Mapping[str, Any],
-    sparse: bool = False,
-) -> tuple[Rendered, Literal["draft", "builtin", "tenant"]]:
-    """The template in force, with the parts given in `draft` in place of its own, rendered
-    with the sample data; `TemplateRenderError` when it does not render."""
-    stored = await current(session, tenant_id, kind, locale)
-    given = {part: text for part, text in draft.items() if text is not None}
-    source = TemplateSource(
-        subject=given.get("subject", stored.source.subject),
-        text=given.get("text", stored.source.text),
-        html=given.get("html", stored.source.html),
-    )
-    context = preview_context(kind, locale, overrides, sparse=sparse)
-    rendered = await asyncio.to_thread(renderer.render, source, context, cache=not given)
-    return rendered, ("draft" if given else stored.origin)
