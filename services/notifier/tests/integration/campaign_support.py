@@ -48,6 +48,7 @@ from closeloop_common.outbox import Outbox
 from closeloop_common.settings import CommonSettings
 from closeloop_notifier.adapters.tables import SCHEMA, campaigns, messages
 from closeloop_notifier.domain.kinds import Kind
+from closeloop_notifier.domain.rendering import greeting_for
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.service_layer.audience import keep_audience
 from closeloop_notifier.service_layer.campaign_worker import CampaignExpander
@@ -211,7 +212,8 @@ class PageComposer:
         locale: str,
         context: Mapping[str, Any],
     ) -> Any:
-        return self.renderer(kind, locale, context)
+        full = {**context, "greeting": greeting_for(kind, locale, context)}  # as Composer does
+        return self.renderer(kind, locale, full)
 
     def unsubscribe_url(self, tenant_id: str, recipient_key: str | None) -> str | None:
         return None if recipient_key is None else f"http://notifier.test/u/{recipient_key}"

@@ -18,7 +18,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_common.events import NotificationFailedV1, NotificationSentV1, Topic
+from closeloop_common.events import (
+    NotificationFailedV1,
+    NotificationSentV1,
+    NotificationSentV2,
+    Topic,
+)
 from closeloop_common.kafka.producer import OutboundRecord
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
@@ -60,9 +65,16 @@ async def test_prepared_message_is_delivered_over_smtp_and_recorded_as_sent(
     assert mail["Subject"] == "Przepraszamy i chcemy to naprawić"
     assert mail["Message-ID"] == f"<{row.message_id}@closeloop>"
     assert SENDER in mail["From"]
+    assert mail["List-Unsubscribe"].startswith("<http://notifier.test/v1/unsubscribe/")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     body = body_text(mail)
-    assert "Dzień dobry, Anna Nowak," in body
+    assert body.startswith("Dzień dobry,\n")
     assert "> Faktura znowu była błędna." in body
+    # When and how the owner will make contact, in Polish and the tenant's time zone.
+    assert "Zadzwonię do Państwa najpóźniej 2 stycznia 2001 o godz. 01:00" in body
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert "Faktura znowu była błędna." in html.get_content()
     assert OWNER.name in body
 
     assert (row.status, row.attempts, row.locale) == ("sent", 1, "pl")
@@ -123,13 +135,15 @@ async def test_temporary_refusal_is_retried_after_the_backoff_and_counts_as_an_a
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error
     assert "451" in row.last_error
-    assert row.next_attempt_at == clock.now() + timedelta(seconds=30)
+    # Exponential backoff with jitter: between half and all of the first wait.
+    assert clock.now() + timedelta(seconds=15) <= row.next_attempt_at
+    assert row.next_attempt_at <= clock.now() + timedelta(seconds=30)
     assert (row.sent_at, row.lease_until) == (None, None)
     assert await delivery.events() == []
 
     # Not due yet: nothing is tried at the same time, nor a second before the retry time.
     assert await send.dispatch_batch() == 0
-    clock.advance(timedelta(seconds=29))
+    clock.set(row.next_attempt_at - timedelta(seconds=1))
     assert await send.dispatch_batch() == 0
     assert (await delivery.message_of_case(case_id)).attempts == 1
 
@@ -367,7 +381,7 @@ async def test_case_opened_on_the_topic_becomes_a_sent_message_listed_by_the_api
 
     [message] = await listed()
     assert message["case_id"] == case_id
-    assert (message["template"], message["locale"], message["attempts"]) == ("apology", "pl", 1)
+    assert (message["kind"], message["locale"], message["attempts"]) == ("apology", "pl", 1)
     assert message["recipient"] == "anna.nowak@klient.example.pl"
     assert len(mails_of_case(sink, event.data.case_id)) == 1
     other = await api.get(
@@ -384,12 +398,14 @@ async def test_case_opened_on_the_topic_becomes_a_sent_message_listed_by_the_api
                     .select_from(OUTBOX)
                     .where(OUTBOX.c.tenant_id == tenant, OUTBOX.c.published_at.is_(None))
                 )
-                published = await session.scalar(
-                    sa.select(OUTBOX.c.event_type).where(
-                        OUTBOX.c.tenant_id == tenant, OUTBOX.c.published_at.is_not(None)
+                published = set(
+                    await session.scalars(
+                        sa.select(OUTBOX.c.event_type).where(
+                            OUTBOX.c.tenant_id == tenant, OUTBOX.c.published_at.is_not(None)
+                        )
                     )
                 )
-            if unpublished == 0 and published is not None:
+            if unpublished == 0 and published:
                 break
             await asyncio.sleep(0.1)
-    assert published == NotificationSentV1.EVENT_TYPE
+    assert published == {NotificationSentV1.EVENT_TYPE, NotificationSentV2.EVENT_TYPE}

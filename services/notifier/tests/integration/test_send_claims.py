@@ -124,9 +124,11 @@ async def test_result_that_could_not_be_recorded_is_recorded_later_without_sendi
 
     send = delivery.dispatcher(
         0,
-        sender=DatabaseGoesAwayWhileSending(
-            SmtpSettings(host="127.0.0.1", port=server.port, timeout=5, size=1)
-        ),
+        channels={
+            "email": DatabaseGoesAwayWhileSending(
+                SmtpSettings(host="127.0.0.1", port=server.port, timeout=5, size=1)
+            )
+        },
         sessions=cast(async_sessionmaker[AsyncSession], sessions),
     )
     event = delivery.case_opened()

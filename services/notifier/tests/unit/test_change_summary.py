@@ -15,8 +15,6 @@ from closeloop_notifier.domain.change_summary import (
     TransitionRefused,
     campaign_id_of,
     choose_text,
-    first_name,
-    salutation,
     slots,
     template_context,
     transition,
@@ -119,13 +117,6 @@ def test_an_exact_regional_translation_wins_over_the_language() -> None:
     assert choose_text(summary, "en").text.title == "tytuł-en-US"
 
 
-def test_salutations_read_naturally() -> None:
-    assert salutation("en", first_name("Anna Nowak")) == "Dear Anna,"
-    assert salutation("en", first_name(None)) == "Hello,"
-    assert salutation("en", first_name("   ")) == "Hello,"
-    assert salutation("pl", first_name("Anna Nowak")) == "Dzień dobry,"
-
-
 def test_the_template_context_of_a_reader() -> None:
     english = ChangeText(title="Readable invoices", summary="Every line on its own.")
     tenant = {"company_name": "Acme"}
@@ -141,7 +132,6 @@ def test_the_template_context_of_a_reader() -> None:
             "first_name": "Anna",
             "email": "anna@klient.example.pl",
         },
-        "greeting": "Dear Anna,",
         "change": {
             "title": "Readable invoices",
             "status": "done",

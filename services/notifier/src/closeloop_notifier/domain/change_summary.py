@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from closeloop_common.events import ChangeSummaryV1, ChangeText
+from closeloop_notifier.domain.rendering import first_name
 
 # Fixed forever: campaign ids derive from it (a new namespace would open a second campaign for
 # an event delivered again after the change).
@@ -110,23 +111,6 @@ def choose_text(change: ChangeSummaryV1, customer_locale: str | None) -> ChosenT
     return ChosenText(language_of(change.locale), change.text)
 
 
-def first_name(name: str | None) -> str | None:
-    """The first word of a customer's name (what an English salutation uses)."""
-    if not name:
-        return None
-    words = name.split()
-    return words[0] if words else None
-
-
-def salutation(language: str, first: str | None) -> str:
-    """A salutation that reads naturally: English names the customer when we know the name;
-    Polish is always "Dzień dobry," (a name would need the vocative and a gender we do not
-    know; the body addresses the customer formally)."""
-    if language == "pl":
-        return "Dzień dobry,"
-    return f"Dear {first}," if first else "Hello,"
-
-
 def change_view(change: ChangeSummaryV1, text: ChangeText) -> dict[str, Any]:
     """The `change` of the template context."""
     return {
@@ -152,19 +136,17 @@ def template_context(
     change: ChangeSummaryV1, reader: Reader, *, tenant: Mapping[str, Any], now: datetime
 ) -> tuple[str, dict[str, Any]]:
     """The language to render in, and the template context of one reader's message (the
-    `unsubscribe_url` is added when the message is sent)."""
+    `unsubscribe_url` is added by the expander, the `greeting` by the composer)."""
     chosen = choose_text(change, reader.locale)
-    first = first_name(reader.name)
     return chosen.language, {
         "now": now,
         "tenant": tenant,
         "customer": {
             "id": reader.customer_id,
             "name": reader.name,
-            "first_name": first,
+            "first_name": first_name(reader.name),
             "email": reader.email,
         },
-        "greeting": salutation(chosen.language, first),
         "change": change_view(change, chosen.text),
         "unsubscribe_url": None,
     }

@@ -104,7 +104,8 @@ def salutation(locale: str, first_name: str | None, audience: Audience) -> str:
     return f"Dear {name}," if audience == "customer" else f"Hi {name},"
 
 
-def _first_word(name: Any) -> str | None:
+def first_name(name: Any) -> str | None:
+    """The first word of a name (what a salutation uses), None without one."""
     words = name.split() if isinstance(name, str) else []
     return words[0] if words else None
 
@@ -115,14 +116,14 @@ def greeting_for(kind: Kind, locale: str, context: Mapping[str, Any]) -> str:
     (`alert.recipient_name`) or the digest's owner, by first name."""
     name: str | None
     if audience_of(kind) == "customer":
-        name = _first_word((context.get("customer") or {}).get("first_name"))
+        name = first_name((context.get("customer") or {}).get("first_name"))
     elif kind is Kind.OWNER_NEW_CASE:
         owner = (context.get("case") or {}).get("owner")
-        name = _first_word(owner.get("name")) if isinstance(owner, Mapping) else None
+        name = first_name(owner.get("name")) if isinstance(owner, Mapping) else None
     elif kind is Kind.OVERDUE_DIGEST:
-        name = _first_word((context.get("digest") or {}).get("owner_name"))
+        name = first_name((context.get("digest") or {}).get("owner_name"))
     else:
-        name = _first_word((context.get("alert") or {}).get("recipient_name"))
+        name = first_name((context.get("alert") or {}).get("recipient_name"))
     return salutation(locale, name, audience_of(kind))
 
 

@@ -161,7 +161,7 @@ def create_notifier_app(
         routers=[
             build_messages_router(runtime, messaging),
             build_campaigns_router(runtime),
-            build_templates_router(runtime, renderer),
+            build_templates_router(runtime, renderer, cache=composer.templates),
             build_unsubscribe_router(runtime, secret),
         ],
     )

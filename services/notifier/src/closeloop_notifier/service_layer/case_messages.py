@@ -39,6 +39,7 @@ from closeloop_common.events import (
 from closeloop_common.handlers import HandlerContext
 from closeloop_notifier.adapters.tables import case_view
 from closeloop_notifier.domain.kinds import KIND_BY_PLAYBOOK, Kind, alert_key, case_key
+from closeloop_notifier.domain.rendering import first_name
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.domain.timing import human_delay, recipient_zone
 from closeloop_notifier.service_layer.compose import Composer
@@ -65,8 +66,12 @@ def _owner(owner: Owner | None) -> dict[str, Any] | None:
 
 
 def _customer(customer: Customer) -> dict[str, Any]:
-    first = customer.name.split()[0] if customer.name and customer.name.split() else None
-    return {"id": customer.id, "name": customer.name, "first_name": first, "email": customer.email}
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "first_name": first_name(customer.name),
+        "email": customer.email,
+    }
 
 
 def case_context(
@@ -75,7 +80,8 @@ def case_context(
     """The `case` a template sees (the spec's template context)."""
     common: dict[str, Any] = {
         "id": str(event.case_id),
-        "owner": _owner(event.owner),
+        # A case waiting in its team's queue has no owner to name yet (its `owner` is the team).
+        "owner": None if event.queue else _owner(event.owner),
         "channel": event.channel,
         "first_contact_due_at": event.first_contact_due_at,
         "resolution_due_at": event.resolution_due_at,
@@ -275,7 +281,6 @@ class CaseMessages:
             "now": now,
             "tenant": self.composer.tenant_context(tenant, settings),
             "customer": _customer(customer),
-            "greeting": self.composer.greeting(locale, customer.name, "customer"),
             "case": case,
             "unsubscribe_url": self.composer.unsubscribe_url(tenant, address.key),
         }
@@ -325,7 +330,6 @@ class CaseMessages:
             "locale": locale,
             "now": now,
             "tenant": self.composer.tenant_context(tenant, settings),
-            "greeting": self.composer.greeting(locale, person.name, "team"),
             "unsubscribe_url": None,
             **extra,
         }

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.tenants import TenantDirectory
-from closeloop_notifier.domain.kinds import Audience, Kind
-from closeloop_notifier.domain.rendering import Rendered, Renderer, choose_locale, salutation
+from closeloop_notifier.domain.kinds import Kind
+from closeloop_notifier.domain.rendering import Rendered, Renderer, choose_locale, greeting_for
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.domain.unsubscribe import make_token
 from closeloop_notifier.service_layer.template_store import TemplateCache, effective_template
@@ -75,11 +75,6 @@ class Composer:
             return None
         return f"{self._public_url}/v1/unsubscribe/{make_token(self._secret, tenant_id, recipient_key)}"
 
-    @staticmethod
-    def greeting(locale: str, name: str | None, audience: Audience) -> str:
-        first = name.split()[0] if name and name.split() else None
-        return salutation(locale, first, audience)
-
     async def compose(
         self,
         session: AsyncSession,
@@ -88,5 +83,9 @@ class Composer:
         locale: str,
         context: Mapping[str, Any],
     ) -> Rendered:
+        """The tenant's template of `kind` in `locale` rendered with `context`, to which the
+        language and the recipient's salutation (`greeting`) are added."""
         source = await effective_template(session, tenant_id, kind, locale, cache=self.templates)
-        return self._renderer.render(source, {**context, "locale": locale})
+        full = {**context, "locale": locale}
+        full.setdefault("greeting", greeting_for(kind, locale, full))
+        return self._renderer.render(source, locale, full)

@@ -113,7 +113,6 @@ class OverdueDigest:
                     "locale": locale,
                     "now": now,
                     "tenant": self._composer.tenant_context(tenant_id, settings),
-                    "greeting": self._composer.greeting(locale, owner.owner_name, "team"),
                     "unsubscribe_url": None,
                     "digest": {
                         "owner_name": owner.owner_name,
