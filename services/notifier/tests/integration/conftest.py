@@ -47,7 +47,7 @@ from closeloop_common.events import (
 )
 from closeloop_common.handlers import Transaction
 from closeloop_common.outbox import Outbox
-from closeloop_common.tenants import TenantDirectory
+from closeloop_common.tenants import TenantConfig, TenantDirectory
 from closeloop_devtools.mailsink import MailSink, read_mailbox
 from closeloop_notifier.adapters.channels import Channel
 from closeloop_notifier.adapters.email import SmtpPool, SmtpSettings
@@ -113,9 +113,15 @@ class Delivery:
         self.clock = clock
         self.tenant = tenant
         self.settings = SettingsStore(sessions, ttl=0)
+        self.speak(None)
+
+    def speak(self, locale: str | None) -> None:
+        """The tenant's language (`TENANTS_FILE`'s `default_locale`): the team's messages and
+        customers of unknown locale get it."""
+        tenants = TenantDirectory({self.tenant: TenantConfig(default_locale=locale)})
         self.composer = Composer(
             renderer=RENDERER,
-            tenants=TenantDirectory(),
+            tenants=tenants,
             default_sender=Sender(address=SENDER, name="Acme Customer Care", company="Acme"),
             unsubscribe_secret=UNSUBSCRIBE_SECRET,
             public_url=PUBLIC_URL,
