@@ -179,7 +179,8 @@ campaigns = sa.Table(
     ),
 )
 
-# Each open case as the notifier knows it from case events: for the daily overdue digest.
+# Each case as the notifier knows it from case events: for the daily overdue digest and the
+# SLA alerts (whose events carry no score or comment).
 case_view = sa.Table(
     "case_view",
     metadata,
@@ -191,6 +192,12 @@ case_view = sa.Table(
     sa.Column("owner_name", sa.Text),
     sa.Column("owner_email", sa.Text),
     sa.Column("customer_name", sa.Text),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("account_id", sa.Text),
+    sa.Column("key_account", sa.Boolean, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
     sa.Column("priority", sa.Text, nullable=False),
     sa.Column("first_contact_due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("resolution_due_at", sa.DateTime(timezone=True)),

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from closeloop_common.events import (
@@ -214,6 +215,14 @@ class CaseMessages:
         kind = ALERT_KINDS[alert.kind]
         if kind not in settings.team_messages:
             return
+        case = await _known_case(ctx, alert.case_id)
+        if case is None:
+            log.warning(
+                "SLA alert of an unknown case; no message", extra={"case_id": str(alert.case_id)}
+            )
+            return
+        case["owner"] = _owner(alert.owner)
+        case["priority"] = alert.priority
         key = alert_key(
             alert.case_id, alert.clock, alert.kind, alert.step, alert.deadline.isoformat()
         )
@@ -234,12 +243,7 @@ class CaseMessages:
                     "priority": alert.priority,
                     "recipient_name": alert.recipient.name,
                 },
-                "case": {
-                    "id": str(alert.case_id),
-                    "owner": _owner(alert.owner),
-                    "priority": alert.priority,
-                    "account_id": alert.account_id,
-                },
+                "case": case,
                 "customer": _customer(alert.customer),
             },
             case_id=alert.case_id,
@@ -393,24 +397,79 @@ def _jsonable(value: Any) -> Any:
 async def _remember_case(
     ctx: HandlerContext, case: CaseOpenedV1 | CaseUpdatedV1, *, version: int
 ) -> None:
-    """Keep the case as the digest needs it; an older version never overwrites a newer one."""
-    values: dict[str, Any] = {
+    """Keep the case as the digest and the SLA alerts need it; an older version never
+    overwrites a newer one. The answer (score, comment, category) comes with `case.opened`."""
+    changing: dict[str, Any] = {
         "version": version,
         "status": "open" if isinstance(case, CaseOpenedV1) else case.status,
         "owner_id": case.owner.id if case.owner else None,
         "owner_name": case.owner.name if case.owner else None,
         "owner_email": case.owner.email if case.owner else None,
         "customer_name": case.customer.name,
+        "channel": case.channel or "phone",
         "priority": case.priority or "normal",
         "first_contact_due_at": case.first_contact_due_at,
         "resolution_due_at": case.resolution_due_at,
         "first_contacted_at": None if isinstance(case, CaseOpenedV1) else case.first_contacted_at,
     }
-    statement = pg_insert(case_view).values(tenant_id=ctx.tenant_id, case_id=case.case_id, **values)
+    fixed: dict[str, Any] = (
+        {
+            "category": case.category.value,
+            "score": case.score,
+            "comment": case.comment,
+            "account_id": case.account_id,
+            "key_account": case.key_account,
+        }
+        if isinstance(case, CaseOpenedV1)
+        # Known only if `case.opened` was missed (it comes first on the case's partition).
+        else {
+            "category": case.case_type.value,
+            "score": -1,
+            "comment": None,
+            "account_id": case.account_id,
+            "key_account": False,
+        }
+    )
+    statement = pg_insert(case_view).values(
+        tenant_id=ctx.tenant_id, case_id=case.case_id, **changing, **fixed
+    )
     await ctx.session.execute(
         statement.on_conflict_do_update(
             index_elements=[case_view.c.tenant_id, case_view.c.case_id],
-            set_=values,
+            set_=changing,
             where=case_view.c.version < statement.excluded.version,
         )
     )
+
+
+async def _known_case(ctx: HandlerContext, case_id: uuid.UUID) -> dict[str, Any] | None:
+    """The `case` of a template context from the case view (None if the case is unknown)."""
+    row = (
+        await ctx.session.execute(
+            sa.select(case_view).where(
+                case_view.c.tenant_id == ctx.tenant_id, case_view.c.case_id == case_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    owner = (
+        {"id": row.owner_id, "name": row.owner_name, "email": row.owner_email}
+        if row.owner_id
+        else None
+    )
+    return {
+        "id": str(case_id),
+        "owner": owner,
+        "channel": row.channel,
+        "first_contact_due_at": row.first_contact_due_at,
+        "resolution_due_at": row.resolution_due_at,
+        "priority": row.priority,
+        "account_id": row.account_id,
+        "score": row.score if row.score >= 0 else None,
+        "comment": row.comment,
+        "category": row.category,
+        "key_account": row.key_account,
+        "note": None,
+        "outcome": None,
+    }
