@@ -20,7 +20,7 @@ import pytest
 from closeloop_common.kafka.topics import delete_topics, ensure_topics
 from closeloop_common.settings import CommonSettings
 from closeloop_devtools.mailsink import MailSink
-from closeloop_devtools.stack import Stack
+from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
 # Overridable so that several checkouts can run their e2e tests side by side on one machine.
 SMTP_PORT = int(os.environ.get("E2E_SMTP_PORT", "11025"))
@@ -85,6 +85,8 @@ def stack(
             # A notifier killed mid-send leaves its claim until the lease ends (see
             # docs/architecture.md): short here, so the crash test sees that message go out.
             "NOTIFIER_SEND_LEASE_SECONDS": "10",
+            # Replies at once, day and night: these tests wait for the emails.
+            "NOTIFIER_DEFAULT_MESSAGING": DEMO_MESSAGING,
         },
         log_dir=tmp_path_factory.mktemp("logs"),
         port_offset=PORT_OFFSET,

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from closeloop_common.emails import normalize_email
 from closeloop_common.settings import CommonSettings
+from closeloop_notifier.domain.tenant_settings import MessagingSettings
 
 DEV_UNSUBSCRIBE_SECRET = "closeloop-development-unsubscribe-secret"
 
@@ -56,6 +57,11 @@ class NotifierSettings(CommonSettings):
         le=86_400,
         description="how long a claimed message is left to its dispatcher before another one "
         "may send it; longer than any SMTP conversation (several commands times the timeout)",
+    )
+    notifier_default_messaging: MessagingSettings = Field(
+        MessagingSettings(),
+        description="JSON: the messaging settings of every tenant that has not stored its own "
+        "(`PUT /v1/settings`), e.g. a shorter reply delay for a demo",
     )
     notifier_batch_size: int = Field(
         200, ge=1, le=5000, description="messages claimed, sent and recorded together"

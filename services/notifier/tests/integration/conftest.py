@@ -130,13 +130,13 @@ class Delivery:
 
     async def configure(self, settings: MessagingSettings = QUIET_SETTINGS, **changes: Any) -> None:
         """Store the tenant's messaging settings (`changes` on top of `settings`)."""
-        wanted = settings.model_copy(update=changes) if changes else settings
+        wanted = MessagingSettings.model_validate({**settings.model_dump(), **changes})
         async with transaction(self.sessions) as session:
             _, version = await settings_store.load(session, self.tenant)
             await settings_store.save(
                 session,
                 tenant_id=self.tenant,
-                settings=MessagingSettings.model_validate(wanted.model_dump()),
+                settings=wanted,
                 expected_version=version,
                 actor="test",
                 now=self.clock.now(),

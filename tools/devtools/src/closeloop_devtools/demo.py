@@ -33,7 +33,7 @@ import httpx
 from closeloop_common.services import SERVICES
 from closeloop_common.tokens import KeyPair, generate_key_pair, mint_token
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
-from closeloop_devtools.stack import Stack
+from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
 DEMO_TENANT = "demo"
 TOKEN_TTL_SECONDS = 12 * 3600
@@ -332,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     sink = MailSink(maildir, port=1025)
     sink.start()
     stack = Stack(
-        env={"LOG_FORMAT": "json", "AUTH_PUBLIC_KEY_FILE": str(keys.public.resolve())},
+        env={
+            "LOG_FORMAT": "json",
+            "AUTH_PUBLIC_KEY_FILE": str(keys.public.resolve()),
+            "NOTIFIER_DEFAULT_MESSAGING": DEMO_MESSAGING,
+        },
         log_dir=args.state_dir / "logs",
     )
     stop = threading.Event()

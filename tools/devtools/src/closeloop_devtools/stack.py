@@ -7,6 +7,7 @@ are those of `closeloop_common.services`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,17 @@ from typing import IO
 import httpx
 
 from closeloop_common.services import SERVICES, ServiceDefinition, service
+
+# The notifier's messaging defaults for the demo and the end-to-end tests: customer replies go at
+# once, day and night, with no frequency cap (production keeps a human delay, quiet hours and a
+# cap: domain/tenant_settings.py).
+DEMO_MESSAGING = json.dumps(
+    {
+        "reply_delay": {"min_minutes": 0, "max_minutes": 0},
+        "quiet_hours": None,
+        "frequency_cap": None,
+    }
+)
 
 
 def _script(spec: ServiceDefinition) -> str:

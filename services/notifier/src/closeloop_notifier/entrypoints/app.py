@@ -72,7 +72,7 @@ def create_notifier_app(
         unsubscribe_secret=secret,
         public_url=settings.notifier_public_url,
     )
-    messaging = SettingsStore(runtime.worker_sessions)
+    messaging = SettingsStore(runtime.worker_sessions, defaults=settings.notifier_default_messaging)
     email = SmtpPool(
         SmtpSettings(
             host=settings.notifier_smtp_host,

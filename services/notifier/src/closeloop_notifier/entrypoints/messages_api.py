@@ -183,7 +183,7 @@ def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> A
     @router.get("/settings", summary="The tenant's messaging settings")
     async def get_settings(tenant: AdminTenant, response: Response) -> dict[str, Any]:
         async with runtime.sessions() as session:
-            current, version = await settings_store.load(session, tenant)
+            current, version = await settings_store.load(session, tenant, settings.defaults)
         response.headers["ETag"] = f'"{version}"'
         return {"settings": settings_store.public_form(current), "version": version}
 
@@ -205,6 +205,7 @@ def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> A
                     expected_version=expected,
                     actor=actor_of(request),
                     now=tx.clock.now(),
+                    defaults=settings.defaults,
                 )
         except StaleSettings as exc:
             raise Problem(

@@ -165,7 +165,7 @@ async def recount(sessions: async_sessionmaker[AsyncSession]) -> None:
             .where(messages.c.status.in_(("draft", "pending", "sending")))
             .group_by(messages.c.status)
         )
-        counts: dict[str, int] = dict(rows.tuples().all())
+        counts: dict[str, int] = {status: count for status, count in rows}
     DRAFTS_AWAITING.set(counts.get("draft", 0))
     for status in ("pending", "sending"):
         MESSAGES_WAITING.labels(status).set(counts.get(status, 0))

@@ -42,8 +42,10 @@ def public_form(settings: MessagingSettings) -> dict[str, Any]:
     return data
 
 
-async def load(session: AsyncSession, tenant_id: str) -> tuple[MessagingSettings, int]:
-    """The tenant's settings and their version (0 and the defaults when none were saved)."""
+async def load(
+    session: AsyncSession, tenant_id: str, defaults: MessagingSettings | None = None
+) -> tuple[MessagingSettings, int]:
+    """The tenant's settings and their version (0 and `defaults` when none were saved)."""
     row = (
         await session.execute(
             sa.select(tenant_settings.c.settings, tenant_settings.c.version).where(
@@ -52,7 +54,7 @@ async def load(session: AsyncSession, tenant_id: str) -> tuple[MessagingSettings
         )
     ).one_or_none()
     if row is None:
-        return MessagingSettings(), 0
+        return defaults or MessagingSettings(), 0
     return MessagingSettings.model_validate(row.settings), row.version
 
 
@@ -64,9 +66,10 @@ async def save(
     expected_version: int,
     actor: str,
     now: datetime,
+    defaults: MessagingSettings | None = None,
 ) -> tuple[MessagingSettings, int]:
     """Store a new version if `expected_version` is the current one (`StaleSettings` if not)."""
-    current, version = await load(session, tenant_id)
+    current, version = await load(session, tenant_id, defaults)
     if version != expected_version:
         raise StaleSettings(version)
     kept = current.team_channel
@@ -105,15 +108,17 @@ async def save(
 
 
 class SettingsStore:
-    """`get(tenant)`: the tenant's settings, at most `ttl` seconds old."""
+    """`get(tenant)`: the tenant's settings (else `defaults`), at most `ttl` seconds old."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
+        defaults: MessagingSettings | None = None,
         ttl: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.defaults = defaults or MessagingSettings()
         self._sessions = sessions
         self._ttl = ttl
         self._monotonic = monotonic
@@ -125,7 +130,7 @@ class SettingsStore:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         async with self._sessions() as session:
-            settings, _ = await load(session, tenant_id)
+            settings, _ = await load(session, tenant_id, self.defaults)
         self._cache[tenant_id] = (now, settings)
         return settings
 
