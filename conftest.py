@@ -121,7 +121,13 @@ async def _retire_earlier_runs(database_url: str) -> None:
                 text(
                     "UPDATE notifier.messages SET status = 'failed', next_attempt_at = NULL, "
                     "last_error = 'retired by the test set-up' "
-                    "WHERE status IN ('pending', 'sending')"
+                    "WHERE status IN ('pending', 'sending', 'held')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "UPDATE notifier.campaigns SET status = 'cancelled', finished_at = now() "
+                    "WHERE status IN ('expanding', 'sending', 'paused')"
                 )
             )
     finally:

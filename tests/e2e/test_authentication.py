@@ -37,6 +37,9 @@ def api_routes(stack: Stack) -> list[tuple[str, str, str]]:
 
 
 SIGNED_PATHS = {"/v1/webhooks/{source}"}
+# The one-click unsubscribe link: its token is the credential (a customer's mail client follows
+# it; tested in the notifier's test_unsubscribe_api.py: a token that is not ours is a 404).
+TOKEN_PATHS = {"/v1/unsubscribe/{token}"}
 
 
 def test_every_api_route_refuses_a_missing_token_and_a_token_without_its_scope(
@@ -44,7 +47,7 @@ def test_every_api_route_refuses_a_missing_token_and_a_token_without_its_scope(
 ) -> None:
     # Survey tools' webhooks carry the tool's signature instead of a token (tested in ingest's
     # test_webhooks_api.py: nothing unsigned is accepted).
-    routes = [r for r in api_routes(stack) if r[2] not in OPEN_PATHS | SIGNED_PATHS]
+    routes = [r for r in api_routes(stack) if r[2] not in OPEN_PATHS | SIGNED_PATHS | TOKEN_PATHS]
     # The sweep is only as good as the routes it found: the known ones must be among them.
     assert {
         ("ingest", "POST", "/v1/responses"),
@@ -119,7 +122,9 @@ def test_a_token_for_one_tenant_never_reaches_another_tenant_s_data(
         for tenant, client in clients.items():
 
             def sent_message(client: httpx.Client = client) -> dict[str, Any] | None:
-                found = client.get(f"{notifier}/v1/messages").json()["messages"]
+                found = client.get(f"{notifier}/v1/messages", params={"kind": "apology"}).json()[
+                    "messages"
+                ]
                 return found[0] if found and found[0]["status"] == "sent" else None
 
             message = eventually(sent_message, what=f"the message of {tenant}")
@@ -158,8 +163,10 @@ def test_a_token_for_one_tenant_never_reaches_another_tenant_s_data(
             assert by_response.json()["cases"] == []
 
             messages = client.get(f"{notifier}/v1/messages").json()["messages"]
-            assert [m["case_id"] for m in messages] == [mine["case_id"]]
-            assert {m["recipient"] for m in messages} == {mine["email"]}
+            # The customer's reply and the owner's new-case message, both of this tenant's case.
+            assert {m["case_id"] for m in messages} == {mine["case_id"]}
+            customer = [m["recipient"] for m in messages if m["audience"] == "customer"]
+            assert customer == [mine["email"]]
             by_case = client.get(f"{notifier}/v1/messages", params={"case_id": theirs["case_id"]})
             assert by_case.json()["messages"] == []
 

@@ -8,7 +8,8 @@
 - Opt-outs: `POST /v1/opt-outs`, `DELETE /v1/opt-outs/{email}` (addresses checked and
   normalised; one that is not a single valid mailbox is a 422).
 - `GET /v1/settings`, `PUT /v1/settings` (scope `admin`, versioned: `If-Match` with the ETag,
-  428 without it, 412 when stale). The webhook secret is write-only.
+  428 without it, 412 when stale). A field the body leaves out takes the service's default
+  (`NOTIFIER_DEFAULT_MESSAGING`). The webhook secret is write-only.
 """
 
 from __future__ import annotations
@@ -196,12 +197,15 @@ def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> A
         if_match: IfMatch = None,
     ) -> dict[str, Any]:
         expected = expected_version(if_match)
+        # What the body leaves out takes the service's defaults (NOTIFIER_DEFAULT_MESSAGING).
+        given = {name: getattr(body, name) for name in body.model_fields_set}
+        wanted = settings.defaults.model_copy(update=given)
         try:
             async with runtime.transaction() as tx:
                 saved, version = await settings_store.save(
                     tx.session,
                     tenant_id=tenant,
-                    settings=body,
+                    settings=wanted,
                     expected_version=expected,
                     actor=actor_of(request),
                     now=tx.clock.now(),
