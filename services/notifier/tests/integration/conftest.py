@@ -25,10 +25,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import FixedClock
@@ -56,6 +59,7 @@ from closeloop_notifier.adapters.webhook import WebhookChannel
 from closeloop_notifier.config import NotifierSettings
 from closeloop_notifier.domain.rendering import Renderer
 from closeloop_notifier.domain.tenant_settings import MessagingSettings, ReplyDelay
+from closeloop_notifier.entrypoints.app import create_notifier_app
 from closeloop_notifier.service_layer import settings_store
 from closeloop_notifier.service_layer.case_messages import CaseMessages
 from closeloop_notifier.service_layer.compose import Composer, Sender
@@ -456,3 +460,28 @@ def start_smtp() -> Iterator[Callable[..., ScriptedSmtp]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+async def notifier(
+    infra: dict[str, str], start_sink: Callable[[int], MailSink]
+) -> AsyncIterator[tuple[FastAPI, MailSink]]:
+    """The notifier app running its lifespan, delivering to a sink of its own (its unsubscribe
+    links are the `delivery` harness's)."""
+    sink = start_sink(free_port())
+    app = create_notifier_app(
+        NotifierSettings(
+            notifier_smtp_port=sink.controller.port,
+            notifier_unsubscribe_secret=SecretStr(UNSUBSCRIBE_SECRET),
+            notifier_public_url=PUBLIC_URL,
+        )
+    )
+    async with app.router.lifespan_context(app):
+        yield app, sink
+
+
+@pytest.fixture
+async def api(notifier: tuple[FastAPI, MailSink]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=notifier[0])
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

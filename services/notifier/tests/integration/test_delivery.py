@@ -7,7 +7,7 @@ Real PostgreSQL and SMTP servers; see conftest.py for the `delivery` harness and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -28,8 +28,6 @@ from closeloop_common.kafka.producer import OutboundRecord
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_notifier.adapters.tables import opt_outs
-from closeloop_notifier.config import NotifierSettings
-from closeloop_notifier.entrypoints.app import create_notifier_app
 from closeloop_notifier.service_layer.dispatch import DeliveryPolicy
 from services.notifier.tests.integration.conftest import (
     OUTBOX,
@@ -268,24 +266,6 @@ async def test_opt_out_registered_while_a_retry_is_pending_stops_the_message(
 
 
 # -- HTTP API, with the service's lifespan (consumer, dispatcher, relay) -----------------------
-
-
-@pytest.fixture
-async def notifier(
-    infra: dict[str, str], start_sink: Callable[[int], MailSink]
-) -> AsyncIterator[tuple[FastAPI, MailSink]]:
-    """The notifier app running its lifespan, delivering to a sink of its own."""
-    sink = start_sink(free_port())
-    app = create_notifier_app(NotifierSettings(notifier_smtp_port=sink.controller.port))
-    async with app.router.lifespan_context(app):
-        yield app, sink
-
-
-@pytest.fixture
-async def api(notifier: tuple[FastAPI, MailSink]) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=notifier[0])
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
 
 
 async def test_opt_out_api_adds_once_and_removes_any_spelling_of_the_address(
