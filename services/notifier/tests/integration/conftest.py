@@ -201,11 +201,11 @@ class Delivery:
             tx = Transaction(session=session, clock=self.clock, source=SOURCE, outbox=self.outbox)
             ctx = tx.context(event.tenantid)
             if isinstance(event.data, CaseOpenedV1):
-                await self.handlers.on_opened(ctx, event)  # type: ignore[arg-type]
+                await self.handlers.on_opened(ctx, event)
             elif isinstance(event.data, CaseUpdatedV1):
-                await self.handlers.on_updated(ctx, event)  # type: ignore[arg-type]
+                await self.handlers.on_updated(ctx, event)
             else:
-                await self.handlers.on_sla_alert(ctx, event)  # type: ignore[arg-type]
+                await self.handlers.on_sla_alert(ctx, event)
             await tx.flush()
 
     async def prepare(self, event: CloudEvent[CaseOpenedV1]) -> str:

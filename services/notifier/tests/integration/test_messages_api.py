@@ -29,14 +29,12 @@ async def test_settings_are_versioned_and_the_webhook_secret_is_never_shown(
     assert (first.json()["version"], first.headers["ETag"]) == (0, '"0"')
     assert first.json()["settings"]["quiet_hours"] == {"start": "21:00:00", "end": "08:00:00"}
 
-    wanted = {
-        "time_zone": "Europe/London",
-        "team_channel": {
-            "kind": "webhook",
-            "webhook_url": "https://chat.example.com/hooks/1",
-            "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        },
+    channel: dict[str, str | None] = {
+        "kind": "webhook",
+        "webhook_url": "https://chat.example.com/hooks/1",
+        "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }
+    wanted = {"time_zone": "Europe/London", "team_channel": channel}
     without_version = await api.put("/v1/settings", json=wanted, headers=admin)
     assert without_version.status_code == 428
     saved = await api.put("/v1/settings", json=wanted, headers={**admin, "If-Match": '"0"'})
@@ -53,7 +51,7 @@ async def test_settings_are_versioned_and_the_webhook_secret_is_never_shown(
     assert stale.status_code == 412
     assert stale.headers["ETag"] == '"1"'
     # The secret is kept when a later version does not repeat it (same URL).
-    again = {**wanted, "team_channel": {**wanted["team_channel"], "webhook_secret": None}}
+    again = {**wanted, "team_channel": {**channel, "webhook_secret": None}}
     kept = await api.put("/v1/settings", json=again, headers={**admin, "If-Match": '"1"'})
     assert kept.json()["settings"]["team_channel"]["webhook_secret"] == "set"
 
