@@ -1,6 +1,10 @@
 """The notifier's own Prometheus metrics. Labels are bounded: kind (ten values), channel
 (email, webhook), outcome (below), status.
 
+Campaign gauges are recounted from the database by every replica's campaign expander (a few
+times a minute); each replica reports the same totals, so aggregate them with `max`, not `sum`.
+A campaign's own progress is in its report (`GET /v1/campaigns/{id}`), not in a label.
+
 Alert on `closeloop_notifier_smtp_unreachable == 1` (the mail server is down: the queue waits)
 and `closeloop_notifier_smtp_misconfigured == 1` (it refuses our credentials, TLS or From
 address: the queue is held until an operator fixes the settings), each for a few minutes.
@@ -41,4 +45,27 @@ SMTP_MISCONFIGURED = Gauge(
     "closeloop_notifier_smtp_misconfigured",
     "1 while the SMTP server refuses the notifier's credentials, TLS or From address; "
     "the queue is held",
+)
+
+# -- "you said, we did" campaigns ------------------------------------------------------------
+
+CAMPAIGNS_OPENED = Counter(
+    "closeloop_notifier_campaigns_opened_total",
+    "Change-summary campaigns opened (a redelivered event opens none)",
+)
+CAMPAIGN_RECIPIENTS = Counter(
+    "closeloop_notifier_campaign_recipients_total",
+    "Campaign messages stored by expansion, by initial status "
+    "(pending, suppressed, no_recipient, failed)",
+    ["status"],
+)
+CAMPAIGNS = Gauge(
+    "closeloop_notifier_campaigns",
+    "Campaigns by status (expanding, sending, paused, done, cancelled)",
+    ["status"],
+)
+CAMPAIGN_MESSAGES = Gauge(
+    "closeloop_notifier_campaign_messages",
+    "Messages of the campaigns not finished yet (expanding, sending, paused), by status",
+    ["status"],
 )

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.handlers import Transaction
 from closeloop_notifier.adapters.tables import campaigns, messages
-from closeloop_notifier.campaign_metrics import CAMPAIGN_MESSAGES, CAMPAIGNS
 from closeloop_notifier.campaign_views import CAMPAIGN_MESSAGE_STATUSES, campaign_gauges
 from closeloop_notifier.domain.change_summary import CAMPAIGN_STATUSES
+from closeloop_notifier.metrics import CAMPAIGN_MESSAGES, CAMPAIGNS
 from closeloop_notifier.service_layer.messages import publish_failed
 
 CANCELLED = "the campaign was cancelled"

@@ -35,7 +35,6 @@ from closeloop_common.db import on_commit
 from closeloop_common.events import ChangeSummaryV1, CloudEvent
 from closeloop_common.handlers import Transaction
 from closeloop_notifier.adapters.tables import SCHEMA, campaigns, messages
-from closeloop_notifier.campaign_metrics import CAMPAIGNS_OPENED
 from closeloop_notifier.domain.change_summary import (
     Action,
     CampaignStatus,
@@ -43,6 +42,7 @@ from closeloop_notifier.domain.change_summary import (
     transition,
 )
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
+from closeloop_notifier.metrics import CAMPAIGNS_OPENED
 
 _RESUME = sa.text(
     f"UPDATE {SCHEMA}.messages AS m SET status = 'pending', "

@@ -37,10 +37,10 @@ from closeloop_common.db import on_commit
 from closeloop_common.events import ChangeSummaryV1
 from closeloop_common.handlers import Transaction
 from closeloop_notifier.adapters.tables import campaigns, messages, opt_outs
-from closeloop_notifier.campaign_metrics import CAMPAIGN_RECIPIENTS
 from closeloop_notifier.domain.change_summary import Reader, slots, template_context
 from closeloop_notifier.domain.kinds import Kind, campaign_key
 from closeloop_notifier.domain.timing import recipient_zone
+from closeloop_notifier.metrics import CAMPAIGN_RECIPIENTS
 from closeloop_notifier.service_layer.audience import Recipient, invited_page, respondents_of
 from closeloop_notifier.service_layer.messages import (
     Address,
