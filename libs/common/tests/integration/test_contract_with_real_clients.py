@@ -23,13 +23,19 @@ from closeloop_common.events import (
     CaseSlaAlertV1,
     CaseUpdatedV1,
     Category,
+    ChangeAudience,
+    ChangeSegment,
+    ChangeSummaryV1,
+    ChangeText,
     CloudEvent,
     Customer,
     EventData,
     HeadlineWindow,
     InvitationSentV1,
     NotificationFailedV1,
+    NotificationFailedV2,
     NotificationSentV1,
+    NotificationSentV2,
     NpsChangedV1,
     NpsUpdatedV1,
     Owner,
@@ -237,6 +243,58 @@ def one_of_each(run: str) -> list[EventData]:
             attempts=0,
             failed_at=now,
         ),
+        NotificationSentV2(
+            message_id=message_id,
+            kind="sla_breach",
+            audience="team",
+            channel="webhook",
+            case_id=case_id,
+            campaign_id=None,
+            response_id=f"r-{run}",
+            customer_id=customer.id,
+            locale="pl",
+            recipient="chat.example.com",
+            subject="Przekroczony termin",
+            attempts=1,
+            sent_at=now,
+        ),
+        NotificationFailedV2(
+            message_id=uuid.uuid4(),
+            kind="change_summary",
+            audience="customer",
+            channel="email",
+            case_id=None,
+            campaign_id=uuid.uuid4(),
+            response_id=None,
+            customer_id=customer.id,
+            locale="en",
+            reason="frequency_capped",
+            detail="3 messages in the last 7 days",
+            attempts=0,
+            failed_at=now,
+        ),
+        ChangeSummaryV1(  # keyed by the change, not by a customer
+            change_id=f"kcat-{run}",
+            status="rejected",
+            locale="pl",
+            text=ChangeText(
+                title="Dostawa w sobotę",
+                reason="Przewoźnik nie obsługuje sobót w Państwa regionie.",
+                you_said="Chcę odbierać paczki w sobotę.",
+            ),
+            translations={
+                "en": ChangeText(
+                    title="Saturday delivery",
+                    reason="Our carrier does not deliver on Saturdays in your region.",
+                )
+            },
+            audience=ChangeAudience(
+                response_ids=(f"r-{run}",),
+                segment=ChangeSegment(region="north", invited_since=now),
+            ),
+            decided_by="product-owner",
+            decided_at=now,
+        ),
     ]
 
 
@@ -286,7 +344,7 @@ async def test_every_contract_read_by_kcat_validates_against_its_published_schem
         ]
         assert len(found) == 1, f"{event.type}: {len(found)} records"
         record = found[0]
-        assert record["key"] == f"kcat-tenant:kcat-{run}"
+        assert record["key"] == f"kcat-tenant:{event.data.customer_key()}"
         headers = dict(zip(record["headers"][::2], record["headers"][1::2], strict=True))
         assert headers["content-type"].startswith("application/cloudevents+json")
         payload = json.loads(record["payload"])
