@@ -3,7 +3,8 @@ installed) in a process of its own, that counts and checks what it accepts and w
 
     python -m closeloop_devtools.notifier_sink --port 2525
 
-The notifier talks to it over TCP as to any mail server. For each message (`Tally.accept`) the
+The notifier talks to it over TCP as to any mail server (`QuickSMTP`: aiosmtpd's protocol, with
+its DATA and address reading made cheaper, since the sink shares the machine it measures). For each message (`Tally.accept`) the
 sink reads the header block only (no MIME parsing) and checks it has what every notifier email
 has: one recipient in the envelope and the same one in `To`, `From`, `Subject`, `Date`,
 `MIME-Version`, `multipart/alternative` content, `Content-Language`, `X-Closeloop-Kind` and a
@@ -161,6 +162,58 @@ class Tally:
         return len(self.seen)
 
 
+_PLAIN_PATH = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>(.*)")
+_END_OF_DATA = b"\r\n.\r\n"
+
+
+class QuickSMTP(SMTP):
+    """aiosmtpd's server with two of its slowest steps done faster, same protocol: a plain
+    `<local@domain>` path is read with a regex (anything else goes to aiosmtpd's full address
+    parser), and DATA is read in chunks up to `CRLF.CRLF` instead of one line at a time.
+    Without PIPELINING (not offered) a client waits for the reply to DATA's end, so bytes after
+    it break the protocol: the connection is closed. Lines are not limited to 1,000 octets and
+    a message over the size limit is refused after it was read (552), as aiosmtpd does."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.fullmatch(arg.strip())
+        if plain:
+            return plain.group(1), plain.group(2)
+        found: tuple[str | None, str | None] = super()._getaddr(arg)
+        return found
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        received = bytearray(b"\r\n")  # so that an empty message ends with CRLF.CRLF too
+        while not received.endswith(_END_OF_DATA):
+            chunk = await self._reader.read(65536)
+            if not chunk:
+                return  # the connection was closed
+            received += chunk
+            if _END_OF_DATA in received[:-5]:
+                self._writer.close()  # more than the message: not ours to guess
+                return
+        content = bytes(received[2:-3]).replace(b"\r\n..", b"\r\n.")
+        if content.startswith(b".."):
+            content = content[1:]
+        if self.data_size_limit and len(content) > self.data_size_limit:
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push("552 Error: Too much mail data")
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
+
 class CountingHandler:
     """aiosmtpd's handler: every message is accepted and counted, none is stored."""
 
@@ -206,7 +259,7 @@ async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         # A fixed host name: aiosmtpd would otherwise look up this host's FQDN per connection.
-        lambda: SMTP(handler, hostname="bench-sink", ident="closeloop bench sink", loop=loop),
+        lambda: QuickSMTP(handler, hostname="bench-sink", ident="closeloop bench sink", loop=loop),
         host=host,
         port=port,
     )
