@@ -37,6 +37,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from closeloop_common.db import make_engine
 from closeloop_common.kafka.topics import delete_topics, ensure_topics
 from closeloop_common.runtime import consumer_group
@@ -54,7 +56,7 @@ from closeloop_devtools.notifier_sink import SinkProcess
 from closeloop_devtools.profiling import Profile
 from closeloop_devtools.report import write_report
 from closeloop_devtools.scoring_setup import clean_databases, forget_group
-from closeloop_devtools.scoring_watch import BenchTimeout, backend_pid, postmaster_of
+from closeloop_devtools.scoring_watch import BenchTimeout, postmaster_of
 
 SCHEMA = "notifier"
 TARGET_RATE = 1_000.0
@@ -157,7 +159,9 @@ class Bench:
         return campaign
 
     async def measure(self) -> list[Row]:
-        self.postmaster = postmaster_of(await backend_pid(self.url))
+        async with self.engine.connect() as conn:  # the backend must live while it is looked up
+            backend = int(await conn.scalar(sa.text("SELECT pg_backend_pid()")) or 0)
+            self.postmaster = postmaster_of(backend)
         load = os.getloadavg()[0]
         rows: list[Row] = [
             (

@@ -106,7 +106,7 @@ def create_notifier_app(
         batch_size=settings.notifier_batch_size,
         concurrency={"email": settings.notifier_smtp_pool_size, "webhook": 20},
     )
-    cases = CaseMessages(composer, messaging, random.Random())
+    cases = CaseMessages(composer, messaging, random.Random(), wake=dispatcher.wake.set)
     digest = OverdueDigest(
         sessions=runtime.worker_sessions,
         outbox=runtime.outbox,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common.db import on_commit
 from closeloop_common.events import (
     CaseOpenedV1,
     CaseSlaAlertV1,
@@ -118,6 +119,18 @@ class CaseMessages:
     composer: Composer
     settings: SettingsStore
     rng: random.Random
+    wake: Callable[[], None] | None = None
+    """Called once a transaction that stored a message due at once commits (the dispatcher's
+    wake-up: without it such a message waits for the dispatcher's next idle poll)."""
+
+    async def _store(self, tx: Transaction, tenant: str, new: list[NewMessage]) -> None:
+        now = tx.clock.now()
+        stored = await store(tx, tenant, new)
+        wake = self.wake
+        if wake is not None and any(
+            row.status == "pending" and row.next_attempt_at <= now for row in stored
+        ):
+            on_commit(tx.session, wake)
 
     async def on_opened(self, ctx: HandlerContext, event: CloudEvent[CaseOpenedV1]) -> None:
         """One opened case (`on_opened_batch` of one)."""
@@ -141,7 +154,7 @@ class CaseMessages:
                 await self._opened(ctx, event.data, opted_out)
             )
         for tenant, messages in new.items():
-            await store(tx, tenant, messages)
+            await self._store(tx, tenant, messages)
 
     async def _opened(
         self, ctx: HandlerContext, case: CaseOpenedV1, opted_out: set[tuple[str, str]]
@@ -231,7 +244,7 @@ class CaseMessages:
                     customer_id=case.customer.id,
                 )
             )
-        await store(ctx.transaction, tenant, new)
+        await self._store(ctx.transaction, tenant, new)
 
     async def on_sla_alert(self, ctx: HandlerContext, event: CloudEvent[CaseSlaAlertV1]) -> None:
         alert = event.data
@@ -277,7 +290,7 @@ class CaseMessages:
             response_id=alert.response_id,
             customer_id=alert.customer.id,
         )
-        await store(ctx.transaction, event.tenantid, [message])
+        await self._store(ctx.transaction, event.tenantid, [message])
 
     # -- building messages -------------------------------------------------------------------
 
