@@ -67,7 +67,12 @@ from closeloop_notifier.adapters.tables import messages, opt_outs
 from closeloop_notifier.domain.timing import QuietHours, backoff
 from closeloop_notifier.metrics import MESSAGES, SEND_SECONDS, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
 from closeloop_notifier.service_layer.compose import Composer
-from closeloop_notifier.service_layer.messages import FailureReason, publish_failed, publish_sent
+from closeloop_notifier.service_layer.messages import (
+    WITHOUT_CONTENT,
+    FailureReason,
+    publish_failed,
+    publish_sent,
+)
 from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -119,7 +124,7 @@ class _Decision:
 
 
 _RECORD = sa.text(
-    """
+    f"""
     UPDATE notifier.messages AS m
     SET status = v.status, sent_at = v.sent_at, next_attempt_at = v.next_at,
         last_error = v.error, attempts = v.attempts_after, lease_until = NULL
@@ -130,9 +135,9 @@ _RECORD = sa.text(
     ) AS v(tenant_id, message_id, claimed, status, sent_at, next_at, error, attempts_after)
     WHERE m.tenant_id = v.tenant_id AND m.message_id = v.message_id
       AND m.status = 'sending' AND m.attempts = v.claimed
-    RETURNING m.*
+    RETURNING {", ".join(f"m.{c.name}" for c in WITHOUT_CONTENT)}
     """
-).columns(*messages.c)
+).columns(*WITHOUT_CONTENT)
 
 
 class Dispatcher:
@@ -376,7 +381,7 @@ class Dispatcher:
                             lease_until=None,
                             last_error=(d.detail or d.reason or "")[:2000],
                         )
-                        .returning(messages)
+                        .returning(*WITHOUT_CONTENT)
                     )
                 ).one()
                 assert d.reason is not None
