@@ -50,6 +50,7 @@ from closeloop_devtools.notifier_feed import Audience, CaseMix, case_events, pro
 from closeloop_devtools.notifier_process import (
     fresh_notifier,
     notifier_env,
+    stages,
     tenants_file,
 )
 from closeloop_devtools.notifier_sink import SinkProcess
@@ -178,7 +179,7 @@ class Bench:
             if self.args.only in (None, "campaign"):
                 campaign = await self.campaign(sink)
                 rows += campaign.rows()
-                rows += _profile_rows("campaign", campaign.profile)
+                rows += _profile_rows("campaign", campaign.profile, self.tmp / "campaign.profile")
                 rows.append(
                     (
                         f"campaign: {campaign.audience.recipients:,} recipients, every email "
@@ -230,7 +231,7 @@ class Bench:
                 f"{a.accepted:,} emails, each once with its headers, one per `sent` message "
                 f"(kinds {_kinds(a.kinds)}; expected {_kinds(expected_kinds)})",
             ),
-            *_profile_rows("delivery", a.profile),
+            *_profile_rows("delivery", a.profile, self.tmp / "a.profile"),
             (
                 "baseline: NOTIFIER_BATCH_SIZE=1, NOTIFIER_SMTP_POOL_SIZE=1",
                 f"{base.describe()}; CPU {base.usage.describe()}",
@@ -269,11 +270,12 @@ def _kinds(kinds: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items()))
 
 
-def _profile_rows(part: str, profile: Profile | None) -> list[Row]:
+def _profile_rows(part: str, profile: Profile | None, path: Path) -> list[Row]:
     if profile is None:
         return []
     by_area, by_function = profile.describe(areas=8, functions=10)
     return [
+        (f"{part}: py-spy, where the notifier's CPU went, by stage", stages(path)),
         (f"{part}: py-spy, running code by library", by_area),
         (f"{part}: py-spy, notifier functions (inclusive)", by_function),
     ]

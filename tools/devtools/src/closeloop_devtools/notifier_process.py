@@ -199,6 +199,51 @@ async def count(engine: AsyncEngine, query: str) -> int:
         return int(await conn.scalar(sa.text(query)) or 0)
 
 
+# The notifier's stages, by a frame on the sample's stack (first match wins), for `stages`.
+STAGES = (
+    ("campaign expansion (render, store)", "CampaignExpander."),
+    ("dispatcher: build and send emails", "Dispatcher._deliver"),
+    ("dispatcher: record and publish outcomes", "Dispatcher._record"),
+    ("dispatcher: claim", "Dispatcher._claim"),
+    ("consumer (case replies rendered and stored, audience)", "EventConsumer."),
+    ("outbox relay", "OutboxRelay."),
+    ("SMTP replies read (aiosmtplib callbacks)", "aiosmtplib/"),
+    ("SQLAlchemy/asyncpg (statements not traced to a stage)", "sqlalchemy/"),
+    ("event loop and sockets (uvloop, native)", "Runner.run (asyncio/runners.py"),
+)
+
+
+def stages(profile: Path) -> str:
+    """Where the notifier's CPU went, by stage (`STAGES`), as a report cell; "" without one.
+    SQLAlchemy runs statements in greenlets whose stacks do not show the stage that ran them,
+    and a sample whose innermost frame is the loop itself is native uvloop work (sockets)."""
+    if not profile.exists():
+        return ""
+    shares: dict[str, int] = {}
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        leaf = frames[-1]
+        name = "other"
+        for stage, fragment in STAGES:
+            if fragment.startswith("Runner.run"):
+                if leaf.startswith(fragment):
+                    name = stage
+                    break
+            elif any(fragment in frame for frame in frames):
+                name = stage
+                break
+        shares[name] = shares.get(name, 0) + int(count)
+    if not total:
+        return ""
+    ordered = sorted(shares.items(), key=lambda item: -item[1])
+    return "; ".join(f"{name} {100 * n / total:.0f} %" for name, n in ordered)
+
+
 def percentile(ordered: list[float], p: float) -> float:
     """The p-quantile of sorted values (nearest rank)."""
     if not ordered:
