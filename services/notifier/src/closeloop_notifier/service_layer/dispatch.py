@@ -63,7 +63,7 @@ from closeloop_notifier.adapters.channels import (
     DeliveryError,
     Outgoing,
 )
-from closeloop_notifier.adapters.tables import messages, opt_outs
+from closeloop_notifier.adapters.tables import messages
 from closeloop_notifier.domain.timing import QuietHours, backoff
 from closeloop_notifier.metrics import MESSAGES, SEND_SECONDS, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
 from closeloop_notifier.service_layer.compose import Composer
@@ -138,6 +138,25 @@ _RECORD = sa.text(
     RETURNING {", ".join(f"m.{c.name}" for c in WITHOUT_CONTENT)}
     """
 ).columns(*WITHOUT_CONTENT)
+
+
+# The batch's keys as two arrays (`unnest`), not `(tenant, id) IN ((...), ...)`: one fixed
+# statement, where a row-value list is planned as an OR of one index scan per message
+# (~14 ms for 200) and rendered anew in Python for every batch.
+_CLAIM = sa.text(
+    f"""
+    UPDATE notifier.messages AS m
+    SET status = 'sending', attempts = m.attempts + 1, lease_until = :lease
+    FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS uuid[])) AS k(tenant_id, message_id)
+    WHERE m.tenant_id = k.tenant_id AND m.message_id = k.message_id
+    RETURNING {", ".join(f"m.{c.name}" for c in messages.c)}
+    """
+).columns(*messages.c)
+_OPTED_OUT = sa.text(
+    "SELECT o.tenant_id, o.email FROM notifier.opt_outs AS o "
+    "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
+    "USING (tenant_id, email)"
+)
 
 
 class Dispatcher:
@@ -321,11 +340,9 @@ class Dispatcher:
     ) -> set[tuple[str, str]]:
         if not customers:
             return set()
-        keys = {(m.tenant_id, m.recipient_key) for m in customers}
+        keys = sorted({(m.tenant_id, m.recipient_key) for m in customers})
         rows = await session.execute(
-            sa.select(opt_outs.c.tenant_id, opt_outs.c.email).where(
-                sa.tuple_(opt_outs.c.tenant_id, opt_outs.c.email).in_(sorted(keys))
-            )
+            _OPTED_OUT, {"tenants": [t for t, _ in keys], "emails": [e for _, e in keys]}
         )
         return {(row.tenant_id, row.email) for row in rows}
 
@@ -394,18 +411,12 @@ class Dispatcher:
                 # Stored before addresses were normalised, by an older version.
                 await session.execute(_update(d.message).values(recipient=d.recipient))
         claimed = await session.execute(
-            sa.update(messages)
-            .where(
-                sa.tuple_(messages.c.tenant_id, messages.c.message_id).in_(
-                    [(d.message.tenant_id, d.message.message_id) for d in to_claim]
-                )
-            )
-            .values(
-                status="sending",
-                attempts=messages.c.attempts + 1,
-                lease_until=now + self._policy.send_lease,
-            )
-            .returning(messages)
+            _CLAIM,
+            {
+                "tenants": [d.message.tenant_id for d in to_claim],
+                "ids": [d.message.message_id for d in to_claim],
+                "lease": now + self._policy.send_lease,
+            },
         )
         return list(claimed.all())
 
