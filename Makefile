@@ -105,6 +105,10 @@ bench-scoring: infra-up ## responses/s scoring aggregates exactly once vs one tr
 bench-orchestrator: infra-up ## cases opened/s from a pre-filled topic, SLA timer lateness among 1M open cases; writes bench/orchestrator.md
 	$(BIN)/python -m closeloop_devtools.bench_orchestrator --out bench/orchestrator.md
 
+.PHONY: bench-notifier
+bench-notifier: infra-up ## emails/s over real SMTP to a local sink, a 100,000-recipient campaign's time; writes bench/notifier.md
+	$(BIN)/python -m closeloop_devtools.bench_notifier --out bench/notifier.md
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra

@@ -26,13 +26,18 @@ AREAS = (
     ("aiokafka", "(aiokafka/"),
     ("json", "json"),
     ("the orchestrator's code", "closeloop_orchestrator/"),
+    ("the notifier's code", "closeloop_notifier/"),
+    ("aiosmtplib", "(aiosmtplib/"),
+    ("email (stdlib)", "(email/"),
+    ("jinja2", "(jinja2/"),
+    ("babel", "(babel/"),
     ("closeloop_common", "closeloop_common/"),
     ("holidays", "(holidays/"),
     ("asyncio/uvloop", "(asyncio/"),
     ("asyncio/uvloop", "(uvloop/"),
 )
-# Only the service's own functions are listed: the consumer's and the loop's frames are on
-# nearly every stack. SQLAlchemy's asyncio runs statements in greenlets, whose stacks py-spy
+# Only the service's own functions are listed (`summarise(project=...)`): the consumer's and
+# the loop's frames are on nearly every stack. SQLAlchemy's asyncio runs statements in greenlets, whose stacks py-spy
 # shows apart from the coroutine that awaits them: the time in a statement is not counted in
 # the project function that ran it.
 PROJECT = "closeloop_orchestrator/"
@@ -86,17 +91,18 @@ def _area(frame: str) -> str:
     return "other"
 
 
-def _function(frame: str) -> str | None:
+def _function(frame: str, project: str) -> str | None:
     """`module.function` of a project frame (`name (path/to/module.py:line)`), else None."""
     name, _, where = frame.partition(" (")
-    if PROJECT not in where:
+    if project not in where:
         return None
     module = where.rpartition(":")[0].removesuffix(".py").rpartition("/")[2]
     return f"{module}.{name}"
 
 
-def summarise(out: Path) -> Profile | None:
-    """The profile in `out`, or None if there is none (no py-spy, or nothing sampled)."""
+def summarise(out: Path, *, project: str = PROJECT) -> Profile | None:
+    """The profile in `out`, or None if there is none (no py-spy, or nothing sampled);
+    `project`: the path fragment of the service whose functions are listed."""
     if not out.exists():
         return None
     areas: Counter[str] = Counter()
@@ -110,7 +116,7 @@ def summarise(out: Path) -> Profile | None:
         frames = stack.split(";")
         total += samples
         areas[_area(frames[-1])] += samples
-        for name in {f for f in map(_function, frames) if f is not None}:
+        for name in {f for f in (_function(frame, project) for frame in frames) if f}:
             functions[name] += samples
     if total == 0:
         return None

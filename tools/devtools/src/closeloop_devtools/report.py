@@ -9,8 +9,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
-def write_report(out: Path, *, title: str, setup: str, rows: Sequence[tuple[str, str]]) -> str:
-    """Write `rows` as a two-column table under a dated title and the machine's description."""
+def write_report(
+    out: Path,
+    *,
+    title: str,
+    setup: str,
+    rows: Sequence[tuple[str, str] | tuple[str, str, str]],
+    notes: str = "",
+) -> str:
+    """Write `rows` as a table under a dated title and the machine's description: two columns,
+    or three (measure, result, target) when any row has a target; `notes` follow the table."""
+    if any(len(row) == 3 for row in rows):
+        header = ["| measure | result | target |", "| --- | --- | --- |"]
+        lines = [f"| {' | '.join((*row, '')[:3])} |" for row in rows]
+    else:
+        header = ["| measure | result |", "| --- | --- |"]
+        lines = [f"| {row[0]} | {row[1]} |" for row in rows]
     table = "\n".join(
         [
             f"# {title} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
@@ -18,10 +32,10 @@ def write_report(out: Path, *, title: str, setup: str, rows: Sequence[tuple[str,
             f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python "
             f"{platform.python_version()}; {setup}",
             "",
-            "| measure | result |",
-            "| --- | --- |",
-            *[f"| {k} | {v} |" for k, v in rows],
+            *header,
+            *lines,
             "",
+            *([notes.rstrip(), ""] if notes else []),
         ]
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,15 +40,19 @@ plain field names and may not replace a header this module writes.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import email
 import email.policy
 import re
+import secrets
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Literal
 
 import aiosmtplib
@@ -101,7 +105,8 @@ class _VerbatimHeader(UnstructuredHeader, BaseHeader):
 
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", _VerbatimHeader)
-# CRLF line ends, lines folded at 78, RFC 2047 encoded words for non-ASCII text.
+# What `build_email` parses the written bytes with: CRLF line ends, and List-Unsubscribe kept
+# on one line if the message is written again.
 _POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
 
 
@@ -117,43 +122,159 @@ def _mailbox(address: str, what: str) -> str:
     return address
 
 
-def build_email(message: Outgoing, *, date: datetime) -> EmailMessage:
-    """The MIME message for `message` (multipart/alternative when it has HTML), or
-    `DeliveryError(permanent=True)` when it cannot be written safely."""
+# Header writing (`email_bytes`). A value goes out as it is when it is plain ASCII that cannot
+# be mistaken for anything else, else as RFC 2047 encoded words ("Q" encoding of UTF-8, each
+# word at most 75 characters, one per folded line), which every mail client decodes.
+_LINE = 78  # RFC 5322's recommended line length
+_WORD = 75  # RFC 2047: an encoded word's length at most
+_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9' -]+")  # a display name safe without quotes
+_PRINTABLE = re.compile(r"[ -~]*")
+# Q encoding of a phrase (RFC 2047, 5 (3)): these stay, space is "_", all else is =XX.
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_Q = [chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in range(256)]
+
+
+def _encoded_words(text: str, first: int) -> list[str]:
+    """`text` as UTF-8 Q encoded words; the first at most `first` characters long (the room
+    left by the header's name), the others `_WORD`. Never splits a character."""
+    words: list[str] = []
+    current: list[str] = []
+    size, room = 0, first - 12  # "=?utf-8?q?" + "?="
+    for char in text:
+        encoded = "".join(_Q[b] for b in char.encode("utf-8"))
+        if size + len(encoded) > room and current:
+            words.append("=?utf-8?q?" + "".join(current) + "?=")
+            current, size, room = [], 0, _WORD - 12
+        current.append(encoded)
+        size += len(encoded)
+    if current:
+        words.append("=?utf-8?q?" + "".join(current) + "?=")
+    return words
+
+
+def _encoded_phrase(name: str, first: int) -> list[str]:
+    """A display name as encoded words, split only where it has a space: in a phrase, mail
+    readers (Python's parser among them) keep the space between two encoded words, which in
+    unstructured text they drop. A run of spaces keeps all but one inside the next word; a
+    word too long for one encoded word is split (a space appears there when read)."""
+    words: list[str] = []
+    carried = ""
+    for token in name.split(" "):
+        if not token:
+            carried += " "
+            continue
+        words += _encoded_words(carried + token, first if not words else _WORD)
+        carried = ""
+    return words
+
+
+@lru_cache(maxsize=4096)
+def _unstructured(name: str, value: str) -> str:
+    """`Name: value` ending in CRLF, folded; `value` is one line (`one_line`)."""
+    if _PRINTABLE.fullmatch(value) and "=?" not in value and len(name) + len(value) < 990:
+        lines, line = [], f"{name}:"
+        for word in value.split(" "):
+            if len(line) + 1 + len(word) > _LINE and line.strip() and not line.endswith(":"):
+                lines.append(line)
+                line = ""
+            line += " " + word
+        return "\r\n".join([*lines, line]) + "\r\n"
+    words = _encoded_words(value, _LINE - len(name) - 2)
+    return f"{name}: " + "\r\n ".join(words) + "\r\n"
+
+
+@lru_cache(maxsize=1024)
+def _from_header(name: str, address: str) -> str:
+    """`From: name <address>` ending in CRLF; `name` is one line, `address` a plain mailbox."""
+    if not name:
+        return f"From: {address}\r\n"
+    if _PLAIN_PHRASE.fullmatch(name):
+        phrase = [name]
+    elif _PRINTABLE.fullmatch(name) and "=?" not in name:
+        phrase = ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
+    else:
+        phrase = _encoded_phrase(name, _LINE - len("From: "))
+    return "From: " + "\r\n ".join([*phrase, f"<{address}>"]) + "\r\n"
+
+
+def _quoted_printable(text: str) -> bytes:
+    """`text` as UTF-8 quoted-printable with CRLF line ends, ending in one (7-bit clean; lines
+    of at most 76 characters with soft breaks)."""
+    lines = text.encode("utf-8").splitlines()
+    encoded = binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _part(subtype: str, text: str) -> bytes:
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode() + _quoted_printable(text)
+
+
+def email_bytes(message: Outgoing, *, date: datetime) -> bytes:
+    """The message for `message` as it goes on the wire (multipart/alternative when it has
+    HTML), or `DeliveryError(permanent=True)` when it cannot be written safely.
+
+    Written directly, not through `email.message`: the same headers and parts in a tenth of
+    the time (the stdlib's header folding was most of a message's cost)."""
     sender = _mailbox(message.sender, "sender")
     recipient = _mailbox(message.recipient, "recipient")
     if not _MESSAGE_ID.fullmatch(message.message_id):
         raise DeliveryError(
             f"message id unusable in a header: {message.message_id!r}", permanent=True
         )
-    msg = EmailMessage(policy=_POLICY)
-    # An Address, not a formataddr string: the policy re-parses a string and can refold a
-    # display name with quotes and commas into something else; an Address it writes itself.
-    msg["From"] = Address(display_name=one_line(message.sender_name), addr_spec=sender)
-    msg["To"] = recipient
+    head = [_from_header(one_line(message.sender_name), sender), f"To: {recipient}\r\n"]
     if message.reply_to:
-        msg["Reply-To"] = _mailbox(message.reply_to, "reply-to address")
-    msg["Subject"] = one_line(message.subject)
-    msg["Date"] = format_datetime(date)
+        head.append(f"Reply-To: {_mailbox(message.reply_to, 'reply-to address')}\r\n")
+    head.append(_unstructured("Subject", one_line(message.subject)))
+    head.append(f"Date: {format_datetime(date)}\r\n")
     # A stable Message-ID: if a retry re-sends after a lost acknowledgement, mail systems that
     # dedupe by Message-ID drop the copy.
-    msg["Message-ID"] = f"<{message.message_id}@closeloop>"
+    head.append(f"Message-ID: <{message.message_id}@closeloop>\r\n")
     if message.unsubscribe_url is not None:
         url = message.unsubscribe_url
         if not _URL.fullmatch(url) or len(url) > 900 or any(c in url for c in "<>"):
             raise DeliveryError("unsubscribe URL unusable in a header", permanent=True)
-        msg["List-Unsubscribe"] = f"<{url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
-    # quoted-printable keeps the message 7-bit clean for servers without 8BITMIME.
-    msg.set_content(message.text, charset="utf-8", cte="quoted-printable")
-    if message.html is not None:
-        msg.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # After the content, which replaces any Content-* header set before it (Content-Language).
+        # One line, whatever its length: clients do not decode a folded or encoded URL.
+        head.append(f"List-Unsubscribe: <{url}>\r\n")
+        head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")  # RFC 8058
+    extra = []
     for name, value in message.headers:
         if not _FIELD_NAME.fullmatch(name) or name.lower() in _OWN_HEADERS:
             raise DeliveryError(f"header name not allowed: {name!r}", permanent=True)
-        msg[name] = one_line(value)
-    return msg
+        extra.append(_unstructured(name, one_line(value)))
+    # quoted-printable keeps the message 7-bit clean for servers without 8BITMIME.
+    if message.html is None:
+        body = _part("plain", message.text)
+        head += [body[: body.index(b"\r\n\r\n") + 2].decode(), "MIME-Version: 1.0\r\n", *extra]
+        return "".join(head).encode() + b"\r\n" + body[body.index(b"\r\n\r\n") + 4 :]
+    # "==" never occurs in quoted-printable text (every "=" is followed by hex or a line end).
+    boundary = f"==closeloop-{secrets.token_hex(16)}"
+    head += [
+        "MIME-Version: 1.0\r\n",
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
+        *extra,
+        "\r\n",
+    ]
+    # The line end before a delimiter belongs to the delimiter, not to the part before it.
+    return b"".join(
+        [
+            "".join(head).encode(),
+            f"--{boundary}\r\n".encode(),
+            _part("plain", message.text),
+            f"\r\n--{boundary}\r\n".encode(),
+            _part("html", message.html),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def build_email(message: Outgoing, *, date: datetime) -> EmailMessage:
+    """`email_bytes` parsed back into an `EmailMessage` (tests and tools read it that way)."""
+    parsed = email.message_from_bytes(email_bytes(message, date=date), policy=_POLICY)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +330,7 @@ class SmtpPool:
         if not _MAILBOX.fullmatch(message.sender):
             raise ChannelMisconfigured(f"sender is not a plain ASCII mailbox: {message.sender!r}")
         # Built first: a message that cannot be written fails before a connection is taken.
-        content = build_email(message, date=self._clock.now()).as_bytes()
+        content = email_bytes(message, date=self._clock.now())
         if self._closed:
             raise ChannelUnavailable("the SMTP pool is closed")
         slot = await self._slots.get()
@@ -304,7 +425,7 @@ class SmtpPool:
         options = [f"SIZE={len(content)}"] if smtp.supports_extension("size") else []
         try:
             try:
-                await smtp.mail(sender, options=options)
+                await _mail_from(smtp, sender, options)
             except aiosmtplib.SMTPSenderRefused as exc:
                 if reused and exc.code == 421:
                     raise _Stale from exc  # "closing": an idle connection the server gave up
@@ -319,7 +440,7 @@ class SmtpPool:
                     raise _Stale from exc
                 raise
             try:
-                await smtp.rcpt(recipient)
+                await _rcpt_to(smtp, recipient)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 raise DeliveryError(
                     f"recipient refused: {_reply(exc.code, exc.message)}",
@@ -352,6 +473,25 @@ class SmtpPool:
                     await slot.smtp.quit()
                 except (aiosmtplib.SMTPException, OSError):
                     slot.smtp.close()
+
+
+async def _mail_from(smtp: aiosmtplib.SMTP, sender: str, options: list[str]) -> None:
+    """MAIL FROM, as aiosmtplib's `mail` sends it and with its error, without its re-parsing of
+    the address as RFC 5322 text (half of a message's cost in aiosmtplib): the sender is a
+    plain mailbox already (`send` checked it), so `<sender>` is its path as it is."""
+    response = await smtp.execute_command(
+        b"MAIL", b"FROM:<" + sender.encode("ascii") + b">", *(o.encode("ascii") for o in options)
+    )
+    if response.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+
+
+async def _rcpt_to(smtp: aiosmtplib.SMTP, recipient: str) -> None:
+    """RCPT TO, as aiosmtplib's `rcpt` sends it; the recipient is a plain mailbox already
+    (`email_bytes` checked it)."""
+    response = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
+    if response.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 
 
 async def _ehlo(smtp: aiosmtplib.SMTP) -> None:

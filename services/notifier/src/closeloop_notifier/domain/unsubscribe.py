@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 
 from cryptography.fernet import Fernet
@@ -35,7 +36,10 @@ class InvalidToken(ValueError):
     """Not a token made with this secret (tampered, truncated, garbage, or another secret)."""
 
 
+@functools.lru_cache(maxsize=8)
 def _fernet(secret: str) -> Fernet:
+    """The Fernet of `secret` (its key derived once per process: HKDF was most of a token's
+    cost, and every customer message makes one)."""
     if not secret:
         raise ValueError("the unsubscribe secret must not be empty")
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(

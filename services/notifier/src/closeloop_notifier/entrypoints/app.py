@@ -106,7 +106,7 @@ def create_notifier_app(
         batch_size=settings.notifier_batch_size,
         concurrency={"email": settings.notifier_smtp_pool_size, "webhook": 20},
     )
-    cases = CaseMessages(composer, messaging, random.Random())
+    cases = CaseMessages(composer, messaging, random.Random(), wake=dispatcher.wake.set)
     digest = OverdueDigest(
         sessions=runtime.worker_sessions,
         outbox=runtime.outbox,
@@ -136,7 +136,7 @@ def create_notifier_app(
 
     runtime.on_batches(AUDIENCE_CONTRACTS, keep_audience, idempotent=True)
     runtime.on(ChangeSummaryV1, on_change_summary)
-    runtime.on(CaseOpenedV1, cases.on_opened)
+    runtime.on_batch(CaseOpenedV1, cases.on_opened_batch)
     runtime.on(CaseUpdatedV1, cases.on_updated)
     runtime.on(CaseSlaAlertV1, cases.on_sla_alert)
     runtime.add_worker("dispatcher", dispatcher.run)

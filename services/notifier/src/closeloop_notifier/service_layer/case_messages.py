@@ -1,7 +1,8 @@
 """From case events to stored messages, inside the consumer's inbox transaction.
 
-- `case.opened.v1`: the customer's reply by the case's playbook (thanks, apology, improvement
-  ask), when the tenant sends replies for that category. It goes after a random human delay
+- `case.opened.v1` (a consumer batch at a time, `on_opened_batch`): the customer's reply by the
+  case's playbook (thanks, apology, improvement ask), when the tenant sends replies for that
+  category. It goes after a random human delay
   (`reply_delay`), or waits as a draft for its owner when the tenant's approval rules say so for
   a detractor's segment. The owner (or the team's queue mailbox, or the team webhook) hears
   about the new case at once.
@@ -12,6 +13,8 @@
   person the alert names.
 
 Every message has a dedup key (`domain.kinds`), so a redelivered event stores nothing new.
+A batch of opened cases costs one statement per table (the case view, the opt-outs looked up,
+the messages stored per tenant), not one per case: the consumer keeps up with the dispatcher.
 Customer text reaches templates only as data (never as template source), and the HTML part is
 autoescaped.
 """
@@ -21,14 +24,15 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common.db import on_commit
 from closeloop_common.events import (
     CaseOpenedV1,
     CaseSlaAlertV1,
@@ -37,8 +41,8 @@ from closeloop_common.events import (
     Customer,
     Owner,
 )
-from closeloop_common.handlers import HandlerContext
-from closeloop_notifier.adapters.tables import case_view
+from closeloop_common.handlers import HandlerContext, Transaction
+from closeloop_notifier.adapters.tables import SCHEMA, case_view
 from closeloop_notifier.domain.kinds import KIND_BY_PLAYBOOK, Kind, alert_key, case_key
 from closeloop_notifier.domain.rendering import first_name
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
@@ -50,7 +54,7 @@ from closeloop_notifier.service_layer.messages import (
     customer_address,
     store,
 )
-from closeloop_notifier.service_layer.policy import is_opted_out, reply_address
+from closeloop_notifier.service_layer.policy import reply_address
 from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -115,12 +119,47 @@ class CaseMessages:
     composer: Composer
     settings: SettingsStore
     rng: random.Random
+    wake: Callable[[], None] | None = None
+    """Called once a transaction that stored a message due at once commits (the dispatcher's
+    wake-up: without it such a message waits for the dispatcher's next idle poll)."""
+
+    async def _store(self, tx: Transaction, tenant: str, new: list[NewMessage]) -> None:
+        now = tx.clock.now()
+        stored = await store(tx, tenant, new)
+        wake = self.wake
+        if wake is not None and any(
+            row.status == "pending" and row.next_attempt_at <= now for row in stored
+        ):
+            on_commit(tx.session, wake)
 
     async def on_opened(self, ctx: HandlerContext, event: CloudEvent[CaseOpenedV1]) -> None:
-        case = event.data
-        tenant = event.tenantid
-        settings = await self.settings.get(tenant)
-        await _remember_case(ctx, case, version=1)
+        """One opened case (`on_opened_batch` of one)."""
+        await self.on_opened_batch(ctx.transaction, [event])
+
+    async def on_opened_batch(
+        self, tx: Transaction, events: Sequence[CloudEvent[CaseOpenedV1]]
+    ) -> None:
+        """The opened cases of a consumer batch: one statement per table (module docstring)."""
+        await _remember_cases(tx.session, [(e.tenantid, e.data, 1) for e in events])
+        customers = [
+            (e.tenantid, address.key)
+            for e in events
+            if (address := customer_address(e.data.customer.email)).key is not None
+        ]
+        opted_out = await _opted_out(tx.session, customers)
+        new: dict[str, list[NewMessage]] = {}
+        for event in events:
+            ctx = tx.context(event.tenantid)
+            new.setdefault(event.tenantid, []).extend(
+                await self._opened(ctx, event.data, opted_out)
+            )
+        for tenant, messages in new.items():
+            await self._store(tx, tenant, messages)
+
+    async def _opened(
+        self, ctx: HandlerContext, case: CaseOpenedV1, opted_out: set[tuple[str, str]]
+    ) -> list[NewMessage]:
+        settings = await self.settings.get(ctx.tenant_id)
         new: list[NewMessage] = []
         if case.category in settings.messages_on:
             kind = KIND_BY_PLAYBOOK[case.playbook]
@@ -144,6 +183,7 @@ class CaseMessages:
                     case_id=case.case_id,
                     response_id=case.response_id,
                     draft=mode == "approve",
+                    opted_out=opted_out,
                 )
             )
         if Kind.OWNER_NEW_CASE in settings.team_messages:
@@ -160,15 +200,17 @@ class CaseMessages:
                     customer_id=case.customer.id,
                 )
             )
-        await store(ctx.transaction, tenant, new)
+        return new
 
     async def on_updated(self, ctx: HandlerContext, event: CloudEvent[CaseUpdatedV1]) -> None:
         case = event.data
         tenant = event.tenantid
-        await _remember_case(ctx, case, version=case.version)
+        await _remember_cases(ctx.session, [(tenant, case, case.version)])
         settings = await self.settings.get(tenant)
         new: list[NewMessage] = []
         if case.transition == "resolved" and settings.resolution_message:
+            key = customer_address(case.customer.email).key
+            opted_out = await _opted_out(ctx.session, [(tenant, key)] if key else [])
             new.append(
                 await self._to_customer(
                     ctx,
@@ -180,6 +222,7 @@ class CaseMessages:
                     case_id=case.case_id,
                     response_id=case.response_id,
                     draft=False,
+                    opted_out=opted_out,
                 )
             )
         if (
@@ -201,7 +244,7 @@ class CaseMessages:
                     customer_id=case.customer.id,
                 )
             )
-        await store(ctx.transaction, tenant, new)
+        await self._store(ctx.transaction, tenant, new)
 
     async def on_sla_alert(self, ctx: HandlerContext, event: CloudEvent[CaseSlaAlertV1]) -> None:
         alert = event.data
@@ -250,7 +293,7 @@ class CaseMessages:
             response_id=alert.response_id,
             customer_id=alert.customer.id,
         )
-        await store(ctx.transaction, event.tenantid, [message])
+        await self._store(ctx.transaction, event.tenantid, [message])
 
     # -- building messages -------------------------------------------------------------------
 
@@ -266,7 +309,9 @@ class CaseMessages:
         case_id: uuid.UUID,
         response_id: str,
         draft: bool,
+        opted_out: set[tuple[str, str]],
     ) -> NewMessage:
+        """`opted_out`: the (tenant, opt-out key) pairs of the batch's customers that opted out."""
         tenant = ctx.tenant_id
         now = ctx.clock.now()
         locale = self.composer.locale(tenant, customer.locale)
@@ -276,7 +321,7 @@ class CaseMessages:
             status = "no_recipient"
         elif address.problem == "invalid":
             status = "failed"
-        elif address.recipient and await is_opted_out(ctx.session, tenant, address.recipient):
+        elif address.key is not None and (tenant, address.key) in opted_out:
             status = "suppressed"
         else:
             status = "draft" if draft else "pending"
@@ -394,52 +439,76 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-async def _remember_case(
-    ctx: HandlerContext, case: CaseOpenedV1 | CaseUpdatedV1, *, version: int
+# Newest version wins; rows in key order, so overlapping batches lock them in the same order.
+# The answer (category, score, comment, account, key account) is written once, with the case.
+_UPSERT_CASES = sa.text(
+    f"INSERT INTO {SCHEMA}.case_view AS v (tenant_id, case_id, version, status, owner_id, "
+    "owner_name, owner_email, customer_name, channel, priority, first_contact_due_at, "
+    "resolution_due_at, first_contacted_at, category, score, comment, account_id, key_account) "
+    "SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:cases AS uuid[]), "
+    "CAST(:versions AS int[]), CAST(:statuses AS text[]), CAST(:owner_ids AS text[]), "
+    "CAST(:owner_names AS text[]), CAST(:owner_emails AS text[]), CAST(:customers AS text[]), "
+    "CAST(:channels AS text[]), CAST(:priorities AS text[]), CAST(:first_due AS timestamptz[]), "
+    "CAST(:resolution_due AS timestamptz[]), CAST(:contacted AS timestamptz[]), "
+    "CAST(:categories AS text[]), CAST(:scores AS int[]), CAST(:comments AS text[]), "
+    "CAST(:accounts AS text[]), CAST(:key_accounts AS boolean[])) ORDER BY 1, 2 "
+    "ON CONFLICT (tenant_id, case_id) DO UPDATE SET version = excluded.version, "
+    "status = excluded.status, owner_id = excluded.owner_id, owner_name = excluded.owner_name, "
+    "owner_email = excluded.owner_email, customer_name = excluded.customer_name, "
+    "channel = excluded.channel, priority = excluded.priority, "
+    "first_contact_due_at = excluded.first_contact_due_at, "
+    "resolution_due_at = excluded.resolution_due_at, "
+    "first_contacted_at = excluded.first_contacted_at "
+    "WHERE v.version < excluded.version"
+)
+
+
+async def _remember_cases(
+    session: AsyncSession, cases: Iterable[tuple[str, CaseOpenedV1 | CaseUpdatedV1, int]]
 ) -> None:
-    """Keep the case as the digest and the SLA alerts need it; an older version never
-    overwrites a newer one. The answer (score, comment, category) comes with `case.opened`."""
-    changing: dict[str, Any] = {
-        "version": version,
-        "status": "open" if isinstance(case, CaseOpenedV1) else case.status,
-        "owner_id": case.owner.id if case.owner else None,
-        "owner_name": case.owner.name if case.owner else None,
-        "owner_email": case.owner.email if case.owner else None,
-        "customer_name": case.customer.name,
-        "channel": case.channel or "phone",
-        "priority": case.priority or "normal",
-        "first_contact_due_at": case.first_contact_due_at,
-        "resolution_due_at": case.resolution_due_at,
-        "first_contacted_at": None if isinstance(case, CaseOpenedV1) else case.first_contacted_at,
-    }
-    fixed: dict[str, Any] = (
+    """Keep each (tenant, case, version) as the digest and the SLA alerts need it, in one
+    statement; an older version never overwrites a newer one (within the batch too)."""
+    newest: dict[tuple[str, uuid.UUID], tuple[CaseOpenedV1 | CaseUpdatedV1, int]] = {}
+    for tenant, case, version in cases:
+        known = newest.get((tenant, case.case_id))
+        if known is None or known[1] < version:
+            newest[(tenant, case.case_id)] = (case, version)
+    if not newest:
+        return
+    rows = [newest[key] for key in sorted(newest)]
+    progress = [_progress(case) for case, _ in rows]
+    answers = [_answer(case) for case, _ in rows]
+    await session.execute(
+        _UPSERT_CASES,
         {
-            "category": case.category.value,
-            "score": case.score,
-            "comment": case.comment,
-            "account_id": case.account_id,
-            "key_account": case.key_account,
-        }
-        if isinstance(case, CaseOpenedV1)
-        # Known only if `case.opened` was missed (it comes first on the case's partition).
-        else {
-            "category": case.case_type.value,
-            "score": -1,
-            "comment": None,
-            "account_id": case.account_id,
-            "key_account": False,
-        }
+            "tenants": [tenant for tenant, _ in sorted(newest)],
+            "cases": [case.case_id for case, _ in rows],
+            "versions": [version for _, version in rows],
+            "statuses": [status for status, _ in progress],
+            "owner_ids": [case.owner.id if case.owner else None for case, _ in rows],
+            "owner_names": [case.owner.name if case.owner else None for case, _ in rows],
+            "owner_emails": [case.owner.email if case.owner else None for case, _ in rows],
+            "customers": [case.customer.name for case, _ in rows],
+            "channels": [case.channel or "phone" for case, _ in rows],
+            "priorities": [case.priority or "normal" for case, _ in rows],
+            "first_due": [case.first_contact_due_at for case, _ in rows],
+            "resolution_due": [case.resolution_due_at for case, _ in rows],
+            "contacted": [contacted for _, contacted in progress],
+            "categories": [a[0] for a in answers],
+            "scores": [a[1] for a in answers],
+            "comments": [a[2] for a in answers],
+            "accounts": [case.account_id for case, _ in rows],
+            "key_accounts": [a[3] for a in answers],
+        },
     )
-    statement = pg_insert(case_view).values(
-        tenant_id=ctx.tenant_id, case_id=case.case_id, **changing, **fixed
-    )
-    await ctx.session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[case_view.c.tenant_id, case_view.c.case_id],
-            set_=changing,
-            where=case_view.c.version < statement.excluded.version,
-        )
-    )
+
+
+def _answer(case: CaseOpenedV1 | CaseUpdatedV1) -> tuple[str, int, str | None, bool]:
+    """Category, score (-1: unknown), comment and key account, as `case.opened` tells them;
+    an update comes first only if `case.opened` was missed (it leads on the case's partition)."""
+    if isinstance(case, CaseOpenedV1):
+        return case.category.value, case.score, case.comment, case.key_account
+    return case.case_type.value, -1, None, False
 
 
 async def _known_case(ctx: HandlerContext, case_id: uuid.UUID) -> dict[str, Any] | None:
@@ -473,3 +542,28 @@ async def _known_case(ctx: HandlerContext, case_id: uuid.UUID) -> dict[str, Any]
         "note": None,
         "outcome": None,
     }
+
+
+def _progress(case: CaseOpenedV1 | CaseUpdatedV1) -> tuple[str, datetime | None]:
+    """A case's status and first contact as the view keeps them."""
+    if isinstance(case, CaseOpenedV1):
+        return "open", None
+    return case.status, case.first_contacted_at
+
+
+async def _opted_out(
+    session: AsyncSession, customers: Iterable[tuple[str, str | None]]
+) -> set[tuple[str, str]]:
+    """Which (tenant, opt-out key) pairs opted out, in one query."""
+    keys = sorted({(tenant, key) for tenant, key in customers if key is not None})
+    if not keys:
+        return set()
+    rows = await session.execute(
+        sa.text(
+            f"SELECT o.tenant_id, o.email FROM {SCHEMA}.opt_outs AS o "
+            "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
+            "USING (tenant_id, email)"
+        ),
+        {"tenants": [t for t, _ in keys], "emails": [e for _, e in keys]},
+    )
+    return {(row.tenant_id, row.email) for row in rows}

@@ -63,11 +63,16 @@ from closeloop_notifier.adapters.channels import (
     DeliveryError,
     Outgoing,
 )
-from closeloop_notifier.adapters.tables import messages, opt_outs
+from closeloop_notifier.adapters.tables import messages
 from closeloop_notifier.domain.timing import QuietHours, backoff
 from closeloop_notifier.metrics import MESSAGES, SEND_SECONDS, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
 from closeloop_notifier.service_layer.compose import Composer
-from closeloop_notifier.service_layer.messages import FailureReason, publish_failed, publish_sent
+from closeloop_notifier.service_layer.messages import (
+    WITHOUT_CONTENT,
+    FailureReason,
+    publish_failed,
+    publish_sent,
+)
 from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -119,7 +124,7 @@ class _Decision:
 
 
 _RECORD = sa.text(
-    """
+    f"""
     UPDATE notifier.messages AS m
     SET status = v.status, sent_at = v.sent_at, next_attempt_at = v.next_at,
         last_error = v.error, attempts = v.attempts_after, lease_until = NULL
@@ -130,9 +135,28 @@ _RECORD = sa.text(
     ) AS v(tenant_id, message_id, claimed, status, sent_at, next_at, error, attempts_after)
     WHERE m.tenant_id = v.tenant_id AND m.message_id = v.message_id
       AND m.status = 'sending' AND m.attempts = v.claimed
-    RETURNING m.*
+    RETURNING {", ".join(f"m.{c.name}" for c in WITHOUT_CONTENT)}
+    """
+).columns(*WITHOUT_CONTENT)
+
+
+# The batch's keys as two arrays (`unnest`), not `(tenant, id) IN ((...), ...)`: one fixed
+# statement, where a row-value list is planned as an OR of one index scan per message
+# (~14 ms for 200) and rendered anew in Python for every batch.
+_CLAIM = sa.text(
+    f"""
+    UPDATE notifier.messages AS m
+    SET status = 'sending', attempts = m.attempts + 1, lease_until = :lease
+    FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS uuid[])) AS k(tenant_id, message_id)
+    WHERE m.tenant_id = k.tenant_id AND m.message_id = k.message_id
+    RETURNING {", ".join(f"m.{c.name}" for c in messages.c)}
     """
 ).columns(*messages.c)
+_OPTED_OUT = sa.text(
+    "SELECT o.tenant_id, o.email FROM notifier.opt_outs AS o "
+    "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
+    "USING (tenant_id, email)"
+)
 
 
 class Dispatcher:
@@ -316,11 +340,9 @@ class Dispatcher:
     ) -> set[tuple[str, str]]:
         if not customers:
             return set()
-        keys = {(m.tenant_id, m.recipient_key) for m in customers}
+        keys = sorted({(m.tenant_id, m.recipient_key) for m in customers})
         rows = await session.execute(
-            sa.select(opt_outs.c.tenant_id, opt_outs.c.email).where(
-                sa.tuple_(opt_outs.c.tenant_id, opt_outs.c.email).in_(sorted(keys))
-            )
+            _OPTED_OUT, {"tenants": [t for t, _ in keys], "emails": [e for _, e in keys]}
         )
         return {(row.tenant_id, row.email) for row in rows}
 
@@ -376,7 +398,7 @@ class Dispatcher:
                             lease_until=None,
                             last_error=(d.detail or d.reason or "")[:2000],
                         )
-                        .returning(messages)
+                        .returning(*WITHOUT_CONTENT)
                     )
                 ).one()
                 assert d.reason is not None
@@ -389,18 +411,12 @@ class Dispatcher:
                 # Stored before addresses were normalised, by an older version.
                 await session.execute(_update(d.message).values(recipient=d.recipient))
         claimed = await session.execute(
-            sa.update(messages)
-            .where(
-                sa.tuple_(messages.c.tenant_id, messages.c.message_id).in_(
-                    [(d.message.tenant_id, d.message.message_id) for d in to_claim]
-                )
-            )
-            .values(
-                status="sending",
-                attempts=messages.c.attempts + 1,
-                lease_until=now + self._policy.send_lease,
-            )
-            .returning(messages)
+            _CLAIM,
+            {
+                "tenants": [d.message.tenant_id for d in to_claim],
+                "ids": [d.message.message_id for d in to_claim],
+                "lease": now + self._policy.send_lease,
+            },
         )
         return list(claimed.all())
 
