@@ -58,7 +58,11 @@ class NotifierSettings(CommonSettings):
         "may send it; longer than any SMTP conversation (several commands times the timeout)",
     )
     notifier_batch_size: int = Field(
-        200, ge=1, le=5000, description="messages claimed, sent and recorded together"
+        500,
+        ge=1,
+        le=5000,
+        description="messages claimed, sent and recorded together (fewer transactions; a "
+        "crash between sending and recording may send at most this many twice)",
     )
 
     @field_validator("notifier_from_address")
