@@ -64,7 +64,11 @@ class NotifierSettings(CommonSettings):
         "(`PUT /v1/settings`), e.g. a shorter reply delay for a demo",
     )
     notifier_batch_size: int = Field(
-        200, ge=1, le=5000, description="messages claimed, sent and recorded together"
+        500,
+        ge=1,
+        le=5000,
+        description="messages claimed, sent and recorded together (fewer transactions; a "
+        "crash between sending and recording may send at most this many twice)",
     )
 
     @field_validator("notifier_from_address")

@@ -159,6 +159,14 @@ _OPTED_OUT = sa.text(
 )
 
 
+def _inline(value: str) -> sa.BindParameter[str]:
+    """`value` written into the SQL, not sent as a parameter: the partial indexes (`status =
+    'pending'`, ...) serve only a query whose text names the status. Sent as a parameter, once
+    PostgreSQL switched the prepared statement to its generic plan, claiming read the whole
+    table and sorted it on disk (~110 ms for 65,000 messages, against ~1 ms)."""
+    return sa.literal(value, sa.Text, literal_execute=True)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -254,8 +262,8 @@ class Dispatcher:
 
     async def _lock_due(self, session: AsyncSession, now: datetime) -> list[sa.Row[Any]]:
         abandoned = (
-            sa.select(messages)
-            .where(messages.c.status == "sending", messages.c.lease_until <= now)
+            sa.select(*WITHOUT_CONTENT)
+            .where(messages.c.status == _inline("sending"), messages.c.lease_until <= now)
             .order_by(messages.c.lease_until)
             .limit(self._batch_size)
             .with_for_update(skip_locked=True)
@@ -263,8 +271,8 @@ class Dispatcher:
         rows = list((await session.execute(abandoned)).all())
         room = self._batch_size - len(rows)
         if room > 0:
-            pending = sa.select(messages).where(
-                messages.c.status == "pending", messages.c.next_attempt_at <= now
+            pending = sa.select(*WITHOUT_CONTENT).where(
+                messages.c.status == _inline("pending"), messages.c.next_attempt_at <= now
             )
             held = self._held(now)
             if held:
@@ -363,8 +371,8 @@ class Dispatcher:
                 .where(
                     messages.c.tenant_id == tenant,
                     messages.c.recipient_key.in_(sorted(keys)),
-                    messages.c.status == "sent",
-                    messages.c.audience == "customer",
+                    messages.c.status == _inline("sent"),
+                    messages.c.audience == _inline("customer"),
                     messages.c.sent_at > now - timedelta(days=cap.days),
                 )
                 .group_by(messages.c.recipient_key)
