@@ -64,6 +64,14 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_gauge_interval_seconds: float = Field(
         30, gt=0, le=3600, description="how often the open-case gauges are recounted"
     )
+    orchestrator_scoring_url: str = Field(
+        "http://127.0.0.1:8002",
+        min_length=1,
+        description="scoring's API: structural issues ask its what-if for their NPS impact",
+    )
+    orchestrator_scoring_timeout_seconds: float = Field(
+        5, gt=0, le=60, description="how long a what-if question to scoring may take"
+    )
 
     def default_setup(self, tenant: TenantConfig | None = None) -> TenantSetup:
         """A tenant's set-up from these settings and its `TENANTS_FILE` entry."""

@@ -159,3 +159,82 @@ responses = sa.Table(
     sa.Column("body", postgresql.JSONB, nullable=False),
     sa.Index("ix_responses_answered", "tenant_id", "answered_at"),
 )
+
+# The structural issues backlog (`domain/backlog.py`): what many customers complain about, with
+# its estimated NPS impact (scoring's what-if, with its interval; null when unknown), its cost in
+# a unit the tenant chooses, and its status. `customer_text` is what customers are told when it is
+# done or rejected ({locale: {title, summary | reason, you_said}}), `locale` the main language.
+# `owner` is {id, name, email} or null; `version` is the optimistic-concurrency token (ETag).
+ISSUE_STATUSES = ("proposed", "prioritised", "in_progress", "done", "rejected")
+structural_issues = sa.Table(
+    "structural_issues",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("issue_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("theme", sa.Text),
+    # Scoring's filter names (survey, account, product, region, channel, touchpoint) -> value.
+    sa.Column("filters", postgresql.JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("owner", postgresql.JSONB),
+    sa.Column("cost", sa.Numeric(14, 3), nullable=False),
+    sa.Column("cost_unit", sa.Text, nullable=False),
+    sa.Column("impact", postgresql.JSONB),
+    sa.Column("locale", sa.Text),
+    sa.Column("customer_text", postgresql.JSONB),
+    sa.Column("notify_segment", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("cost > 0", name="cost_positive"),
+    sa.CheckConstraint("source IN ('theme', 'cases')", name="source_known"),
+    sa.CheckConstraint(
+        "status IN ('proposed', 'prioritised', 'in_progress', 'done', 'rejected')",
+        name="status_known",
+    ),
+    sa.CheckConstraint("status <> 'rejected' OR reason IS NOT NULL", name="rejection_has_reason"),
+    sa.Index("ix_structural_issues_tenant_id_status", "tenant_id", "status"),
+)
+
+# The cases an issue concerns: their respondents hear about it when it is done or rejected.
+structural_issue_cases = sa.Table(
+    "structural_issue_cases",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("issue_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("case_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("response_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("account_id", sa.Text),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "issue_id"],
+        [structural_issues.c.tenant_id, structural_issues.c.issue_id],
+        ondelete="CASCADE",
+    ),
+)
+
+# One row per change of an issue (created, estimated, each transition), in version order.
+structural_issue_history = sa.Table(
+    "structural_issue_history",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("issue_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("from_status", sa.Text),
+    sa.Column("to_status", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("details", postgresql.JSONB, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["tenant_id", "issue_id"],
+        [structural_issues.c.tenant_id, structural_issues.c.issue_id],
+        ondelete="CASCADE",
+    ),
+)

@@ -1,8 +1,10 @@
 """The orchestrator: its consumer (responses and their corrections open and re-type cases), its
-SLA watcher and gauges, and its HTTP API (cases and their lifecycle; the admin set-up)."""
+SLA watcher and gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the
+structural issues backlog)."""
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
 from closeloop_common.clock import Clock
@@ -10,9 +12,11 @@ from closeloop_common.events import ResponseCorrectedV1, ResponseReceivedV1
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
 from closeloop_common.web import create_app
+from closeloop_orchestrator.adapters.scoring_client import ScoringClient
 from closeloop_orchestrator.adapters.tables import metadata
 from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
+from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
@@ -22,8 +26,11 @@ RESPONSE_CONTRACTS = (ResponseReceivedV1, ResponseCorrectedV1)
 
 
 def create_orchestrator_app(
-    settings: OrchestratorSettings | None = None, clock: Clock | None = None
+    settings: OrchestratorSettings | None = None,
+    clock: Clock | None = None,
+    scoring_http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
+    """The app; `scoring_http` replaces the HTTP client to scoring (a test's ASGI transport)."""
     settings = settings or OrchestratorSettings()
     store = SetupStore(settings, TenantDirectory.load(settings.tenants_file))
     runtime = ServiceRuntime(name="orchestrator", settings=settings, metadata=metadata, clock=clock)
@@ -43,11 +50,21 @@ def create_orchestrator_app(
         await run_gauges(runtime, settings.orchestrator_gauge_interval_seconds)
 
     runtime.add_worker("case-gauges", gauges)
+    scoring = ScoringClient(
+        settings.orchestrator_scoring_url,
+        timeout=settings.orchestrator_scoring_timeout_seconds,
+        client=scoring_http,
+    )
     app = create_app(
         title="Closeloop loop orchestrator",
         runtime=runtime,
-        routers=[build_cases_router(runtime, store), build_admin_router(runtime, store)],
+        routers=[
+            build_cases_router(runtime, store),
+            build_admin_router(runtime, store),
+            build_backlog_router(runtime, scoring),
+        ],
     )
+    app.state.scoring = scoring
     app.state.setup_store = store
     app.state.watcher = watcher
     app.state.responses = handler

@@ -28,6 +28,7 @@ TENANT_TABLES = (
     tables.tenant_setup,
     tables.account_owners,
     tables.team_turns,
+    tables.structural_issues,  # its cases and history go with it (ON DELETE CASCADE)
 )
 
 
