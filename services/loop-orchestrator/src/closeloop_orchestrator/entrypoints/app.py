@@ -55,6 +55,8 @@ def create_orchestrator_app(
         timeout=settings.orchestrator_scoring_timeout_seconds,
         client=scoring_http,
     )
+    if scoring_http is None:  # ours to close (a test closes its own)
+        runtime.on_stop(scoring.aclose)
     app = create_app(
         title="Closeloop loop orchestrator",
         runtime=runtime,
