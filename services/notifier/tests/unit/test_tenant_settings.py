@@ -18,8 +18,9 @@ from closeloop_notifier.domain.kinds import (
     campaign_key,
     case_key,
 )
+from closeloop_notifier.domain.rendering import one_line
 from closeloop_notifier.domain.tenant_settings import ApprovalRule, MessagingSettings
-from closeloop_notifier.service_layer.drafts import html_of_text, one_line
+from closeloop_notifier.service_layer.drafts import html_of_text
 
 
 def test_defaults_are_the_documented_policy() -> None:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from closeloop_common.events import ChangeSummaryV1, ChangeText
-from closeloop_notifier.domain.rendering import first_name
+from closeloop_notifier.domain.rendering import customer_context
 
 # Fixed forever: campaign ids derive from it (a new namespace would open a second campaign for
 # an event delivered again after the change).
@@ -141,12 +141,7 @@ def template_context(
     return chosen.language, {
         "now": now,
         "tenant": tenant,
-        "customer": {
-            "id": reader.customer_id,
-            "name": reader.name,
-            "first_name": first_name(reader.name),
-            "email": reader.email,
-        },
+        "customer": customer_context(reader.customer_id, reader.name, reader.email),
         "change": change_view(change, chosen.text),
         "unsubscribe_url": None,
     }

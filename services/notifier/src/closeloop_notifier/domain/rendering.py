@@ -110,6 +110,11 @@ def first_name(name: Any) -> str | None:
     return words[0] if words else None
 
 
+def customer_context(customer_id: str, name: str | None, email: str | None) -> dict[str, Any]:
+    """The `customer` of a template context."""
+    return {"id": customer_id, "name": name, "first_name": first_name(name), "email": email}
+
+
 def greeting_for(kind: Kind, locale: str, context: Mapping[str, Any]) -> str:
     """The `greeting` of a message's context: the salutation of its recipient, who is the
     customer (`customer.first_name`), the case's owner (new case), the person alerted

@@ -44,9 +44,10 @@ from closeloop_common.events import (
 from closeloop_common.handlers import HandlerContext, Transaction
 from closeloop_notifier.adapters.tables import SCHEMA, case_view
 from closeloop_notifier.domain.kinds import KIND_BY_PLAYBOOK, Kind, alert_key, case_key
-from closeloop_notifier.domain.rendering import first_name
+from closeloop_notifier.domain.rendering import customer_context
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.domain.timing import human_delay, recipient_zone
+from closeloop_notifier.service_layer import policy
 from closeloop_notifier.service_layer.compose import Composer
 from closeloop_notifier.service_layer.messages import (
     InitialStatus,
@@ -71,12 +72,7 @@ def _owner(owner: Owner | None) -> dict[str, Any] | None:
 
 
 def _customer(customer: Customer) -> dict[str, Any]:
-    return {
-        "id": customer.id,
-        "name": customer.name,
-        "first_name": first_name(customer.name),
-        "email": customer.email,
-    }
+    return customer_context(customer.id, customer.name, customer.email)
 
 
 def case_context(
@@ -146,7 +142,7 @@ class CaseMessages:
             for e in events
             if (address := customer_address(e.data.customer.email)).key is not None
         ]
-        opted_out = await _opted_out(tx.session, customers)
+        opted_out = await policy.opted_out(tx.session, customers)
         new: dict[str, list[NewMessage]] = {}
         for event in events:
             ctx = tx.context(event.tenantid)
@@ -210,7 +206,7 @@ class CaseMessages:
         new: list[NewMessage] = []
         if case.transition == "resolved" and settings.resolution_message:
             key = customer_address(case.customer.email).key
-            opted_out = await _opted_out(ctx.session, [(tenant, key)] if key else [])
+            opted_out = await policy.opted_out(ctx.session, [(tenant, key)] if key else [])
             new.append(
                 await self._to_customer(
                     ctx,
@@ -549,21 +545,3 @@ def _progress(case: CaseOpenedV1 | CaseUpdatedV1) -> tuple[str, datetime | None]
     if isinstance(case, CaseOpenedV1):
         return "open", None
     return case.status, case.first_contacted_at
-
-
-async def _opted_out(
-    session: AsyncSession, customers: Iterable[tuple[str, str | None]]
-) -> set[tuple[str, str]]:
-    """Which (tenant, opt-out key) pairs opted out, in one query."""
-    keys = sorted({(tenant, key) for tenant, key in customers if key is not None})
-    if not keys:
-        return set()
-    rows = await session.execute(
-        sa.text(
-            f"SELECT o.tenant_id, o.email FROM {SCHEMA}.opt_outs AS o "
-            "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
-            "USING (tenant_id, email)"
-        ),
-        {"tenants": [t for t, _ in keys], "emails": [e for _, e in keys]},
-    )
-    return {(row.tenant_id, row.email) for row in rows}

@@ -66,6 +66,7 @@ from closeloop_notifier.adapters.channels import (
 from closeloop_notifier.adapters.tables import messages
 from closeloop_notifier.domain.timing import QuietHours, backoff
 from closeloop_notifier.metrics import MESSAGES, SEND_SECONDS, SMTP_MISCONFIGURED, SMTP_UNREACHABLE
+from closeloop_notifier.service_layer import policy
 from closeloop_notifier.service_layer.compose import Composer
 from closeloop_notifier.service_layer.messages import (
     WITHOUT_CONTENT,
@@ -152,11 +153,6 @@ _CLAIM = sa.text(
     RETURNING {", ".join(f"m.{c.name}" for c in messages.c)}
     """
 ).columns(*messages.c)
-_OPTED_OUT = sa.text(
-    "SELECT o.tenant_id, o.email FROM notifier.opt_outs AS o "
-    "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
-    "USING (tenant_id, email)"
-)
 
 
 def _inline(value: str) -> sa.BindParameter[str]:
@@ -289,7 +285,9 @@ class Dispatcher:
         self, session: AsyncSession, due: Sequence[sa.Row[Any]], now: datetime
     ) -> list[_Decision]:
         customers = [m for m in due if m.audience == "customer" and m.recipient_key]
-        opted_out = await self._opted_out(session, customers)
+        opted_out = await policy.opted_out(
+            session, [(m.tenant_id, m.recipient_key) for m in customers]
+        )
         counts = await self._recent_counts(session, customers, now)
         decisions: list[_Decision] = []
         for message in due:
@@ -342,17 +340,6 @@ class Dispatcher:
                 )
             counts[key] += 1  # the ones claimed in this batch count too
         return _Decision(message, "claim", recipient=recipient)
-
-    async def _opted_out(
-        self, session: AsyncSession, customers: Sequence[sa.Row[Any]]
-    ) -> set[tuple[str, str]]:
-        if not customers:
-            return set()
-        keys = sorted({(m.tenant_id, m.recipient_key) for m in customers})
-        rows = await session.execute(
-            _OPTED_OUT, {"tenants": [t for t, _ in keys], "emails": [e for _, e in keys]}
-        )
-        return {(row.tenant_id, row.email) for row in rows}
 
     async def _recent_counts(
         self, session: AsyncSession, customers: Sequence[sa.Row[Any]], now: datetime

@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from closeloop_common.handlers import Transaction
 from closeloop_notifier.adapters.tables import messages
+from closeloop_notifier.domain.rendering import one_line
 from closeloop_notifier.service_layer.messages import publish_failed
 
 
@@ -27,10 +28,6 @@ class NotADraft(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(f"the message is {status}, not a draft")
         self.status = status
-
-
-def one_line(subject: str) -> str:
-    return " ".join(subject.split())[:250]
 
 
 def html_of_text(text: str, locale: str) -> str:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closeloop_common.db import on_commit
 from closeloop_common.events import ChangeSummaryV1
 from closeloop_common.handlers import Transaction
-from closeloop_notifier.adapters.tables import campaigns, messages, opt_outs
+from closeloop_notifier.adapters.tables import campaigns, messages
 from closeloop_notifier.domain.change_summary import Reader, slots, template_context
 from closeloop_notifier.domain.kinds import Kind, campaign_key
 from closeloop_notifier.domain.timing import recipient_zone
@@ -49,6 +49,7 @@ from closeloop_notifier.service_layer.messages import (
     customer_address,
     store,
 )
+from closeloop_notifier.service_layer.policy import opted_out
 
 log = logging.getLogger(__name__)
 
@@ -219,18 +220,7 @@ async def _plan(
             )
         ).all()
     )
-    emails = sorted({a.key for _, a in unique.values() if a.key is not None})
-    opted_out = set(
-        (
-            await session.scalars(
-                sa.select(opt_outs.c.email).where(
-                    opt_outs.c.tenant_id == tenant_id,
-                    opt_outs.c.email
-                    == sa.any_(sa.bindparam("emails", emails, type_=postgresql.ARRAY(sa.Text))),
-                )
-            )
-        ).all()
-    )
+    refused = await opted_out(session, [(tenant_id, a.key) for _, a in unique.values()])
     planned: list[_Planned] = []
     for key, (recipient, address) in unique.items():
         if key in stored:
@@ -240,7 +230,7 @@ async def _plan(
             status = "no_recipient"
         elif address.problem is not None:
             status = "failed"
-        elif address.key in opted_out:
+        elif (tenant_id, address.key) in refused:
             status = "suppressed"
         else:
             status = "pending"

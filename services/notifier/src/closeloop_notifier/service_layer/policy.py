@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,6 +49,27 @@ async def is_opted_out(session: AsyncSession, tenant_id: str, email: str) -> boo
         )
     )
     return found is not None
+
+
+_OPTED_OUT = sa.text(
+    "SELECT o.tenant_id, o.email FROM notifier.opt_outs AS o "
+    "JOIN unnest(CAST(:tenants AS text[]), CAST(:emails AS text[])) AS k(tenant_id, email) "
+    "USING (tenant_id, email)"
+)
+
+
+async def opted_out(
+    session: AsyncSession, keys: Iterable[tuple[str, str | None]]
+) -> set[tuple[str, str]]:
+    """Which of the (tenant, opt-out key) pairs opted out, in one query (keys that are None,
+    customers without an address, are left out)."""
+    wanted = sorted({(tenant, key) for tenant, key in keys if key is not None})
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        _OPTED_OUT, {"tenants": [t for t, _ in wanted], "emails": [e for _, e in wanted]}
+    )
+    return {(row.tenant_id, row.email) for row in rows}
 
 
 async def add_opt_out(*, session: AsyncSession, tenant_id: str, email: str, clock: Clock) -> bool:
