@@ -27,8 +27,10 @@ cases = sa.Table(
     sa.Column("customer", postgresql.JSONB, nullable=False),
     sa.Column("account_id", sa.Text),
     sa.Column("segments", postgresql.JSONB, nullable=False),
-    sa.Column("score", sa.SmallInteger, nullable=False),
-    sa.Column("category", sa.Text, nullable=False),
+    # Null for a lack-of-response case (`case_type` `no_response`), which has no answer; its
+    # `response_id` is `no-response:<invitation id>` and `invitation_id` the unanswered invitation.
+    sa.Column("score", sa.SmallInteger),
+    sa.Column("category", sa.Text),
     sa.Column("comment", sa.Text),
     sa.Column("case_type", sa.Text, nullable=False),
     sa.Column("playbook", sa.Text, nullable=False),
@@ -58,7 +60,13 @@ cases = sa.Table(
     sa.Column("root_causes", postgresql.ARRAY(sa.Text), nullable=False),
     sa.Column("first_contact_round", sa.SmallInteger, nullable=False),
     sa.Column("resolution_round", sa.SmallInteger, nullable=False),
+    sa.Column("invitation_id", sa.Text),
     sa.UniqueConstraint("tenant_id", "response_id"),
+    sa.CheckConstraint(
+        "CASE WHEN case_type = 'no_response' THEN invitation_id IS NOT NULL "
+        "ELSE score IS NOT NULL AND category IS NOT NULL END",
+        name="answer_or_no_response",
+    ),
     # The list's order (key accounts first, then the nearest first-contact deadline) and cursor.
     sa.Index(
         "ix_cases_list",
@@ -237,4 +245,64 @@ structural_issue_history = sa.Table(
         [structural_issues.c.tenant_id, structural_issues.c.issue_id],
         ondelete="CASCADE",
     ),
+)
+
+# The invitations the orchestrator was told about (`invitation.sent.v1`): the base of re-survey
+# response rates (the loop's impact) and of silence. `answered_at`/`response_id` are set by the
+# first response of that customer to that survey after the invitation. `silence_due_at` is set
+# when the invitation went to a key contact of a key account: if still unanswered then, a
+# lack-of-response case is opened (`silence_case_id`).
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("invitation_id", sa.Text, primary_key=True),
+    sa.Column("survey_id", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("customer", postgresql.JSONB, nullable=False),
+    sa.Column("account_id", sa.Text),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("attributes", postgresql.JSONB, nullable=False),
+    sa.Column("invited_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+    sa.Column("response_id", sa.Text),
+    sa.Column("silence_due_at", sa.DateTime(timezone=True)),
+    sa.Column("silence_case_id", postgresql.UUID(as_uuid=True)),
+    sa.Index("ix_invitations_customer", "tenant_id", "customer_id", "invited_at"),
+    sa.Index(
+        "ix_invitations_silence_due",
+        "silence_due_at",
+        postgresql_where=sa.text(
+            "silence_due_at IS NOT NULL AND answered_at IS NULL AND silence_case_id IS NULL"
+        ),
+    ),
+)
+
+# Actions agreed with a B2B account (in a review or a call), shown with their status in the
+# account's quarterly review pack. `owner` is {id, name, email} or null; `issue_id` optionally
+# links a structural issue; `version` is the optimistic-concurrency token (ETag).
+ACTION_STATUSES = ("agreed", "in_progress", "done", "dropped")
+account_actions = sa.Table(
+    "account_actions",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("action_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("account_id", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("owner", postgresql.JSONB),
+    sa.Column("due_on", sa.Date),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("issue_id", postgresql.UUID(as_uuid=True)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("agreed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(
+        "status IN ('agreed', 'in_progress', 'done', 'dropped')", name="status_known"
+    ),
+    sa.Index("ix_account_actions_account", "tenant_id", "account_id", "agreed_at"),
 )
