@@ -556,6 +556,56 @@ class CaseUpdatedV1(EventData):
         return self.customer.id
 
 
+class NoResponseCaseOpenedV1(EventData):
+    """Silence is a signal: a key contact of a key account did not answer a survey invitation
+    within the tenant's silence window, so the orchestrator opened a lack-of-response case for
+    the account's owner. The case has no answer (no score, category or comment), which is why it
+    is not a `case.opened.v1`; its later changes are `case.no_response_updated.v1`, and its SLA
+    alerts are ordinary `case.sla_alert.v1` events."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.no_response_opened.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    case_id: uuid.UUID
+    response_id: str = Field(
+        description="`no-response:<invitation id>`: the case's key in its SLA alerts and updates"
+    )
+    invitation_id: str = Field(min_length=1, max_length=200, description="the unanswered one")
+    survey_id: str
+    customer: Customer = Field(description="the contact who did not answer")
+    account_id: str
+    invited_at: Instant
+    silent_days: float = Field(gt=0, description="the silence window the contact let pass")
+    owner: Owner = Field(
+        description="the account's owner or, while the case waits in a team's queue (`queue` "
+        "set), the team itself (id `queue:<queue>`, the team's shared mailbox)"
+    )
+    key_account: bool
+    priority: PriorityName
+    channel: ContactChannelName = Field(description="the recommended way to reach the contact")
+    opened_at: Instant
+    first_contact_due_at: Instant
+    team_id: str | None = Field(max_length=100)
+    queue: str | None = Field(max_length=100, description="set while nobody owns the case")
+
+    def customer_key(self) -> str:
+        return self.customer.id
+
+
+class NoResponseCaseUpdatedV1(CaseUpdatedV1):
+    """A change of a lack-of-response case (see `case.no_response_opened.v1`): the fields of
+    `case.updated.v1`, for a case whose type is `no_response` and playbook `account_outreach`,
+    plus the unanswered invitation."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.case.no_response_updated.v1"
+    TOPIC: ClassVar[Topic] = Topic.CASES
+
+    # Narrower than the base's answer categories and playbooks: this case has no answer.
+    case_type: Literal["no_response"]  # type: ignore[assignment]
+    playbook: Literal["account_outreach"]  # type: ignore[assignment]
+    invitation_id: str = Field(min_length=1, max_length=200)
+
+
 class CaseSlaAlertV1(EventData):
     """A case's SLA clock reached a warning, its deadline (breach) or an escalation step."""
 
@@ -781,6 +831,8 @@ CONTRACTS: tuple[type[EventData], ...] = (
     NpsChangedV1,
     CaseOpenedV1,
     CaseUpdatedV1,
+    NoResponseCaseOpenedV1,
+    NoResponseCaseUpdatedV1,
     CaseSlaAlertV1,
     CaseResurveyDueV1,
     NotificationSentV1,

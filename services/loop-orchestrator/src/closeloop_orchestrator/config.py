@@ -61,6 +61,16 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_watch_batch: int = Field(
         1000, ge=1, le=50_000, description="due timers fired per transaction"
     )
+    orchestrator_silence_interval_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="how often the silence watcher looks for key contacts' unanswered "
+        "invitations whose silence window has passed",
+    )
+    orchestrator_silence_batch: int = Field(
+        500, ge=1, le=10_000, description="due invitations handled per transaction"
+    )
     orchestrator_gauge_interval_seconds: float = Field(
         30, gt=0, le=3600, description="how often the open-case gauges are recounted"
     )

@@ -166,6 +166,12 @@ responses = sa.Table(
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("body", postgresql.JSONB, nullable=False),
     sa.Index("ix_responses_answered", "tenant_id", "answered_at"),
+    # An invitation that arrives after its answer finds it by the customer (`silence.py`).
+    sa.Index(
+        "ix_responses_customer",
+        "tenant_id",
+        sa.text("((body -> 'customer'::text) ->> 'id'::text)"),
+    ),
 )
 
 # The structural issues backlog (`domain/backlog.py`): what many customers complain about, with

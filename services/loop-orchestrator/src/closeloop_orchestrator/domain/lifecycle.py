@@ -87,6 +87,20 @@ from closeloop_orchestrator.domain.case_commands import (
 )
 
 
+class Outreach(StrEnum):
+    """The playbook of a case without an answer (`domain/silence.py`)."""
+
+    ACCOUNT_OUTREACH = "account_outreach"
+
+
+CasePlaybook = Playbook | Outreach
+"""What a case's follow-up is for: an answer's playbook, or reaching out to a silent contact."""
+
+
+def playbook_of(value: str) -> CasePlaybook:
+    return Outreach(value) if value == Outreach.ACCOUNT_OUTREACH else Playbook(value)
+
+
 class CaseStatus(StrEnum):
     OPEN = "open"
     IN_PROGRESS = "in_progress"
@@ -150,7 +164,7 @@ class Case:
 
     id: uuid.UUID
     tenant_id: str
-    playbook: Playbook
+    playbook: CasePlaybook
     priority: Priority
     owner_id: str | None  # None: waiting in its team's queue
     status: CaseStatus
@@ -238,7 +252,7 @@ def open_case(
     *,
     case_id: uuid.UUID,
     tenant_id: str,
-    playbook: Playbook,
+    playbook: CasePlaybook,
     priority: Priority,
     owner_id: str | None,
     first_contact_due_at: datetime,
@@ -410,7 +424,7 @@ def _change(case: Case, command: Command, at: datetime, name: str) -> _Change:
                 },
             )
         case Retype():
-            plan: dict[str, Playbook | Priority | datetime | None] = {
+            plan: dict[str, CasePlaybook | Priority | datetime | None] = {
                 "playbook": command.playbook,
                 "priority": command.priority,
                 "first_contact_due_at": command.first_contact_due_at,

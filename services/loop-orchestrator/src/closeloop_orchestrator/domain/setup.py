@@ -8,7 +8,8 @@ service's environment settings (one team, no business hours); the service layer 
 
 - `Organisation`: teams (members, lead, manager, queue, a shared mailbox), people outside teams
   (managers) found by the escalation chain and the account-owner mapping, the tenant's business
-  calendar and the teams' own, the SLA policy, key accounts, and the default team.
+  calendar and the teams' own, the SLA policy, key accounts, the default team, and when silence
+  opens a lack-of-response case (`silence.py`).
 - The rules (`case_rules.RuleSet`) may name teams; `TenantSetup` refuses a rule naming a team
   that does not exist, or counting business hours where no calendar applies.
 """
@@ -38,6 +39,7 @@ from closeloop_orchestrator.domain.business_time import (
     calendar_of,
 )
 from closeloop_orchestrator.domain.case_rules import RuleSet
+from closeloop_orchestrator.domain.silence import SilenceSpec
 from closeloop_orchestrator.domain.sla import EscalationStep, SlaPolicy
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -131,6 +133,10 @@ class Organisation(_Model):
     team_calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
     sla: SlaSpec = SlaSpec()
     key_accounts: frozenset[str] = Field(frozenset(), max_length=100_000)
+    silence: SilenceSpec = Field(
+        SilenceSpec(),
+        description="lack-of-response cases for key contacts of key accounts who stay silent",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Organisation:
@@ -139,6 +145,8 @@ class Organisation(_Model):
             raise ValueError("team ids are unique")
         if self.default_team is not None and self.default_team not in team_ids:
             raise ValueError(f"the default team {self.default_team!r} is not a team")
+        if self.silence.team_id is not None and self.silence.team_id not in team_ids:
+            raise ValueError(f"silence.team_id {self.silence.team_id!r} is not a team")
         unknown = set(self.team_calendars) - set(team_ids)
         if unknown:
             raise ValueError(f"calendars of unknown teams: {sorted(unknown)}")

@@ -1,5 +1,5 @@
-"""The orchestrator: its consumer (responses and their corrections open and re-type cases), its
-SLA watcher and gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the
+"""The orchestrator: its consumer (responses and their corrections open and re-type cases;
+invitations are kept for silence and the loop's impact), its SLA and silence watchers and gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the
 structural issues backlog)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import httpx
 from fastapi import FastAPI
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import ResponseCorrectedV1, ResponseReceivedV1
+from closeloop_common.events import InvitationSentV1, ResponseCorrectedV1, ResponseReceivedV1
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
 from closeloop_common.web import create_app
@@ -20,6 +20,7 @@ from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
+from closeloop_orchestrator.service_layer.silence import InvitationHandler, SilenceWatcher
 from closeloop_orchestrator.service_layer.watcher import SlaWatcher, run_gauges
 
 RESPONSE_CONTRACTS = (ResponseReceivedV1, ResponseCorrectedV1)
@@ -45,6 +46,15 @@ def create_orchestrator_app(
         tick=settings.orchestrator_watch_tick_seconds,
     )
     runtime.add_worker("sla-watcher", watcher.run)
+    # Invitations: kept once each (ON CONFLICT DO NOTHING), so idempotent too.
+    runtime.on_batches((InvitationSentV1,), InvitationHandler(store), idempotent=True)
+    silence = SilenceWatcher(
+        runtime,
+        store,
+        limit=settings.orchestrator_silence_batch,
+        interval=settings.orchestrator_silence_interval_seconds,
+    )
+    runtime.add_worker("silence-watcher", silence.run)
 
     async def gauges() -> None:
         await run_gauges(runtime, settings.orchestrator_gauge_interval_seconds)
@@ -69,5 +79,6 @@ def create_orchestrator_app(
     app.state.scoring = scoring
     app.state.setup_store = store
     app.state.watcher = watcher
+    app.state.silence = silence
     app.state.responses = handler
     return app

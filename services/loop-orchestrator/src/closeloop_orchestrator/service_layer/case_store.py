@@ -3,7 +3,8 @@
 `record` is the one place a change of a case is written: in the caller's transaction it updates
 the row (guarded by the version it started from, so a concurrent writer that slipped past the
 row lock of another path still cannot overwrite), appends the history entry, adjusts the SLA
-timers the transition affects, and queues `case.updated.v1`. Timers per transition:
+timers the transition affects, and queues `case.updated.v1` (`case.no_response_updated.v1` for
+a lack-of-response case). Timers per transition:
 - a first reached contact cancels the first-contact clock's pending timers;
 - a resolution cancels both clocks' timers (it stops both);
 - a close with a re-survey schedules the re-survey's timer; a reopen cancels it and restarts the
@@ -25,11 +26,12 @@ from closeloop_common.events import (
     CaseUpdatedV1,
     ContactAttempt,
     Customer,
+    NoResponseCaseUpdatedV1,
     Owner,
-    Playbook,
 )
 from closeloop_common.handlers import Transaction
 from closeloop_orchestrator.adapters.tables import case_history, cases
+from closeloop_orchestrator.domain import silence
 from closeloop_orchestrator.domain.business_time import Clockwork, WallTime
 from closeloop_orchestrator.domain.case_commands import Priority, ResolutionOutcome
 from closeloop_orchestrator.domain.lifecycle import (
@@ -39,6 +41,7 @@ from closeloop_orchestrator.domain.lifecycle import (
     TransitionKind,
     VersionConflict,
     first_contact_clock_running,
+    playbook_of,
     resolution_clock_running,
 )
 from closeloop_orchestrator.domain.setup import Organisation
@@ -55,7 +58,7 @@ def case_of(row: Any) -> Case:
     return Case(
         id=row.case_id,
         tenant_id=row.tenant_id,
-        playbook=Playbook(row.playbook),
+        playbook=playbook_of(row.playbook),
         priority=Priority(row.priority),
         owner_id=row.owner_id,
         status=CaseStatus(row.status),
@@ -316,7 +319,13 @@ def updated_event(row: Any, transition: Transition) -> CaseUpdatedV1:
             outcome=str(transition.details["outcome"]),
         )
     assert transition.from_status is not None
-    return CaseUpdatedV1(
+    fields: dict[str, Any] = {"case_type": row.case_type, "playbook": row.playbook}
+    contract: type[CaseUpdatedV1] = CaseUpdatedV1
+    if row.case_type == silence.CASE_TYPE:
+        contract = NoResponseCaseUpdatedV1
+        fields["invitation_id"] = row.invitation_id
+    return contract(
+        **fields,
         case_id=row.case_id,
         response_id=row.response_id,
         customer=Customer.model_validate(row.customer),
@@ -330,8 +339,6 @@ def updated_event(row: Any, transition: Transition) -> CaseUpdatedV1:
         note=transition.note,
         contact=contact,
         outcome=row.resolution,
-        case_type=row.case_type,
-        playbook=Playbook(row.playbook),
         priority=row.priority,
         channel=row.channel,
         team_id=row.team_id,

@@ -2,7 +2,8 @@
 
 Per consumer batch and tenant, in one transaction, a handful of statements:
 1. The responses are kept in the orchestrator's own copy (`responses`), the latest version of
-   each: an upsert that only a newer version passes (`RETURNING` names those). A response seen
+   each: an upsert that only a newer version passes (`RETURNING` names those). A first version
+   answers its customer's pending invitations to the survey (`silence.mark_answered`). A response seen
    before at this version or a later one (a redelivery, a duplicate, a late older correction)
    changes nothing at all, which is what makes the handler idempotent without an inbox.
 2. The cases of those responses are read and locked.
@@ -65,7 +66,7 @@ from closeloop_orchestrator.domain.lifecycle import (
 )
 from closeloop_orchestrator.domain.setup import TenantSetup
 from closeloop_orchestrator.metrics import CASES_OPENED
-from closeloop_orchestrator.service_layer import case_store, timers
+from closeloop_orchestrator.service_layer import case_store, silence, timers
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ async def handle_responses(
     fresh = await _keep_newer(session, tenant_id, answers)
     if not fresh:
         return
+    await silence.mark_answered(
+        session, tenant_id, [a for a in fresh.values() if not isinstance(a, ResponseCorrectedV1)]
+    )
     ids = sa.bindparam("ids", sorted(fresh), type_=postgresql.ARRAY(sa.Text))
     existing = {
         row.response_id: row

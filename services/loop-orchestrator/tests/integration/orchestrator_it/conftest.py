@@ -29,6 +29,8 @@ TENANT_TABLES = (
     tables.account_owners,
     tables.team_turns,
     tables.structural_issues,  # its cases and history go with it (ON DELETE CASCADE)
+    tables.invitations,
+    tables.account_actions,
 )
 
 

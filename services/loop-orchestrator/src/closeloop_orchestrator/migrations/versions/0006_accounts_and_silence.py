@@ -29,6 +29,12 @@ def upgrade() -> None:
         "ELSE score IS NOT NULL AND category IS NOT NULL END",
         schema=S,
     )
+    op.create_index(
+        "ix_responses_customer",
+        "responses",
+        ["tenant_id", sa.text("(body -> 'customer' ->> 'id')")],
+        schema=S,
+    )
     op.create_table(
         "invitations",
         sa.Column("tenant_id", sa.Text, nullable=False),
@@ -101,6 +107,7 @@ def downgrade() -> None:
     op.drop_index("ix_invitations_silence_due", table_name="invitations", schema=S)
     op.drop_index("ix_invitations_customer", table_name="invitations", schema=S)
     op.drop_table("invitations", schema=S)
+    op.drop_index("ix_responses_customer", table_name="responses", schema=S)
     op.execute(
         f"DELETE FROM {S}.timers WHERE case_id IN "
         f"(SELECT case_id FROM {S}.cases WHERE case_type = 'no_response')"
