@@ -14,7 +14,9 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from closeloop_scoring.config import ScoringSettings
 from closeloop_scoring.domain.health import (
     REASON_CODES,
     Health,
@@ -353,3 +355,37 @@ def test_every_assessment_is_decided_by_its_first_reason(
 def _estimate(*, nps: float, ci_low: float, ci_high: float) -> NpsEstimate:
     base = estimate(NpsCounts(10, 0, 10))
     return dataclasses.replace(base, nps=nps, ci_low=ci_low, ci_high=ci_high)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_the_policy_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ScoringSettings().health_policy() == DEFAULT
+    monkeypatch.setenv("SCORING_HEALTH_RISK_NPS", "-10")
+    monkeypatch.setenv("SCORING_HEALTH_MIN_RESPONSES", "3")
+    monkeypatch.setenv("SCORING_HEALTH_MIN_RESPONSE_RATE", "0.35")
+    monkeypatch.setenv("SCORING_HEALTH_LARGE_ACCOUNT_WEIGHT", "250000")
+    assert ScoringSettings().health_policy() == HealthPolicy(
+        risk_nps=-10, min_responses=3, min_response_rate=0.35, large_account_weight=250_000
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SCORING_HEALTH_RISK_NPS", "-101"),
+        ("SCORING_HEALTH_RISK_NPS", "100.5"),
+        ("SCORING_HEALTH_MIN_RESPONSES", "0"),
+        ("SCORING_HEALTH_MIN_RESPONSE_RATE", "1.01"),
+        ("SCORING_HEALTH_MIN_RESPONSE_RATE", "-0.2"),
+        ("SCORING_HEALTH_LARGE_ACCOUNT_WEIGHT", "0"),
+        ("SCORING_HEALTH_LARGE_ACCOUNT_WEIGHT", "-1"),
+    ],
+)
+def test_a_health_setting_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable.lower()):
+        ScoringSettings()

@@ -18,8 +18,9 @@ response rate and its revenue weight, with the reasons. Pure.
 Every finding that applies is a reason, the deciding one first, then the others in the order
 of `REASON_CODES`; an account with enough answers has exactly one finding about where its
 interval lies (`interval_below_threshold`, `clearly_above_threshold` or
-`interval_spans_threshold`). At a threshold exactly, the account is on the good side: an NPS equal to `risk_nps` is
-not below it, a lower bound equal to it is clearly above, a rate equal to the minimum is fine.
+`interval_spans_threshold`). At a threshold exactly, the account is on the good side: an NPS
+equal to `risk_nps` is not below it, a lower bound equal to it is clearly above, a rate equal
+to the minimum is fine, a weight equal to `large_account_weight` is large.
 
 Each reason has a stable machine `code`, the numbers it is about (named like the fields of the
 NPS reports: `n`, `nps`, `ci_low`, `ci_high`, `confidence`, `invitations`, `response_rate`,
