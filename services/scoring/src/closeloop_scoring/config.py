@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from closeloop_common.events import HEADLINE_NAME_PATTERN, AttributeName, SegmentFilter
 from closeloop_common.identifiers import TENANT_ID_PATTERN
 from closeloop_common.settings import CommonSettings
+from closeloop_scoring.domain.health import HealthPolicy
 from closeloop_scoring.domain.root_causes import ROOT_CAUSE_PREFIX, is_root_cause
 from closeloop_scoring.domain.themes import DEFAULT_THEMES
 from closeloop_scoring.domain.windows import WindowName
@@ -101,6 +102,33 @@ class ScoringSettings(CommonSettings):
         300, ge=0, le=7 * 86400, description="at most one event per headline per this long"
     )
 
+    scoring_health_risk_nps: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="account health: an account's NPS below this is a risk",
+    )
+    scoring_health_min_responses: int = Field(
+        5,
+        ge=1,
+        le=100_000,
+        description="account health: fewer answers than this are too few to judge (unknown)",
+    )
+    scoring_health_min_response_rate: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="account health: answers over invitations below this is a risk (0: never); "
+        "judged only when invitations are known",
+    )
+    scoring_health_large_account_weight: float | None = Field(
+        None,
+        gt=0,
+        le=1e12,
+        description="account health: from this revenue weight up, an NPS whose interval spans "
+        "the risk threshold is a risk, not unknown (unset: off)",
+    )
+
     @field_validator("scoring_attributes")
     @classmethod
     def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -137,6 +165,15 @@ class ScoringSettings(CommonSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    def health_policy(self) -> HealthPolicy:
+        """When an account is safe or at risk (`SCORING_HEALTH_*`)."""
+        return HealthPolicy(
+            risk_nps=self.scoring_health_risk_nps,
+            min_responses=self.scoring_health_min_responses,
+            min_response_rate=self.scoring_health_min_response_rate,
+            large_account_weight=self.scoring_health_large_account_weight,
+        )
 
     @property
     def time_zone(self) -> ZoneInfo:

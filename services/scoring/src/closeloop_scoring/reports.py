@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from closeloop_scoring.domain.health import Health, HealthPolicy, assess
 from closeloop_scoring.domain.nps import NpsCounts
 from closeloop_scoring.domain.statistics import (
     DEFAULT_CONFIDENCE,
@@ -61,6 +62,49 @@ def tally_report(tally: Tally, stats: Statistics = Statistics()) -> dict[str, An
         "suspected": tally.suspected,
         "invitations": tally.invitations,
         "response_rate": rounded(n / tally.invitations, 4) if tally.invitations else None,
+    }
+
+
+def health_of(
+    tally: Tally, stats: Statistics, revenue_weight: float | None, policy: HealthPolicy
+) -> Health:
+    """An account's health from its tally, judged on the interval `stats` ask for."""
+    found = estimate(
+        tally.counts, method=stats.method, confidence=stats.confidence, min_n=stats.min_n
+    )
+    return assess(
+        found, invitations=tally.invitations, revenue_weight=revenue_weight, policy=policy
+    )
+
+
+# The numbers of a reason rounded as the same figures are in `report` and `tally_report`.
+_REASON_DIGITS = {"nps": 2, "ci_low": 2, "ci_high": 2, "response_rate": 4}
+
+
+def health_json(health: Health) -> dict[str, Any]:
+    """`{"state", "reasons": [{"code", "text", ...its numbers}]}`."""
+    return {
+        "state": health.state,
+        "reasons": [
+            {
+                "code": reason.code,
+                "text": reason.text,
+                **{
+                    name: rounded(value, _REASON_DIGITS[name]) if name in _REASON_DIGITS else value
+                    for name, value in reason.numbers.items()
+                },
+            }
+            for reason in health.reasons
+        ],
+    }
+
+
+def policy_json(policy: HealthPolicy) -> dict[str, Any]:
+    return {
+        "risk_nps": policy.risk_nps,
+        "min_responses": policy.min_responses,
+        "min_response_rate": policy.min_response_rate,
+        "large_account_weight": policy.large_account_weight,
     }
 
 

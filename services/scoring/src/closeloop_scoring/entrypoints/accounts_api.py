@@ -1,13 +1,15 @@
-"""B2B: NPS per account, revenue weights and the weighted NPS."""
+"""B2B: NPS per account, revenue weights, the weighted NPS and account health."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.web import AdminTenant, ReadTenant
 from closeloop_scoring import views
@@ -20,7 +22,17 @@ from closeloop_scoring.entrypoints.queries import (
     window_json,
 )
 from closeloop_scoring.entrypoints.reading import Filters, Reads, Window
-from closeloop_scoring.reports import rounded, tally_report
+from closeloop_scoring.reports import (
+    health_json,
+    health_of,
+    policy_json,
+    rounded,
+    tally_report,
+)
+
+# An account's health is judged on its last year by default: recent enough to be the current
+# relationship, long enough to hold a year of relationship surveys and a renewal.
+HEALTH_DEFAULT_DAYS = 365
 
 
 class AccountWeight(BaseModel):
@@ -29,6 +41,7 @@ class AccountWeight(BaseModel):
 
 def build_accounts_router(reads: Reads) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["accounts"])
+    policy = reads.settings.health_policy()
 
     @router.get("/accounts", tags=["accounts"], summary="NPS per account, optionally weighted")
     async def accounts(
@@ -36,6 +49,9 @@ def build_accounts_router(reads: Reads) -> APIRouter:
         filters: Filters,
         window: Window,
         weighted: bool = False,
+        health: Annotated[
+            bool, Query(description="add each account's health (judged on its row's figures)")
+        ] = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         method: MethodQuery = DEFAULT_METHOD,
         confidence: Confidence = DEFAULT_CONFIDENCE,
@@ -55,18 +71,18 @@ def build_accounts_router(reads: Reads) -> APIRouter:
             }
         stats = reads.stats_of(method, confidence)
         ordered = views.most_answered(found)
+        rows: list[dict[str, Any]] = []
+        for account, tally in ordered[:limit]:
+            weight = weights.get(account)
+            row = {"account_id": account, "revenue_weight": weight, **tally_report(tally, stats)}
+            if health:
+                row["health"] = health_json(health_of(tally, stats, weight, policy))
+            rows.append(row)
         body: dict[str, Any] = {
             "tenant_id": tenant,
             "filters": filters.filters(reads.scored).given(),
             "window": window_json(days, reads.zone),
-            "accounts": [
-                {
-                    "account_id": account,
-                    "revenue_weight": weights.get(account),
-                    **tally_report(tally, stats),
-                }
-                for account, tally in ordered[:limit]
-            ],
+            "accounts": rows,
             "truncated": len(ordered) > limit,
         }
         if weighted:
@@ -86,18 +102,42 @@ def build_accounts_router(reads: Reads) -> APIRouter:
         days = reads.days_of(window)
         async with reads.runtime.sessions() as session:
             found = await views.tally(session, tenant, views.Filters(account=account_id), days)
-            weight = await session.scalar(
-                sa.select(account_weights.c.revenue_weight).where(
-                    account_weights.c.tenant_id == tenant,
-                    account_weights.c.account_id == account_id,
-                )
-            )
+            weight = await weight_of(session, tenant, account_id)
         return {
             "tenant_id": tenant,
             "account_id": account_id,
             "revenue_weight": weight,
             "window": window_json(days, reads.zone),
             **tally_report(found, reads.stats_of(method, confidence)),
+        }
+
+    @router.get(
+        "/accounts/{account_id}/health",
+        tags=["accounts"],
+        summary="One account's health: safe, at risk or unknown, with the reasons",
+    )
+    async def account_health(
+        account_id: Annotated[str, Field(min_length=1, max_length=200)],
+        tenant: ReadTenant,
+        window: Window,
+        method: MethodQuery = DEFAULT_METHOD,
+        confidence: Confidence = DEFAULT_CONFIDENCE,
+    ) -> dict[str, Any]:
+        if not window.given():
+            window = dataclasses.replace(window, days=HEALTH_DEFAULT_DAYS)
+        days = reads.days_of(window)
+        async with reads.runtime.sessions() as session:
+            found = await views.tally(session, tenant, views.Filters(account=account_id), days)
+            weight = await weight_of(session, tenant, account_id)
+        stats = reads.stats_of(method, confidence)
+        return {
+            "tenant_id": tenant,
+            "account_id": account_id,
+            "revenue_weight": weight,
+            "window": window_json(days, reads.zone),
+            **tally_report(found, stats),
+            **health_json(health_of(found, stats, weight, policy)),
+            "policy": policy_json(policy),
         }
 
     @router.put(
@@ -131,6 +171,17 @@ def build_accounts_router(reads: Reads) -> APIRouter:
         }
 
     return router
+
+
+async def weight_of(session: AsyncSession, tenant: str, account_id: str) -> float | None:
+    """The account's revenue weight; None when none was set."""
+    weight: float | None = await session.scalar(
+        sa.select(account_weights.c.revenue_weight).where(
+            account_weights.c.tenant_id == tenant,
+            account_weights.c.account_id == account_id,
+        )
+    )
+    return weight
 
 
 def weighted_nps(
