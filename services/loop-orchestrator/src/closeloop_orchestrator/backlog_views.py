@@ -1,5 +1,5 @@
 """The read side of the structural issues backlog: the prioritised list and one issue with its
-cases and history, shaped as the API answers them."""
+cases, the customers and accounts it concerns, and its history, shaped as the API answers them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_orchestrator.adapters.tables import (
+    responses,
     structural_issue_cases,
     structural_issue_history,
     structural_issues,
@@ -67,6 +69,7 @@ def issue_json(row: Any, ranked: Ranked | None = None) -> dict[str, Any]:
         "locale": row.locale,
         "customer_text": row.customer_text,
         "notify_segment": row.notify_segment,
+        "theme_responses": len(row.theme_responses),
         "version": row.version,
         "created_by": row.created_by,
         "created_at": row.created_at,
@@ -130,10 +133,25 @@ async def issue(
         .order_by(structural_issue_history.c.version)
     )
     case_rows = [dict(c._mapping) for c in linked]
+    # The respondents of the theme's responses, cases or not, as the orchestrator's copy of the
+    # responses knows them.
+    themed = await session.execute(
+        sa.select(
+            responses.c.body["customer"]["id"].astext.label("customer_id"),
+            responses.c.body["account_id"].astext.label("account_id"),
+        ).where(
+            responses.c.tenant_id == tenant_id,
+            responses.c.response_id
+            == sa.any_(
+                sa.bindparam("ids", list(row.theme_responses), type_=postgresql.ARRAY(sa.Text))
+            ),
+        )
+    )
+    affected = [*case_rows, *(dict(t._mapping) for t in themed)]
     return issue_json(row) | {
         "cases": case_rows,
-        "customers": sorted({c["customer_id"] for c in case_rows}),
-        "accounts": sorted({c["account_id"] for c in case_rows if c["account_id"] is not None}),
+        "customers": sorted({c["customer_id"] for c in affected}),
+        "accounts": sorted({c["account_id"] for c in affected if c["account_id"] is not None}),
         "history": [
             {
                 "version": h.version,

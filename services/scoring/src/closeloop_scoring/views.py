@@ -355,3 +355,47 @@ async def theme_tallies(
         row.theme: NpsCounts(int(row.promoters), int(row.passives), int(row.detractors))
         for row in rows
     }
+
+
+async def theme_responses(
+    session: AsyncSession,
+    tenant: str,
+    filters: Filters,
+    days: Days,
+    *,
+    theme: str,
+    categories: Sequence[str],
+    limit: int,
+) -> list[str]:
+    """The ids of the responses (of these categories, not suspected) that mention `theme`, or
+    whose case has the root cause `rc:<tag>`; newest day first, at most `limit`."""
+    r = responses
+    where = [
+        r.c.tenant_id == tenant,
+        sa.not_(r.c.suspected),
+        r.c.category.in_(list(categories)),
+        *days.where(r.c.day),
+        *_cell_filters(filters.without_account()),
+    ]
+    if filters.account is not None:
+        where.append(r.c.account_id == filters.account)
+    source: Any = r.join(cells, r.c.cell_id == cells.c.cell_id)
+    if theme.startswith(ROOT_CAUSE_PREFIX):
+        source = source.join(
+            root_causes,
+            sa.and_(
+                root_causes.c.tenant_id == r.c.tenant_id,
+                root_causes.c.response_id == r.c.response_id,
+            ),
+        )
+        where.append(root_causes.c.tags.contains([theme.removeprefix(ROOT_CAUSE_PREFIX)]))
+    else:
+        where.append(r.c.themes.contains([theme]))
+    query = (
+        sa.select(r.c.response_id)
+        .select_from(source)
+        .where(*where)
+        .order_by(r.c.day.desc(), r.c.response_id)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))

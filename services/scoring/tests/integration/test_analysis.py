@@ -244,6 +244,42 @@ async def what_if(
     return await post(client, headers, "/v1/what-if", {"scenario": scenario, **more})
 
 
+async def test_the_responses_that_mention_a_theme_whoever_complained(
+    client: httpx.AsyncClient, app: FastAPI, bearer: Any
+) -> None:
+    tenant = new_tenant()
+    made = [
+        received(score, APRIL, comment=comment, account=account, region="PL",
+                 response_id=f"r-{i:02d}")
+        for i, (score, comment, account) in enumerate(COMMENTS)
+    ]  # fmt: skip
+    await feed(app, tenant, made)
+    h = bearer(tenant, "read")
+
+    body = await get(client, h, "/v1/themes/customer service/responses")
+    # Detractors and passives who wrote about the service, any spelling; not the promoter.
+    assert body["response_ids"] == ["r-00", "r-01", "r-02", "r-04"]
+    assert (body["categories"], body["truncated"]) == (["detractor", "passive"], False)
+    every = await get(
+        client, h, "/v1/themes/customer service/responses",
+        category=["promoter", "passive", "detractor"],
+    )  # fmt: skip
+    assert every["response_ids"] == ["r-00", "r-01", "r-02", "r-04", "r-05"]
+    assert (await get(client, h, "/v1/themes/delivery/responses", account="globex"))[
+        "response_ids"
+    ] == []
+    assert (await get(client, h, "/v1/themes/delivery/responses", account="acme"))[
+        "response_ids"
+    ] == ["r-03"]
+    limited = await get(client, h, "/v1/themes/customer service/responses", limit=2)
+    assert (limited["response_ids"], limited["truncated"]) == (["r-00", "r-01"], True)
+    assert (await get(client, h, "/v1/themes/customer service/responses", month="2026-03"))[
+        "response_ids"
+    ] == []
+    other = await get(client, bearer(new_tenant(), "read"), "/v1/themes/delivery/responses")
+    assert other["response_ids"] == []
+
+
 async def test_what_if_a_theme_s_detractors_became_passives(
     client: httpx.AsyncClient, commented: str, bearer: Any
 ) -> None:

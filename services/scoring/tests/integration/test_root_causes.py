@@ -147,6 +147,31 @@ async def test_root_causes_are_drivers_beside_what_the_customers_wrote(
     assert (what_if["today"]["nps"], what_if["projected_nps"]) == (-25.0, 25.0)
 
 
+async def test_the_responses_whose_cases_have_a_root_cause(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, bearer: Any
+) -> None:
+    late = received(2, APRIL_5, response_id="r-late", comment="Kurier spóźniony")
+    billed = received(8, APRIL_5, response_id="r-billed", comment="faktura błędna")
+    await feed(
+        app,
+        tenant,
+        [
+            late,
+            billed,
+            case_updated(late, 2, "late courier"),
+            case_updated(billed, 2, "late courier", "billing error"),
+        ],
+    )
+    found = await get(
+        client, bearer(tenant, "read"), "/v1/themes/rc:late courier/responses", days=3650
+    )
+    assert found["response_ids"] == ["r-billed", "r-late"]
+    billing = await get(
+        client, bearer(tenant, "read"), "/v1/themes/rc:billing error/responses", days=3650
+    )
+    assert billing["response_ids"] == ["r-billed"]
+
+
 async def test_a_redelivered_replayed_or_older_case_version_changes_nothing(
     app: FastAPI, client: httpx.AsyncClient, tenant: str, bearer: Any
 ) -> None:

@@ -1,4 +1,5 @@
-"""Scoring's what-if, asked over HTTP for a structural issue's NPS impact.
+"""Scoring's read API over HTTP: the what-if of a structural issue's NPS impact, and the responses
+its theme was found in.
 
 The question is asked with the caller's own token (the `Authorization` header of the request
 that creates or re-estimates the issue): scoring verifies it and answers for that token's tenant
@@ -15,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from closeloop_orchestrator.domain.backlog import impact_of_what_if
 
 WHAT_IF = "/v1/what-if"
+THEME_RESPONSES = "/v1/themes/{theme}/responses"
 THEME_SCENARIO = "theme-detractors-become-passives"
 
 
@@ -38,6 +41,14 @@ class ScoringRefused(ScoringError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"scoring answered {status}: {detail}")
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ThemeResponses:
+    """The ids of the responses (detractors and passives) that mention a theme, newest first."""
+
+    response_ids: tuple[str, ...]
+    truncated: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +93,45 @@ class ScoringClient:
             "filters": dict(filters),
             "window": window,
         }
+        request = self._client.build_request(
+            "POST", WHAT_IF, json=body, headers={"Authorization": authorization},
+            timeout=self._timeout,
+        )  # fmt: skip
+        found = await self._send(request)
         try:
-            answer = await self._client.post(
-                WHAT_IF,
-                json=body,
-                headers={"Authorization": authorization},
-                timeout=self._timeout,
-            )
+            return _parse(found)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScoringUnavailable(f"scoring's answer is not a what-if: {exc}") from exc
+
+    async def theme_responses(
+        self,
+        *,
+        authorization: str,
+        theme: str,
+        filters: Mapping[str, str],
+        window: str = "90d",
+    ) -> ThemeResponses:
+        """The responses of the segment whose customers complained about `theme`."""
+        request = self._client.build_request(
+            "GET",
+            THEME_RESPONSES.format(theme=quote(theme, safe="")),
+            params={**filters, "window": window},
+            headers={"Authorization": authorization},
+            timeout=self._timeout,
+        )
+        found = await self._send(request)
+        try:
+            ids = found["response_ids"]
+            if not all(isinstance(i, str) for i in ids):
+                raise TypeError("response ids are text")
+            return ThemeResponses(tuple(ids), bool(found["truncated"]))
+        except (KeyError, TypeError) as exc:
+            raise ScoringUnavailable(f"scoring's answer is not a response list: {exc}") from exc
+
+    async def _send(self, request: httpx.Request) -> Any:
+        """Scoring's JSON answer; ScoringUnavailable or ScoringRefused (module docstring)."""
+        try:
+            answer = await self._client.send(request)
         except httpx.HTTPError as exc:
             raise ScoringUnavailable(f"scoring unreachable: {type(exc).__name__}: {exc}") from exc
         if answer.status_code >= 500:
@@ -96,9 +139,9 @@ class ScoringClient:
         if answer.status_code >= 400:
             raise ScoringRefused(answer.status_code, _detail(answer))
         try:
-            return _parse(answer.json())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ScoringUnavailable(f"scoring's answer is not a what-if: {exc}") from exc
+            return answer.json()
+        except ValueError as exc:
+            raise ScoringUnavailable(f"scoring's answer is not JSON: {exc}") from exc
 
 
 def _detail(answer: httpx.Response) -> str:

@@ -200,6 +200,14 @@ structural_issues = sa.Table(
     sa.Column("locale", sa.Text),
     sa.Column("customer_text", postgresql.JSONB),
     sa.Column("notify_segment", sa.Boolean, nullable=False),
+    # The responses scoring found the theme in (detractors and passives; at most 10,000), with
+    # or without a case: their respondents hear about the decision too.
+    sa.Column(
+        "theme_responses",
+        postgresql.ARRAY(sa.Text),
+        nullable=False,
+        server_default=sa.text("'{}'::text[]"),
+    ),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -111,6 +111,36 @@ class CreateBody(_Body):
         return self
 
 
+class EditBody(_Body):
+    """The fields to change; a field left out is kept (`description` and `owner` may be null)."""
+
+    title: Title | None = None
+    description: LongText | None = None
+    cost: Decimal | None = Field(None, gt=0, le=Decimal("1e9"), max_digits=14, decimal_places=3)
+    cost_unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    owner: OwnerBody | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> EditBody:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        for name in ("title", "cost", "cost_unit"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"`{name}` cannot be null")
+        return self
+
+
+class LinkBody(_Body):
+    add: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
+    remove: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
+
+    @model_validator(mode="after")
+    def _something(self) -> LinkBody:
+        if not (self.add or self.remove):
+            raise ValueError("name cases to `add` or `remove`")
+        return self
+
+
 class EstimateBody(_Body):
     window: Window = "90d"
 
@@ -166,6 +196,27 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
             return None, {"status": "no_data", "detail": "no responses in the segment to project"}
         return impact, {"status": "estimated"}
 
+    async def themed(
+        request: Request, theme: str | None, filters: dict[str, str], window: str
+    ) -> tuple[tuple[str, ...] | None, dict[str, Any]]:
+        """(the responses scoring finds the theme in, or None: unknown; what the answer says)."""
+        if theme is None:
+            return None, {"status": "not_asked", "detail": "no theme to ask scoring about"}
+        try:
+            found = await scoring.theme_responses(
+                authorization=request.headers.get("authorization", ""),
+                theme=theme,
+                filters=filters,
+                window=window,
+            )
+        except ScoringError as exc:
+            return None, {"status": "unavailable", "detail": str(exc)}
+        return found.response_ids, {
+            "status": "found",
+            "responses": len(found.response_ids),
+            "truncated": found.truncated,
+        }
+
     async def answer_issue(tenant: str, issue_id: uuid.UUID, response: Response) -> dict[str, Any]:
         async with runtime.sessions() as session:
             found = await backlog_views.issue(session=session, tenant_id=tenant, issue_id=issue_id)
@@ -183,6 +234,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
             impact, said = await estimate(request, body.theme, filters, body.window)
         except ScoringError as exc:
             impact, said = None, {"status": "unavailable", "detail": str(exc)}
+        responses, found = await themed(request, body.theme, filters, body.window)
         issue_id = uuid.uuid4()
         try:
             async with runtime.transaction() as tx:
@@ -200,6 +252,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                         cost_unit=body.cost_unit,
                         owner=None if body.owner is None else body.owner.model_dump(),
                         case_ids=list(dict.fromkeys(body.case_ids)),
+                        theme_responses=responses or (),
                     ),
                     impact=impact,
                     actor=actor_of(request),
@@ -207,7 +260,10 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         except UnknownCases as exc:
             raise Problem(422, "unknown-cases", "Unknown cases", str(exc)) from exc
         response.headers["Location"] = f"/v1/issues/{issue_id}"
-        return await answer_issue(tenant, issue_id, response) | {"estimate": said}
+        return await answer_issue(tenant, issue_id, response) | {
+            "estimate": said,
+            "theme_search": found,
+        }
 
     @router.get("", summary="Issues, the biggest NPS gain per cost first (with its interval)")
     async def get_issues(
@@ -246,10 +302,9 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
             raise Problem(
                 409, "no-theme", "Nothing to estimate", "the issue names no theme to ask about"
             )
+        window = (body or EstimateBody()).window
         try:
-            impact, said = await estimate(
-                request, row.theme, row.filters, (body or EstimateBody()).window
-            )
+            impact, said = await estimate(request, row.theme, row.filters, window)
         except ScoringUnavailable as exc:
             raise Problem(503, "scoring-unavailable", "Scoring is unavailable", str(exc)) from exc
         except ScoringRefused as exc:
@@ -257,16 +312,92 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                 502, "scoring-refused", "Scoring refused the question", str(exc),
                 scoring_status=exc.status,
             ) from exc  # fmt: skip
+        responses, found = await themed(request, row.theme, row.filters, window)
         try:
             async with runtime.transaction() as tx:
                 await backlog.record_estimate(
-                    tx, tenant_id=tenant, issue_id=issue_id, impact=impact, actor=actor_of(request)
+                    tx,
+                    tenant_id=tenant,
+                    issue_id=issue_id,
+                    impact=impact,
+                    actor=actor_of(request),
+                    theme_responses=responses,
                 )
         except IssueFinal as exc:
-            raise Problem(409, "invalid-transition", "Not allowed now", str(exc)) from exc
+            raise _final(exc) from exc
         except IssueVersionConflict as exc:
             raise _conflict(exc) from exc
-        return await answer_issue(tenant, issue_id, response) | {"estimate": said}
+        return await answer_issue(tenant, issue_id, response) | {
+            "estimate": said,
+            "theme_search": found,
+        }
+
+    @router.patch(
+        "/{issue_id}",
+        summary="Edit an open issue's title, description, cost or owner (If-Match)",
+    )
+    async def edit_issue(
+        issue_id: uuid.UUID,
+        body: EditBody,
+        tenant: CasesWriteTenant,
+        request: Request,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> dict[str, Any]:
+        expected = expected_version(if_match)
+        changes = {name: getattr(body, name) for name in body.model_fields_set if name != "owner"}
+        if "owner" in body.model_fields_set:
+            changes["owner"] = None if body.owner is None else body.owner.model_dump()
+        try:
+            async with runtime.transaction() as tx:
+                await backlog.edit(
+                    tx,
+                    tenant_id=tenant,
+                    issue_id=issue_id,
+                    expected_version=expected,
+                    changes=changes,
+                    actor=actor_of(request),
+                )
+        except IssueNotFound as exc:
+            raise _not_found(issue_id) from exc
+        except IssueVersionConflict as exc:
+            raise _conflict(exc) from exc
+        except IssueFinal as exc:
+            raise _final(exc) from exc
+        return await answer_issue(tenant, issue_id, response)
+
+    @router.post(
+        "/{issue_id}/cases",
+        summary="Link more cases to an open issue, or unlink some",
+        description="Their respondents hear about the decision. Needs no `If-Match`: nothing "
+        "the caller wrote is overwritten (the issue's version grows all the same).",
+    )
+    async def link(
+        issue_id: uuid.UUID,
+        body: LinkBody,
+        tenant: CasesWriteTenant,
+        request: Request,
+        response: Response,
+    ) -> dict[str, Any]:
+        try:
+            async with runtime.transaction() as tx:
+                await backlog.link_cases(
+                    tx,
+                    tenant_id=tenant,
+                    issue_id=issue_id,
+                    add=list(dict.fromkeys(body.add)),
+                    remove=list(dict.fromkeys(body.remove)),
+                    actor=actor_of(request),
+                )
+        except IssueNotFound as exc:
+            raise _not_found(issue_id) from exc
+        except UnknownCases as exc:
+            raise Problem(422, "unknown-cases", "Unknown cases", str(exc)) from exc
+        except IssueFinal as exc:
+            raise _final(exc) from exc
+        except IssueVersionConflict as exc:
+            raise _conflict(exc) from exc
+        return await answer_issue(tenant, issue_id, response)
 
     async def move(
         command: IssueCommand,
@@ -347,6 +478,10 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         )
 
     return router
+
+
+def _final(exc: IssueFinal) -> Problem:
+    return Problem(409, "invalid-transition", "Not allowed now", str(exc))
 
 
 def _not_found(issue_id: uuid.UUID) -> Problem:

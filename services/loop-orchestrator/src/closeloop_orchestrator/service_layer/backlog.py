@@ -1,5 +1,6 @@
-"""Structural issues as stored: creating one (with the cases it concerns), recording a new impact
-estimate, and each transition of its lifecycle (`domain/backlog.py`).
+"""Structural issues as stored: creating one (with the cases it concerns: those given, and those of
+the responses scoring found its theme in), editing it, linking and unlinking cases, recording a
+new impact estimate, and each transition of its lifecycle (`domain/backlog.py`).
 
 Every change is written in the caller's transaction with its history row, guarded by the
 version it started from. A transition to done or rejected queues `change.summary.v1` in the same
@@ -17,6 +18,8 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.events import ChangeAudience, ChangeSegment, ChangeSummaryV1, ChangeText
@@ -50,7 +53,7 @@ class UnknownCases(ValueError):
 
 
 class IssueFinal(ValueError):
-    """A done or rejected issue is not estimated again: its impact is the one it was decided on."""
+    """A done or rejected issue is not changed again: it is kept as it was decided."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,11 @@ class NewIssue:
     cost_unit: str
     owner: Mapping[str, str | None] | None
     case_ids: Sequence[uuid.UUID]
+    theme_responses: Sequence[str] = ()
+
+
+EDITABLE = ("title", "description", "cost", "cost_unit", "owner")
+"""What `edit` may change; the theme and filters are what the impact was estimated on."""
 
 
 def impact_json(answer: WhatIfAnswer | None, *, at: datetime) -> dict[str, Any] | None:
@@ -93,22 +101,11 @@ async def create(
     impact: dict[str, Any] | None,
     actor: str,
 ) -> None:
-    """Store a new proposed issue and link its cases (UnknownCases: some are not the tenant's)."""
+    """Store a new proposed issue and link its cases: those given (UnknownCases: some are not
+    the tenant's) and those of its theme's responses."""
     session, at = tx.session, tx.clock.now()
-    linked: list[Any] = []
-    if new.case_ids:
-        wanted = set(new.case_ids)
-        linked = list(
-            await session.execute(
-                sa.select(cases.c.case_id, cases.c.response_id, cases.c.customer_id,
-                          cases.c.account_id)
-                .where(cases.c.tenant_id == tenant_id, cases.c.case_id.in_(wanted))
-            )
-        )  # fmt: skip
-        missing = wanted - {row.case_id for row in linked}
-        if missing:
-            shown = ", ".join(sorted(str(m) for m in missing)[:10])
-            raise UnknownCases(f"{len(missing)} case(s) not found: {shown}")
+    given = await _cases_named(session, tenant_id, new.case_ids)
+    found = await _cases_of_responses(session, tenant_id, new.theme_responses)
     await session.execute(
         sa.insert(structural_issues).values(
             tenant_id=tenant_id,
@@ -124,6 +121,7 @@ async def create(
             cost_unit=new.cost_unit,
             impact=impact,
             notify_segment=False,
+            theme_responses=list(new.theme_responses),
             version=1,
             created_by=actor,
             created_at=at,
@@ -131,9 +129,63 @@ async def create(
             updated_at=at,
         )
     )
-    if linked:
+    linked = await _link(session, tenant_id, issue_id, [*given, *found])
+    await _history(
+        session, tenant_id, issue_id, 1, "created", None, IssueStatus.PROPOSED, actor, at,
+        {"cases": linked, "theme_responses": len(new.theme_responses),
+         "impact_known": impact is not None},
+    )  # fmt: skip
+
+
+_CASE_COLUMNS = (cases.c.case_id, cases.c.response_id, cases.c.customer_id, cases.c.account_id)
+
+
+async def _cases_named(
+    session: AsyncSession, tenant_id: str, case_ids: Sequence[uuid.UUID]
+) -> list[Any]:
+    """The tenant's cases of these ids; UnknownCases when some are not."""
+    if not case_ids:
+        return []
+    wanted = set(case_ids)
+    found = list(
         await session.execute(
-            sa.insert(structural_issue_cases),
+            sa.select(*_CASE_COLUMNS).where(
+                cases.c.tenant_id == tenant_id, cases.c.case_id.in_(wanted)
+            )
+        )
+    )
+    missing = wanted - {row.case_id for row in found}
+    if missing:
+        shown = ", ".join(sorted(str(m) for m in missing)[:10])
+        raise UnknownCases(f"{len(missing)} case(s) not found: {shown}")
+    return found
+
+
+async def _cases_of_responses(
+    session: AsyncSession, tenant_id: str, response_ids: Sequence[str]
+) -> list[Any]:
+    """The cases of these responses (a response without a case has none)."""
+    if not response_ids:
+        return []
+    ids = sa.bindparam("ids", list(response_ids), type_=postgresql.ARRAY(sa.Text))
+    return list(
+        await session.execute(
+            sa.select(*_CASE_COLUMNS).where(
+                cases.c.tenant_id == tenant_id, cases.c.response_id == sa.any_(ids)
+            )
+        )
+    )
+
+
+async def _link(
+    session: AsyncSession, tenant_id: str, issue_id: uuid.UUID, rows: Sequence[Any]
+) -> int:
+    """Link these cases to the issue (those linked already stay as they are); how many new."""
+    if not rows:
+        return 0
+    result = await session.execute(
+        pg_insert(structural_issue_cases)
+        .values(
             [
                 {
                     "tenant_id": tenant_id,
@@ -143,13 +195,76 @@ async def create(
                     "customer_id": row.customer_id,
                     "account_id": row.account_id,
                 }
-                for row in linked
-            ],
+                for row in {row.case_id: row for row in rows}.values()
+            ]
         )
+        .on_conflict_do_nothing()
+        .returning(structural_issue_cases.c.case_id)
+    )
+    return len(result.all())
+
+
+async def link_cases(
+    tx: Transaction,
+    *,
+    tenant_id: str,
+    issue_id: uuid.UUID,
+    add: Sequence[uuid.UUID],
+    remove: Sequence[uuid.UUID],
+    actor: str,
+) -> None:
+    """Link more cases to an open issue and unlink others (the issue's next version)."""
+    session, at = tx.session, tx.clock.now()
+    row = await _load(session, tenant_id, issue_id, for_update=True)
+    status = _open_status(row)
+    added = await _link(session, tenant_id, issue_id, await _cases_named(session, tenant_id, add))
+    removed = 0
+    if remove:
+        result = await session.execute(
+            sa.delete(structural_issue_cases).where(
+                structural_issue_cases.c.tenant_id == tenant_id,
+                structural_issue_cases.c.issue_id == issue_id,
+                structural_issue_cases.c.case_id.in_(set(remove)),
+            )
+        )
+        removed = result.rowcount  # type: ignore[attr-defined]
+    await _write(session, row, {"updated_by": actor, "updated_at": at})
     await _history(
-        session, tenant_id, issue_id, 1, "created", None, IssueStatus.PROPOSED, actor, at,
-        {"cases": len(linked), "impact_known": impact is not None},
+        session, tenant_id, issue_id, row.version + 1, "cases_linked", status, status, actor, at,
+        {"added": added, "removed": removed},
     )  # fmt: skip
+
+
+async def edit(
+    tx: Transaction,
+    *,
+    tenant_id: str,
+    issue_id: uuid.UUID,
+    expected_version: int,
+    changes: Mapping[str, Any],
+    actor: str,
+) -> None:
+    """Change what `EDITABLE` names on an open issue (the issue's next version)."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    session, at = tx.session, tx.clock.now()
+    row = await _load(session, tenant_id, issue_id, for_update=True)
+    check_version(expected_version, row.version)
+    status = _open_status(row)
+    changed = {name: value for name, value in changes.items() if getattr(row, name) != value}
+    await _write(session, row, {**changed, "updated_by": actor, "updated_at": at})
+    await _history(
+        session, tenant_id, issue_id, row.version + 1, "edited", status, status, actor, at,
+        {"fields": sorted(changed)},
+    )  # fmt: skip
+
+
+def _open_status(row: Any) -> IssueStatus:
+    status = IssueStatus(row.status)
+    if status.final:
+        raise IssueFinal(f"the issue is {status.value}: it is kept as it was decided")
+    return status
 
 
 async def _load(
@@ -219,17 +334,26 @@ async def record_estimate(
     issue_id: uuid.UUID,
     impact: dict[str, Any] | None,
     actor: str,
+    theme_responses: Sequence[str] | None = None,
 ) -> None:
-    """Store a new impact estimate (the issue's next version)."""
+    """Store a new impact estimate (the issue's next version) and, when given, the responses its
+    theme is found in now (their cases are linked; none is unlinked)."""
     session, at = tx.session, tx.clock.now()
     row = await _load(session, tenant_id, issue_id, for_update=True)
-    status = IssueStatus(row.status)
-    if status.final:
-        raise IssueFinal(f"the issue is {status.value}: its impact is the one it was decided on")
-    await _write(session, row, {"impact": impact, "updated_by": actor, "updated_at": at})
+    status = _open_status(row)
+    values: dict[str, Any] = {"impact": impact, "updated_by": actor, "updated_at": at}
+    details: dict[str, Any] = {"impact": impact}
+    if theme_responses is not None:
+        values["theme_responses"] = list(theme_responses)
+        found = await _cases_of_responses(session, tenant_id, theme_responses)
+        details |= {
+            "theme_responses": len(theme_responses),
+            "cases": await _link(session, tenant_id, issue_id, found),
+        }
+    await _write(session, row, values)
     await _history(
         session, tenant_id, issue_id, row.version + 1, "estimated", status, status, actor, at,
-        {"impact": impact},
+        details,
     )  # fmt: skip
 
 
@@ -280,7 +404,7 @@ async def transition(
         issue_id=issue_id,
         status="done" if after is IssueStatus.DONE else "rejected",
         decision=decision,
-        response_ids=list(response_ids),
+        response_ids=sorted({*response_ids, *row.theme_responses}),
         filters=row.filters,
         decided_by=actor,
         decided_at=at,

@@ -349,3 +349,114 @@ async def test_another_tenant_s_cases_and_issues_are_not_found(
     zero = await client.post("/v1/issues", headers=headers,
                              json={"title": "t", "source": "theme", "theme": "x", "cost": 0})  # fmt: skip
     assert zero.status_code == 422
+
+
+async def test_an_issue_from_a_theme_links_the_cases_and_customers_who_raised_it(
+    app: FastAPI,
+    scoring_app: FastAPI,
+    client: httpx.AsyncClient,
+    tenant: str,
+    headers: dict[str, str],
+) -> None:
+    await scored(scoring_app, tenant)
+    # The orchestrator has cases for two of the four who complained about the service (s-0 and
+    # s-1 detractors; s-2 a detractor and s-4 a passive without a case here), and one for s-3,
+    # who wrote about the delivery.
+    await feed(app, tenant, answer("s-0", account_id="acme"), answer("s-1"), answer("s-3"))
+    issue = await create(client, headers, title="Service", source="theme", theme=THEME, cost=2)
+    assert issue["theme_search"] == {"status": "found", "responses": 4, "truncated": False}
+    assert issue["theme_responses"] == 4
+    assert [c["response_id"] for c in issue["cases"]] == ["s-0", "s-1"]
+    assert (issue["customers"], issue["accounts"]) == (["cust-s-0", "cust-s-1"], ["acme"])
+
+    # A case linked by hand joins them; the decision reaches every respondent of the theme.
+    ids = await case_ids(client, headers)
+    linked = await client.post(
+        f"/v1/issues/{issue['issue_id']}/cases", json={"add": [ids["s-3"]]}, headers=headers
+    )
+    assert linked.status_code == 200, linked.text
+    assert [c["response_id"] for c in linked.json()["cases"]] == ["s-0", "s-1", "s-3"]
+    for name in ("prioritise", "start"):
+        assert (await move(client, headers, issue["issue_id"], name)).status_code == 200
+    done = await move(client, headers, issue["issue_id"], "done", {
+        "locale": "pl", "texts": {"pl": {"title": "Obsługa", "summary": "Więcej konsultantów."}}})  # fmt: skip
+    assert done.status_code == 200, done.text
+    (summary,) = await emitted(app, tenant, ChangeSummaryV1.EVENT_TYPE)
+    assert summary.audience.response_ids == ("s-0", "s-1", "s-2", "s-3", "s-4")
+
+
+async def test_asking_scoring_again_finds_the_theme_s_new_responses(
+    app: FastAPI,
+    scoring_app: FastAPI,
+    client: httpx.AsyncClient,
+    tenant: str,
+    headers: dict[str, str],
+) -> None:
+    await feed(app, tenant, answer("s-0"))
+    issue = await create(client, headers, title="Service", source="theme", theme=THEME, cost=2)
+    assert (issue["theme_search"]["responses"], issue["cases"]) == (0, [])
+    await scored(scoring_app, tenant)
+    again = await client.post(f"/v1/issues/{issue['issue_id']}/estimate", headers=headers)
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert (body["theme_search"]["responses"], body["theme_responses"]) == (4, 4)
+    assert [c["response_id"] for c in body["cases"]] == ["s-0"]
+    assert body["history"][-1]["details"]["cases"] == 1
+
+
+async def test_an_open_issue_is_edited_with_its_version_and_a_decided_one_is_not(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, headers: dict[str, str]
+) -> None:
+    issue = await create(
+        client, headers, title="Pricing", source="theme", theme="price", cost=3,
+        owner={"id": "anna", "name": "Anna"},
+    )  # fmt: skip
+    url = f"/v1/issues/{issue['issue_id']}"
+    change = {"title": "Pricing is unclear", "cost": 4.5, "owner": None}
+    assert (await client.patch(url, json=change, headers=headers)).status_code == 428
+    edited = await client.patch(url, json=change, headers=headers | {"If-Match": '"1"'})
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["title"], body["cost"], body["owner"], body["version"]) == (
+        "Pricing is unclear", 4.5, None, 2,
+    )  # fmt: skip
+    assert body["impact_per_cost"] is None  # no impact known: nothing to divide
+    assert body["history"][-1]["details"] == {"fields": ["cost", "owner", "title"]}
+    stale = await client.patch(url, json={"title": "x"}, headers=headers | {"If-Match": '"1"'})
+    assert (stale.status_code, stale.headers["ETag"]) == (412, '"2"')
+    for bad in ({}, {"title": None}, {"cost": 0}, {"status": "done"}):
+        refused = await client.patch(url, json=bad, headers=headers | {"If-Match": '"2"'})
+        assert (refused.status_code, refused.headers["content-type"]) == (422, PROBLEM), bad
+
+    rejected = await move(client, headers, issue["issue_id"], "reject", {
+        "locale": "en", "texts": {"en": {"title": "t", "reason": "r"}}, "reason": "r"})  # fmt: skip
+    assert rejected.status_code == 200, rejected.text
+    late = await client.patch(url, json={"title": "y"}, headers=headers | {"If-Match": '"3"'})
+    assert late.status_code == 409
+    await feed(app, tenant, answer("r-9"))
+    ids = await case_ids(client, headers)
+    relink = await client.post(f"{url}/cases", json={"add": [ids["r-9"]]}, headers=headers)
+    assert relink.status_code == 409
+
+
+async def test_cases_are_linked_and_unlinked_and_unknown_ones_refused(
+    app: FastAPI, client: httpx.AsyncClient, tenant: str, headers: dict[str, str]
+) -> None:
+    await feed(app, tenant, answer("r-1"), answer("r-2"))
+    ids = await case_ids(client, headers)
+    issue = await create(client, headers, title="t", source="cases", cost=1,
+                         case_ids=[ids["r-1"]])  # fmt: skip
+    url = f"/v1/issues/{issue['issue_id']}/cases"
+    moved = await client.post(url, json={"add": [ids["r-2"]], "remove": [ids["r-1"]]},
+                              headers=headers)  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    assert [c["response_id"] for c in moved.json()["cases"]] == ["r-2"]
+    assert moved.json()["history"][-1]["details"] == {"added": 1, "removed": 1}
+    unknown = await client.post(
+        url, json={"add": ["7c1a3b0e-0000-4000-8000-000000000000"]}, headers=headers
+    )
+    assert (unknown.status_code, unknown.json()["type"]) == (
+        422,
+        "urn:closeloop:problem:unknown-cases",
+    )
+    assert (await client.post(url, json={}, headers=headers)).status_code == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from closeloop_common.web import Problem, ReadTenant
@@ -30,6 +30,8 @@ from closeloop_scoring.entrypoints.queries import (
 )
 from closeloop_scoring.entrypoints.reading import Filters, Reads, Window
 from closeloop_scoring.reports import report, rounded
+
+MAX_THEME_RESPONSES = 10_000
 
 
 class ThemeScenario(BaseModel):
@@ -121,6 +123,43 @@ def build_drivers_router(reads: Reads) -> APIRouter:
                 }
                 for d in found
             ],
+        }
+
+    @router.get(
+        "/themes/{theme}/responses",
+        tags=["drivers"],
+        summary="The responses that mention a theme (or whose case has a root cause `rc:<tag>`)",
+        description="Response ids of the categories asked for (detractors and passives by "
+        "default: those who complained), suspected responses left out, newest day first. A "
+        "structural issue made from a theme links the cases and the customers it concerns "
+        "from this list. 90 days by default.",
+    )
+    async def get_theme_responses(
+        theme: Annotated[str, Path(min_length=1, max_length=100)],
+        tenant: ReadTenant,
+        filters: Filters,
+        window: Window,
+        category: Annotated[
+            list[Literal["promoter", "passive", "detractor"]] | None, Query(max_length=3)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_THEME_RESPONSES)] = MAX_THEME_RESPONSES,
+    ) -> dict[str, Any]:
+        days = reads.days_of(window, default="90d")
+        chosen = filters.filters(reads.scored)
+        categories = sorted(set(category or ("detractor", "passive")))
+        async with reads.runtime.sessions() as session:
+            found = await views.theme_responses(
+                session, tenant, chosen, days, theme=theme, categories=categories,
+                limit=limit + 1,
+            )  # fmt: skip
+        return {
+            "tenant_id": tenant,
+            "theme": theme,
+            "filters": chosen.given(),
+            "window": window_json(days, reads.zone),
+            "categories": categories,
+            "response_ids": found[:limit],
+            "truncated": len(found) > limit,
         }
 
     @router.post(

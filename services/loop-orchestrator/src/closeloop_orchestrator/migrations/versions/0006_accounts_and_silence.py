@@ -1,5 +1,6 @@
 """orchestrator: invitations (for silence and the loop's impact), lack-of-response cases (a case
-without an answer), and the actions agreed with an account
+without an answer), the actions agreed with an account, and the responses a structural issue's
+theme was found in
 
 Revision ID: 0006
 Revises: 0005
@@ -18,6 +19,16 @@ S = "orchestrator"
 
 
 def upgrade() -> None:
+    op.add_column(
+        "structural_issues",
+        sa.Column(
+            "theme_responses",
+            postgresql.ARRAY(sa.Text),
+            nullable=False,
+            server_default=sa.text("'{}'::text[]"),
+        ),
+        schema=S,
+    )
     # A lack-of-response case has no answer: no score, no category.
     op.alter_column("cases", "score", nullable=True, schema=S)
     op.alter_column("cases", "category", nullable=True, schema=S)
@@ -121,3 +132,4 @@ def downgrade() -> None:
     op.drop_column("cases", "invitation_id", schema=S)
     op.alter_column("cases", "category", nullable=False, schema=S)
     op.alter_column("cases", "score", nullable=False, schema=S)
+    op.drop_column("structural_issues", "theme_responses", schema=S)
