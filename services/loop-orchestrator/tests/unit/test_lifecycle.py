@@ -297,6 +297,7 @@ def test_a_retype_from_a_corrected_response_changes_the_plan() -> None:
 
 def test_a_retype_to_the_same_plan_changes_nothing() -> None:
     case = new_case()
+    assert isinstance(case.playbook, Playbook)  # a case with an answer
     same = Retype(case.playbook, case.priority, case.first_contact_due_at, case.resolution_due_at)
     with pytest.raises(NothingToChange):
         step(case, same, actor="system")

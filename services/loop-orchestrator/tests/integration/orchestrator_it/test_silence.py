@@ -82,8 +82,10 @@ def response(
 async def invite(app: FastAPI, tenant: str, *sent: InvitationSentV1) -> None:
     runtime = runtime_of(app)
     handler = InvitationHandler(app.state.setup_store)
+    clock = runtime.clock
+    assert isinstance(clock, FixedClock)
     async with runtime.transaction() as tx:
-        await handler(tx, [event_of(tenant, s, runtime.clock) for s in sent])
+        await handler(tx, [event_of(tenant, s, clock) for s in sent])
 
 
 async def watch(app: FastAPI) -> int:
