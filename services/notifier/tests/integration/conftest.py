@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -43,6 +43,8 @@ from closeloop_common.events import (
     Category,
     CloudEvent,
     Customer,
+    NoResponseCaseOpenedV1,
+    NoResponseCaseUpdatedV1,
     Owner,
     Playbook,
     decode_event,
@@ -194,7 +196,11 @@ class Delivery:
 
     async def handle(
         self,
-        event: CloudEvent[CaseOpenedV1] | CloudEvent[CaseUpdatedV1] | CloudEvent[CaseSlaAlertV1],
+        event: CloudEvent[CaseOpenedV1]
+        | CloudEvent[CaseUpdatedV1]
+        | CloudEvent[CaseSlaAlertV1]
+        | CloudEvent[NoResponseCaseOpenedV1]
+        | CloudEvent[NoResponseCaseUpdatedV1],
     ) -> None:
         """The event's handler in its own transaction, as the consumer runs it."""
         async with transaction(self.sessions) as session:
@@ -202,8 +208,14 @@ class Delivery:
             ctx = tx.context(event.tenantid)
             if isinstance(event.data, CaseOpenedV1):
                 await self.handlers.on_opened(ctx, event)
+            elif isinstance(event.data, NoResponseCaseOpenedV1):
+                await self.handlers.on_no_response_opened(ctx, event)
+            elif isinstance(event.data, NoResponseCaseUpdatedV1):
+                # A subclass of CaseUpdatedV1: the consumer tells them apart by the event's type.
+                no_response = cast("CloudEvent[NoResponseCaseUpdatedV1]", event)
+                await self.handlers.on_no_response_updated(ctx, no_response)
             elif isinstance(event.data, CaseUpdatedV1):
-                await self.handlers.on_updated(ctx, event)
+                await self.handlers.on_updated(ctx, cast("CloudEvent[CaseUpdatedV1]", event))
             else:
                 await self.handlers.on_sla_alert(ctx, event)
             await tx.flush()

@@ -4,7 +4,10 @@
 comment, the owner, the deadlines); `sparse=True` is the same message with every optional value
 absent (no name, no comment, no owner, no links, no unsubscribe link, a rejected change with no
 reason), so a template that only works when everything is there is refused when saved.
-`validation_contexts` lists every context a template must render with.
+`no_response=True` makes the case of a team message (new case, SLA alerts) a lack-of-response
+case (`domain.no_response`; it has team messages only) and the digest's first case one.
+`validation_contexts` lists every context a template must render with: for team kinds, the
+lack-of-response ones too.
 
 The context of a kind (built by the lead's prepare code for real messages, here for samples):
 
@@ -13,11 +16,12 @@ The context of a kind (built by the lead's prepare code for real messages, here 
 - every kind but the digest: `customer` {id, name, first_name, email} and, but for
   change_summary, `case` {id, score, comment, category, owner {id, name, email} or None,
   channel, first_contact_due_at, resolution_due_at, priority, key_account, note, outcome,
-  account_id};
+  account_id} (a lack-of-response case: category "no_response", score and comment None, and
+  survey_id, invited_at, silent_days, invitation_id, each possibly None);
 - customer kinds: `unsubscribe_url`; change_summary: `change` {title, status ("done",
   "rejected"), summary, reason, you_said}; sla_*: `alert` {clock, kind, step, to, deadline,
   due_at, priority, recipient_name}; overdue_digest: `digest` {owner_name, day, count, cases
-  [{id, customer_name, priority, deadline, overdue_hours, clock}]}.
+  [{id, customer_name, priority, deadline, overdue_hours, clock, category}]}.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from closeloop_notifier.domain.kinds import Kind, audience_of
+from closeloop_notifier.domain.kinds import TEAM_KINDS, Kind, audience_of
+from closeloop_notifier.domain.no_response import NO_RESPONSE, Unanswered
 from closeloop_notifier.domain.rendering import greeting_for
 
 NOW = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
@@ -42,6 +47,7 @@ _CATEGORIES = {10: "promoter", 7: "passive", 3: "detractor"}
 _TEXT: dict[str, dict[str, str]] = {
     "pl": {
         "company": "Zielony Ogród",
+        "survey": "relacje-2026",
         "comment": "Zamówione nasiona przyszły po tygodniu,\na połowa paczek była uszkodzona.",
         "praise": "Świetna obsługa, doradca pomógł mi dobrać rośliny do ogrodu.",
         "mixed": "Dobre ceny, ale dostawa mogłaby być szybsza.",
@@ -56,6 +62,7 @@ _TEXT: dict[str, dict[str, str]] = {
     },
     "en": {
         "company": "Green Garden",
+        "survey": "relationship-2026",
         "comment": "The seeds I ordered took a week to arrive,\nand half of the packets were damaged.",
         "praise": "Great service, the adviser helped me choose plants for my garden.",
         "mixed": "Good prices, but delivery could be faster.",
@@ -94,6 +101,32 @@ def _case(kind: Kind, text: dict[str, str], sparse: bool) -> dict[str, Any]:
     }
 
 
+def _no_response_case(kind: Kind, text: dict[str, str], sparse: bool) -> dict[str, Any]:
+    """A lack-of-response case; `sparse`: what was not answered is not known (as in an SLA alert
+    of an invitation the notifier never saw)."""
+    unanswered = (
+        Unanswered()
+        if sparse
+        else Unanswered(
+            invitation_id="inv-20261120-1042",
+            survey_id=text["survey"],
+            invited_at=NOW - timedelta(days=15, hours=2),
+            silent_days=14,
+        )
+    )
+    return _case(kind, text, sparse) | {
+        "score": None,
+        "comment": None,
+        "category": NO_RESPONSE,
+        "key_account": True,
+        "resolution_due_at": None,
+        "note": None,
+        "outcome": None,
+        "account_id": "hurtownia-wojcik",
+        **unanswered.context(),
+    }
+
+
 def _alert(kind: Kind, sparse: bool) -> dict[str, Any]:
     late = {
         Kind.SLA_WARNING: timedelta(hours=-3, minutes=-30),
@@ -114,7 +147,7 @@ def _alert(kind: Kind, sparse: bool) -> dict[str, Any]:
     }
 
 
-def _digest(sparse: bool) -> dict[str, Any]:
+def _digest(sparse: bool, no_response: bool) -> dict[str, Any]:
     rows: list[tuple[str | None, str, float, str]] = [
         ("Zofia Wójcik", "high", 26.5, "first_contact"),
         ("Jan Kowalski", "normal", 5.0, "resolution"),
@@ -130,6 +163,7 @@ def _digest(sparse: bool) -> dict[str, Any]:
             "deadline": NOW - timedelta(hours=hours),
             "overdue_hours": hours,
             "clock": clock,
+            "category": NO_RESPONSE if no_response and i == 0 else "detractor",
         }
         for i, (name, priority, hours, clock) in enumerate(rows)
     ]
@@ -141,9 +175,11 @@ def _digest(sparse: bool) -> dict[str, Any]:
     }
 
 
-def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str, Any]:
+def sample_context(
+    kind: Kind, locale: str, *, sparse: bool = False, no_response: bool = False
+) -> dict[str, Any]:
     """A realistic context of `kind` in `locale` (see the module docstring); `sparse`: every
-    optional value absent."""
+    optional value absent; `no_response`: a lack-of-response case (team kinds)."""
     text = _TEXT.get(locale, _TEXT["en"])
     context: dict[str, Any] = {
         "locale": locale,
@@ -164,7 +200,11 @@ def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str
             "email": None if sparse else "zofia.wojcik@example.pl",
         }
     if kind is not Kind.OVERDUE_DIGEST and kind is not Kind.CHANGE_SUMMARY:
-        context["case"] = _case(kind, text, sparse)
+        context["case"] = (
+            _no_response_case(kind, text, sparse)
+            if no_response and kind in TEAM_KINDS
+            else _case(kind, text, sparse)
+        )
     if audience_of(kind) == "customer":
         context["unsubscribe_url"] = None if sparse else "https://powiadomienia.example/u/k7Qx2"
     if kind is Kind.CHANGE_SUMMARY:
@@ -179,7 +219,7 @@ def sample_context(kind: Kind, locale: str, *, sparse: bool = False) -> dict[str
         alert = context["alert"] = _alert(kind, sparse)
         context["case"][f"{alert['clock']}_due_at"] = alert["deadline"]
     if kind is Kind.OVERDUE_DIGEST:
-        context["digest"] = _digest(sparse)
+        context["digest"] = _digest(sparse, no_response)
     context["greeting"] = greeting_for(kind, locale, context)
     return context
 
@@ -196,4 +236,9 @@ def validation_contexts(kind: Kind, locale: str) -> list[dict[str, Any]]:
             "reason": _TEXT.get(locale, _TEXT["en"])["reason"],
         }
         contexts.append(rejected)
+    if kind in TEAM_KINDS:
+        contexts += [
+            sample_context(kind, locale, no_response=True),
+            sample_context(kind, locale, sparse=True, no_response=True),
+        ]
     return contexts

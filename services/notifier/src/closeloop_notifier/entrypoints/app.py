@@ -1,7 +1,8 @@
 """The notifier: consumers, workers and HTTP API, wired together.
 
 Consumers (in the notifier's group): case events (`case.opened`, `case.updated`,
-`case.sla_alert`) become customer replies and team messages; ingest's responses and invitations
+`case.sla_alert`, and a lack-of-response case's `case.no_response_opened` and
+`case.no_response_updated`) become customer replies and team messages; ingest's responses and invitations
 keep the audience; `change.summary` opens a campaign. Workers: the dispatcher (claim, send,
 record), the campaign expander, the overdue digest, and a gauge recount. HTTP: messages and
 drafts, opt-outs and one-click unsubscribe, templates, settings and campaigns.
@@ -25,6 +26,8 @@ from closeloop_common.events import (
     CaseUpdatedV1,
     ChangeSummaryV1,
     CloudEvent,
+    NoResponseCaseOpenedV1,
+    NoResponseCaseUpdatedV1,
 )
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.loop import repeat
@@ -139,6 +142,8 @@ def create_notifier_app(
     runtime.on_batch(CaseOpenedV1, cases.on_opened_batch)
     runtime.on(CaseUpdatedV1, cases.on_updated)
     runtime.on(CaseSlaAlertV1, cases.on_sla_alert)
+    runtime.on(NoResponseCaseOpenedV1, cases.on_no_response_opened)
+    runtime.on(NoResponseCaseUpdatedV1, cases.on_no_response_updated)
     runtime.add_worker("dispatcher", dispatcher.run)
     runtime.add_worker("overdue-digest", digest.run)
     runtime.add_worker("campaign-expander", expander.run)

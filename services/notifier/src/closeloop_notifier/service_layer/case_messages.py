@@ -11,6 +11,12 @@
   overdue digest reads.
 - `case.sla_alert.v1`: the warning to the owner, the breach and each escalation step to the
   person the alert names.
+- `case.no_response_opened.v1` (a lack-of-response case: a key contact of a key account left a
+  survey invitation unanswered): the owner (or the team's queue mailbox) hears about it at once,
+  as about any new case; the silent contact gets nothing. `case.no_response_updated.v1`: as
+  `case.updated.v1` but never a customer message (the contact answered nothing). Such a case is
+  kept in the case view with category `no_response` and no score or comment, so its SLA alerts
+  and the digest know it; its templates see what was not answered (`domain.no_response`).
 
 Every message has a dedup key (`domain.kinds`), so a redelivered event stores nothing new.
 A batch of opened cases costs one statement per table (the case view, the opt-outs looked up,
@@ -39,11 +45,14 @@ from closeloop_common.events import (
     CaseUpdatedV1,
     CloudEvent,
     Customer,
+    NoResponseCaseOpenedV1,
+    NoResponseCaseUpdatedV1,
     Owner,
 )
 from closeloop_common.handlers import HandlerContext, Transaction
-from closeloop_notifier.adapters.tables import SCHEMA, case_view
+from closeloop_notifier.adapters.tables import SCHEMA, case_view, invitations
 from closeloop_notifier.domain.kinds import KIND_BY_PLAYBOOK, Kind, alert_key, case_key
+from closeloop_notifier.domain.no_response import NO_RESPONSE, Unanswered, invitation_of
 from closeloop_notifier.domain.rendering import customer_context
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 from closeloop_notifier.domain.timing import human_delay, recipient_zone
@@ -59,6 +68,9 @@ from closeloop_notifier.service_layer.policy import reply_address
 from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 log = logging.getLogger(__name__)
+
+ViewedCase = CaseOpenedV1 | CaseUpdatedV1 | NoResponseCaseOpenedV1
+"""What the case view is kept from (`NoResponseCaseUpdatedV1` is a `CaseUpdatedV1`)."""
 
 ALERT_KINDS: dict[str, Kind] = {
     "warning": Kind.SLA_WARNING,
@@ -103,6 +115,39 @@ def case_context(
         "comment": None,
         "category": event.case_type.value,
         "key_account": False,
+        "note": event.note,
+        "outcome": event.outcome,
+    }
+
+
+def no_response_context(
+    event: NoResponseCaseOpenedV1 | NoResponseCaseUpdatedV1, unanswered: Unanswered
+) -> dict[str, Any]:
+    """The `case` a template sees for a lack-of-response case: `case_context`'s keys (no
+    score, no comment) and what was not answered (`domain.no_response`)."""
+    common: dict[str, Any] = {
+        "id": str(event.case_id),
+        "owner": None if event.queue else _owner(event.owner),
+        "channel": event.channel,
+        "first_contact_due_at": event.first_contact_due_at,
+        "priority": event.priority,
+        "account_id": event.account_id,
+        "score": None,
+        "comment": None,
+        "category": NO_RESPONSE,
+        **unanswered.context(),
+    }
+    if isinstance(event, NoResponseCaseOpenedV1):
+        return common | {
+            "resolution_due_at": None,
+            "key_account": event.key_account,
+            "note": None,
+            "outcome": None,
+        }
+    return common | {
+        "resolution_due_at": event.resolution_due_at,
+        # Only a key contact of a key account opens one.
+        "key_account": True,
         "note": event.note,
         "outcome": event.outcome,
     }
@@ -198,13 +243,57 @@ class CaseMessages:
             )
         return new
 
-    async def on_updated(self, ctx: HandlerContext, event: CloudEvent[CaseUpdatedV1]) -> None:
+    async def on_no_response_opened(
+        self, ctx: HandlerContext, event: CloudEvent[NoResponseCaseOpenedV1]
+    ) -> None:
+        """A lack-of-response case: its owner (or the team's queue mailbox) hears of it, once
+        per case; nothing goes to the silent contact."""
         case = event.data
         tenant = event.tenantid
+        await _remember_cases(ctx.session, [(tenant, case, 1)])
+        settings = await self.settings.get(tenant)
+        if Kind.OWNER_NEW_CASE not in settings.team_messages:
+            return
+        unanswered = Unanswered(
+            invitation_id=case.invitation_id,
+            survey_id=case.survey_id,
+            invited_at=case.invited_at,
+            silent_days=case.silent_days,
+        )
+        message = await self._to_team(
+            ctx,
+            settings,
+            kind=Kind.OWNER_NEW_CASE,
+            dedup_key=case_key(case.case_id, Kind.OWNER_NEW_CASE),
+            person=case.owner,
+            extra={
+                "case": no_response_context(case, unanswered),
+                "customer": _customer(case.customer),
+            },
+            case_id=case.case_id,
+            response_id=case.response_id,
+            customer_id=case.customer.id,
+        )
+        await self._store(ctx.transaction, tenant, [message])
+
+    async def on_updated(self, ctx: HandlerContext, event: CloudEvent[CaseUpdatedV1]) -> None:
+        await self._updated(ctx, event.tenantid, event.data)
+
+    async def on_no_response_updated(
+        self, ctx: HandlerContext, event: CloudEvent[NoResponseCaseUpdatedV1]
+    ) -> None:
+        """As `on_updated`, but its resolution tells the silent contact nothing."""
+        await self._updated(ctx, event.tenantid, event.data)
+
+    async def _updated(self, ctx: HandlerContext, tenant: str, case: CaseUpdatedV1) -> None:
         await _remember_cases(ctx.session, [(tenant, case, case.version)])
         settings = await self.settings.get(tenant)
         new: list[NewMessage] = []
-        if case.transition == "resolved" and settings.resolution_message:
+        if (
+            case.transition == "resolved"
+            and settings.resolution_message
+            and not isinstance(case, NoResponseCaseUpdatedV1)
+        ):
             key = customer_address(case.customer.email).key
             opted_out = await policy.opted_out(ctx.session, [(tenant, key)] if key else [])
             new.append(
@@ -234,7 +323,10 @@ class CaseMessages:
                     # One per owner the case goes to: a case handed back gets no second one.
                     dedup_key=f"{case_key(case.case_id, Kind.OWNER_NEW_CASE)}:{case.owner.id}",
                     person=case.owner,
-                    extra={"case": case_context(case), "customer": _customer(case.customer)},
+                    extra={
+                        "case": await _updated_context(ctx, case),
+                        "customer": _customer(case.customer),
+                    },
                     case_id=case.case_id,
                     response_id=case.response_id,
                     customer_id=case.customer.id,
@@ -260,6 +352,8 @@ class CaseMessages:
                 "SLA alert of an unknown case; no message", extra={"case_id": str(alert.case_id)}
             )
             return
+        if case["category"] == NO_RESPONSE:
+            case |= (await _unanswered(ctx, invitation_of(alert.response_id))).context()
         case["owner"] = _owner(alert.owner)
         case["priority"] = alert.priority
         key = alert_key(
@@ -460,11 +554,11 @@ _UPSERT_CASES = sa.text(
 
 
 async def _remember_cases(
-    session: AsyncSession, cases: Iterable[tuple[str, CaseOpenedV1 | CaseUpdatedV1, int]]
+    session: AsyncSession, cases: Iterable[tuple[str, ViewedCase, int]]
 ) -> None:
     """Keep each (tenant, case, version) as the digest and the SLA alerts need it, in one
     statement; an older version never overwrites a newer one (within the batch too)."""
-    newest: dict[tuple[str, uuid.UUID], tuple[CaseOpenedV1 | CaseUpdatedV1, int]] = {}
+    newest: dict[tuple[str, uuid.UUID], tuple[ViewedCase, int]] = {}
     for tenant, case, version in cases:
         known = newest.get((tenant, case.case_id))
         if known is None or known[1] < version:
@@ -488,7 +582,7 @@ async def _remember_cases(
             "channels": [case.channel or "phone" for case, _ in rows],
             "priorities": [case.priority or "normal" for case, _ in rows],
             "first_due": [case.first_contact_due_at for case, _ in rows],
-            "resolution_due": [case.resolution_due_at for case, _ in rows],
+            "resolution_due": [_resolution_due(case) for case, _ in rows],
             "contacted": [contacted for _, contacted in progress],
             "categories": [a[0] for a in answers],
             "scores": [a[1] for a in answers],
@@ -499,9 +593,14 @@ async def _remember_cases(
     )
 
 
-def _answer(case: CaseOpenedV1 | CaseUpdatedV1) -> tuple[str, int, str | None, bool]:
+def _answer(case: ViewedCase) -> tuple[str, int, str | None, bool]:
     """Category, score (-1: unknown), comment and key account, as `case.opened` tells them;
-    an update comes first only if `case.opened` was missed (it leads on the case's partition)."""
+    an update comes first only if `case.opened` was missed (it leads on the case's partition).
+    A lack-of-response case has no answer: category `no_response`, score -1, no comment."""
+    if isinstance(case, NoResponseCaseOpenedV1):
+        return NO_RESPONSE, -1, None, case.key_account
+    if isinstance(case, NoResponseCaseUpdatedV1):
+        return NO_RESPONSE, -1, None, True
     if isinstance(case, CaseOpenedV1):
         return case.category.value, case.score, case.comment, case.key_account
     return case.case_type.value, -1, None, False
@@ -540,8 +639,40 @@ async def _known_case(ctx: HandlerContext, case_id: uuid.UUID) -> dict[str, Any]
     }
 
 
-def _progress(case: CaseOpenedV1 | CaseUpdatedV1) -> tuple[str, datetime | None]:
+def _progress(case: ViewedCase) -> tuple[str, datetime | None]:
     """A case's status and first contact as the view keeps them."""
-    if isinstance(case, CaseOpenedV1):
+    if isinstance(case, CaseOpenedV1 | NoResponseCaseOpenedV1):
         return "open", None
     return case.status, case.first_contacted_at
+
+
+def _resolution_due(case: ViewedCase) -> datetime | None:
+    # A lack-of-response case gets its resolution deadline later, if ever (no field when opened).
+    return None if isinstance(case, NoResponseCaseOpenedV1) else case.resolution_due_at
+
+
+async def _updated_context(ctx: HandlerContext, case: CaseUpdatedV1) -> dict[str, Any]:
+    """The `case` of an updated case's template context."""
+    if isinstance(case, NoResponseCaseUpdatedV1):
+        return no_response_context(case, await _unanswered(ctx, case.invitation_id))
+    return case_context(case)
+
+
+async def _unanswered(ctx: HandlerContext, invitation_id: str | None) -> Unanswered:
+    """What a lack-of-response case's contact did not answer, as far as the notifier's own copy
+    of the invitations (kept for campaigns) knows it."""
+    if invitation_id is None:
+        return Unanswered()
+    row = (
+        await ctx.session.execute(
+            sa.select(invitations.c.survey_id, invitations.c.invited_at).where(
+                invitations.c.tenant_id == ctx.tenant_id,
+                invitations.c.invitation_id == invitation_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return Unanswered(invitation_id=invitation_id)
+    return Unanswered(
+        invitation_id=invitation_id, survey_id=row.survey_id, invited_at=row.invited_at
+    )

@@ -152,6 +152,8 @@ def _listed(case: sa.Row[Any], now: datetime) -> dict[str, Any]:
         "customer_name": case.customer_name,
         "priority": case.priority,
         "clock": "first_contact" if late_first else "resolution",
+        # "no_response": a lack-of-response case, which has no answer (`domain.no_response`).
+        "category": case.category,
         "deadline": deadline,
         "overdue_hours": round((now - deadline).total_seconds() / 3600, 1),
     }
