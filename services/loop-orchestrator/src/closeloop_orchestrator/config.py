@@ -68,10 +68,11 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_scoring_url: str = Field(
         "http://127.0.0.1:8002",
         min_length=1,
-        description="scoring's API: structural issues ask its what-if for their NPS impact",
+        description="scoring's API: structural issues ask its what-if for their NPS impact, "
+        "account review packs its figures",
     )
     orchestrator_scoring_timeout_seconds: float = Field(
-        5, gt=0, le=60, description="how long a what-if question to scoring may take"
+        5, gt=0, le=60, description="how long a question to scoring (a what-if, a read) may take"
     )
 
     orchestrator_review_time_zone: str = Field(

@@ -1,5 +1,5 @@
 """The review's arithmetic: quarters as local days and instants, the trend's span, percentiles,
-what is open during a quarter, and the figures of an account's cases."""
+what is open during a quarter, the figures of an account's cases, and the review's time zone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.domain.review import (
     CaseRow,
     Quarter,
@@ -185,3 +187,10 @@ def test_no_cases_give_zeros_and_no_percentiles() -> None:
             "p90_hours": None,
         },
     }
+
+
+def test_the_review_time_zone_must_be_a_known_one() -> None:
+    settings = OrchestratorSettings(orchestrator_review_time_zone="Europe/Warsaw")
+    assert settings.review_time_zone == WARSAW
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        OrchestratorSettings(orchestrator_review_time_zone="Mars/Olympus")

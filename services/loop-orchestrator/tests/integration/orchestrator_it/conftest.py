@@ -29,6 +29,7 @@ TENANT_TABLES = (
     tables.account_owners,
     tables.team_turns,
     tables.structural_issues,  # its cases and history go with it (ON DELETE CASCADE)
+    tables.account_actions,
 )
 
 
