@@ -53,7 +53,9 @@ async def list_actions(
         .order_by(account_actions.c.agreed_at, account_actions.c.action_id)
         .limit(limit)
     )
-    total = await session.scalar(sa.select(sa.func.count()).where(*where))
+    total = await session.scalar(
+        sa.select(sa.func.count()).select_from(account_actions).where(*where)
+    )
     return {
         "account_id": account_id,
         "actions": [action_json(row) for row in rows],
