@@ -20,26 +20,10 @@ from datetime import date, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_orchestrator.account_views import action_json
+from closeloop_orchestrator import account_views
 from closeloop_orchestrator.adapters.scoring_client import ScoringClient, ScoringError
-from closeloop_orchestrator.adapters.tables import (
-    ACTIVE_STATUSES,
-    account_actions,
-    cases,
-    structural_issue_cases,
-    structural_issues,
-)
-from closeloop_orchestrator.domain.account_actions import ActionStatus, overdue
-from closeloop_orchestrator.domain.review import (
-    CaseRow,
-    Quarter,
-    case_figures,
-    open_during,
-)
+from closeloop_orchestrator.domain.review import Quarter, case_figures
 from closeloop_orchestrator.metrics import REVIEW_SECTIONS_UNAVAILABLE
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 
@@ -233,88 +217,23 @@ async def _own(
     runtime: ServiceRuntime, store: SetupStore, zone: ZoneInfo, review: Review, now: datetime
 ) -> dict[str, Any]:
     start, end = review.quarter.bounds(zone)
+    tenant, account = review.tenant_id, review.account_id
     async with runtime.sessions() as session:
-        organisation = (await store.current(session, review.tenant_id)).setup.organisation
-        figures = case_figures(
-            await _case_rows(session, review, start, end), start=start, end=end, now=now
+        organisation = (await store.current(session, tenant)).setup.organisation
+        rows = await account_views.review_cases(
+            session=session, tenant_id=tenant, account_id=account, start=start, end=end
         )
-        actions = await _actions(session, review, start, end, today=now.astimezone(zone).date())
-        issues = await _issues(session, review, start, end)
+        actions = await account_views.review_actions(
+            session=session, tenant_id=tenant, account_id=account, start=start, end=end,
+            today=now.astimezone(zone).date(),
+        )  # fmt: skip
+        issues = await account_views.review_issues(
+            session=session, tenant_id=tenant, account_id=account, start=start, end=end
+        )
+    figures = case_figures(rows, start=start, end=end, now=now)
     return {
-        "key_account": review.account_id in organisation.key_accounts,
+        "key_account": account in organisation.key_accounts,
         "cases": figures.as_json(),
         "actions": actions,
         "issues": issues,
     }
-
-
-async def _case_rows(
-    session: AsyncSession, review: Review, start: datetime, end: datetime
-) -> list[CaseRow]:
-    """The account's cases opened, resolved or closed in the quarter, and those open now."""
-    c = cases.c
-
-    def within(column: Any) -> Any:
-        return sa.and_(column >= start, column < end)
-
-    rows = await session.execute(
-        sa.select(c.case_type, c.status, c.opened_at, c.first_contact_due_at,
-                  c.first_contacted_at, c.resolved_at, c.closed_at)
-        .where(
-            c.tenant_id == review.tenant_id,
-            c.account_id == review.account_id,
-            sa.or_(within(c.opened_at), within(c.resolved_at), within(c.closed_at),
-                   c.status.in_(ACTIVE_STATUSES)),
-        )
-    )  # fmt: skip
-    return [CaseRow(**row._mapping) for row in rows]
-
-
-async def _actions(
-    session: AsyncSession, review: Review, start: datetime, end: datetime, *, today: date
-) -> dict[str, Any]:
-    """The account's actions open at some time in the quarter, the earliest agreed first."""
-    rows = await session.execute(
-        sa.select(account_actions)
-        .where(
-            account_actions.c.tenant_id == review.tenant_id,
-            account_actions.c.account_id == review.account_id,
-            account_actions.c.agreed_at < end,
-        )
-        .order_by(account_actions.c.agreed_at, account_actions.c.action_id)
-    )
-    items = [
-        action_json(row)
-        | {"overdue": overdue(status=ActionStatus(row.status), due_on=row.due_on, today=today)}
-        for row in rows
-        if open_during(begun_at=row.agreed_at, ended_at=row.finished_at, start=start, end=end)
-    ]
-    by_status = dict.fromkeys((s.value for s in ActionStatus), 0)
-    for item in items:
-        by_status[item["status"]] += 1
-    return {"total": len(items), "by_status": by_status, "items": items}
-
-
-async def _issues(
-    session: AsyncSession, review: Review, start: datetime, end: datetime
-) -> list[dict[str, Any]]:
-    """Structural issues linked to the account's cases, open at some time in the quarter."""
-    issue, linked = structural_issues.c, structural_issue_cases.c
-    rows = await session.execute(
-        sa.select(issue.issue_id, issue.title, issue.status, issue.created_at, issue.decided_at,
-                  sa.func.count().label("account_cases"))
-        .join_from(
-            structural_issue_cases,
-            structural_issues,
-            sa.and_(issue.tenant_id == linked.tenant_id, issue.issue_id == linked.issue_id),
-        )
-        .where(linked.tenant_id == review.tenant_id, linked.account_id == review.account_id,
-               issue.created_at < end)
-        .group_by(issue.issue_id, issue.title, issue.status, issue.created_at, issue.decided_at)
-        .order_by(issue.created_at, issue.issue_id)
-    )  # fmt: skip
-    return [
-        dict(row._mapping)
-        for row in rows
-        if open_during(begun_at=row.created_at, ended_at=row.decided_at, start=start, end=end)
-    ]
