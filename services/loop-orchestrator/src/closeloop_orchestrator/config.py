@@ -10,8 +10,9 @@ listed owners, wall-time deadlines of `ORCHESTRATOR_FIRST_CONTACT_SLA_HOURS` (ke
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from closeloop_common.events import EMAIL_PATTERN, Owner
 from closeloop_common.settings import CommonSettings
@@ -77,11 +78,31 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_scoring_url: str = Field(
         "http://127.0.0.1:8002",
         min_length=1,
-        description="scoring's API: structural issues ask its what-if for their NPS impact",
+        description="scoring's API: structural issues ask its what-if for their NPS impact, "
+        "account review packs its figures",
     )
     orchestrator_scoring_timeout_seconds: float = Field(
-        5, gt=0, le=60, description="how long a what-if question to scoring may take"
+        5, gt=0, le=60, description="how long a question to scoring (a what-if, a read) may take"
     )
+
+    orchestrator_review_time_zone: str = Field(
+        "UTC",
+        description="the local days of an account review's quarter; set it to scoring's "
+        "SCORING_TIME_ZONE, so both count the same days",
+    )
+
+    @field_validator("orchestrator_review_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def review_time_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.orchestrator_review_time_zone)
 
     def default_setup(self, tenant: TenantConfig | None = None) -> TenantSetup:
         """A tenant's set-up from these settings and its `TENANTS_FILE` entry."""

@@ -46,3 +46,9 @@ FIRST_CONTACT_WITHIN_SLA_RATIO = Gauge(
     "Share of the cases opened in the last 30 days whose first-contact clock has stopped or run "
     "out that were contacted in time; recounted with closeloop_cases_open",
 )
+REVIEW_SECTIONS_UNAVAILABLE = Counter(
+    "closeloop_review_pack_sections_unavailable_total",
+    "Sections of account review packs left empty because scoring did not answer them "
+    "(nps, trend, response_rate, revenue_weight, drivers, health)",
+    ["section"],
+)

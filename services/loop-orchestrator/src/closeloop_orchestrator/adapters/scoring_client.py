@@ -1,5 +1,5 @@
-"""Scoring's read API over HTTP: the what-if of a structural issue's NPS impact, and the responses
-its theme was found in.
+"""Scoring's read API over HTTP: the what-if of a structural issue's NPS impact, the responses
+its theme was found in, and the figures of an account's quarterly review pack.
 
 The question is asked with the caller's own token (the `Authorization` header of the request
 that creates or re-estimates the issue): scoring verifies it and answers for that token's tenant
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -68,7 +69,8 @@ class WhatIfAnswer:
 
 
 class ScoringClient:
-    """Asks scoring's what-if. `client` replaces the HTTP client (a test's ASGI transport)."""
+    """Asks scoring: the what-if and reads. `client` replaces the HTTP client (a test's ASGI
+    transport)."""
 
     def __init__(
         self, base_url: str, *, timeout: float, client: httpx.AsyncClient | None = None
@@ -112,14 +114,11 @@ class ScoringClient:
         window: str = "90d",
     ) -> ThemeResponses:
         """The responses of the segment whose customers complained about `theme`."""
-        request = self._client.build_request(
-            "GET",
-            THEME_RESPONSES.format(theme=quote(theme, safe="")),
+        found = await self.get(
+            THEME_RESPONSES.format(theme=_segment(theme)),
+            authorization=authorization,
             params={**filters, "window": window},
-            headers={"Authorization": authorization},
-            timeout=self._timeout,
         )
-        found = await self._send(request)
         try:
             ids = found["response_ids"]
             if not all(isinstance(i, str) for i in ids):
@@ -142,6 +141,83 @@ class ScoringClient:
             return answer.json()
         except ValueError as exc:
             raise ScoringUnavailable(f"scoring's answer is not JSON: {exc}") from exc
+
+    async def get(
+        self, path: str, *, authorization: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Scoring's JSON answer to a read (a JSON object), asked with the caller's token."""
+        request = self._client.build_request(
+            "GET", path, params=dict(params or {}), headers={"Authorization": authorization},
+            timeout=self._timeout,
+        )  # fmt: skip
+        found = await self._send(request)
+        if not isinstance(found, dict):
+            raise ScoringUnavailable("scoring's answer is not a JSON object")
+        return found
+
+    # Windows are local days [first, end) in scoring's time zone: its `to` is exclusive.
+
+    async def account_nps(
+        self, *, authorization: str, account_id: str, first: date, end: date
+    ) -> dict[str, Any]:
+        """`GET /v1/accounts/{id}/nps`: the account's figures, response rate and revenue weight."""
+        return await self.get(
+            f"/v1/accounts/{_segment(account_id)}/nps",
+            authorization=authorization,
+            params=_days(first, end),
+        )
+
+    async def compare(
+        self,
+        *,
+        authorization: str,
+        filters: Mapping[str, str],
+        days: tuple[date, date],
+        baseline_days: tuple[date, date],
+    ) -> dict[str, Any]:
+        """`GET /v1/nps/compare`: the segment over `days` against itself over `baseline_days`."""
+        params = {**filters, **_days(*days)}
+        params |= {"baseline_from": baseline_days[0].isoformat(),
+                   "baseline_to": baseline_days[1].isoformat()}  # fmt: skip
+        return await self.get("/v1/nps/compare", authorization=authorization, params=params)
+
+    async def trend(
+        self,
+        *,
+        authorization: str,
+        filters: Mapping[str, str],
+        first: date,
+        end: date,
+        granularity: str = "month",
+    ) -> dict[str, Any]:
+        """`GET /v1/nps/trend`: the segment's NPS per bucket, each with its interval."""
+        params = {**filters, **_days(first, end), "granularity": granularity}
+        return await self.get("/v1/nps/trend", authorization=authorization, params=params)
+
+    async def drivers(
+        self, *, authorization: str, filters: Mapping[str, str], first: date, end: date
+    ) -> dict[str, Any]:
+        """`GET /v1/drivers`: themes and root causes, the biggest NPS impact first."""
+        params = {**filters, **_days(first, end)}
+        return await self.get("/v1/drivers", authorization=authorization, params=params)
+
+    async def account_health(
+        self, *, authorization: str, account_id: str, first: date, end: date
+    ) -> dict[str, Any]:
+        """`GET /v1/accounts/{id}/health`: whether the account is safe or at risk, and why."""
+        return await self.get(
+            f"/v1/accounts/{_segment(account_id)}/health",
+            authorization=authorization,
+            params=_days(first, end),
+        )
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _days(first: date, end: date) -> dict[str, str]:
+    return {"from": first.isoformat(), "to": end.isoformat()}
 
 
 def _detail(answer: httpx.Response) -> str:

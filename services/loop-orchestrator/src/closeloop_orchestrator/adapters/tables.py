@@ -75,6 +75,14 @@ cases = sa.Table(
         "first_contact_due_at",
         "case_id",
     ),
+    # An account's cases (its review pack, `GET /v1/cases?account_id=`).
+    sa.Index(
+        "ix_cases_account",
+        "tenant_id",
+        "account_id",
+        "opened_at",
+        postgresql_where=sa.text("account_id IS NOT NULL"),
+    ),
     # Least-loaded assignment counts an owner's active cases.
     sa.Index("ix_cases_active_owner", "tenant_id", "owner_id", postgresql_where=_ACTIVE),
 )

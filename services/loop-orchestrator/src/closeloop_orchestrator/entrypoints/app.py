@@ -1,6 +1,7 @@
 """The orchestrator: its consumer (responses and their corrections open and re-type cases;
-invitations are kept for silence and the loop's impact), its SLA and silence watchers and gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the
-structural issues backlog)."""
+invitations are kept for silence and the loop's impact), its SLA and silence watchers and
+gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the structural issues
+backlog; actions agreed with accounts and their quarterly review packs)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from closeloop_common.web import create_app
 from closeloop_orchestrator.adapters.scoring_client import ScoringClient
 from closeloop_orchestrator.adapters.tables import metadata
 from closeloop_orchestrator.config import OrchestratorSettings
+from closeloop_orchestrator.entrypoints.accounts_api import build_accounts_router
 from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
 from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
@@ -74,6 +76,7 @@ def create_orchestrator_app(
             build_cases_router(runtime, store),
             build_admin_router(runtime, store),
             build_backlog_router(runtime, scoring),
+            build_accounts_router(runtime, store, scoring, settings.review_time_zone),
         ],
     )
     app.state.scoring = scoring

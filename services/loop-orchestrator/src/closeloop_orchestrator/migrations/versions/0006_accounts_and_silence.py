@@ -40,6 +40,14 @@ def upgrade() -> None:
         "ELSE score IS NOT NULL AND category IS NOT NULL END",
         schema=S,
     )
+    # An account's cases (its review pack, `GET /v1/cases?account_id=`).
+    op.create_index(
+        "ix_cases_account",
+        "cases",
+        ["tenant_id", "account_id", "opened_at"],
+        schema=S,
+        postgresql_where=sa.text("account_id IS NOT NULL"),
+    )
     op.create_index(
         "ix_responses_customer",
         "responses",
@@ -119,6 +127,7 @@ def downgrade() -> None:
     op.drop_index("ix_invitations_customer", table_name="invitations", schema=S)
     op.drop_table("invitations", schema=S)
     op.drop_index("ix_responses_customer", table_name="responses", schema=S)
+    op.drop_index("ix_cases_account", table_name="cases", schema=S)
     op.execute(
         f"DELETE FROM {S}.timers WHERE case_id IN "
         f"(SELECT case_id FROM {S}.cases WHERE case_type = 'no_response')"
