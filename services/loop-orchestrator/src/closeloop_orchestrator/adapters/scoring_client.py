@@ -1,4 +1,5 @@
-"""Scoring's what-if, asked over HTTP for a structural issue's NPS impact.
+"""Scoring's what-if, asked over HTTP for a structural issue's NPS impact, and its comparison of
+two windows' NPS, for the NPS of a done issue's segment before and after (the loop's impact).
 
 The question is asked with the caller's own token (the `Authorization` header of the request
 that creates or re-estimates the issue): scoring verifies it and answers for that token's tenant
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ import httpx
 from closeloop_orchestrator.domain.backlog import impact_of_what_if
 
 WHAT_IF = "/v1/what-if"
+COMPARE = "/v1/nps/compare"
 THEME_SCENARIO = "theme-detractors-become-passives"
 
 
@@ -56,6 +59,32 @@ class WhatIfAnswer:
     window: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class NpsFigure:
+    """One side of a comparison: the NPS (None without answers) with its interval, the number of
+    answers and scoring's window ({from, to, time_zone})."""
+
+    n: int
+    nps: float | None
+    ci_low: float | None
+    ci_high: float | None
+    window: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NpsComparison:
+    """Scoring's comparison: `difference` is compared minus baseline (None when a side has no
+    answer, and then so are `p_value` and `significant`)."""
+
+    compared: NpsFigure
+    baseline: NpsFigure
+    difference: float | None
+    p_value: float | None
+    significant: bool | None
+    method: str
+    confidence: float
+
+
 class ScoringClient:
     """Asks scoring's what-if. `client` replaces the HTTP client (a test's ASGI transport)."""
 
@@ -82,12 +111,48 @@ class ScoringClient:
             "filters": dict(filters),
             "window": window,
         }
+        answer = await self._ask("POST", WHAT_IF, authorization, json=body)
         try:
-            answer = await self._client.post(
-                WHAT_IF,
-                json=body,
+            return _parse(answer.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScoringUnavailable(f"scoring's answer is not a what-if: {exc}") from exc
+
+    async def compare_nps(
+        self,
+        *,
+        authorization: str,
+        filters: Mapping[str, str],
+        compared: tuple[date, date],
+        baseline: tuple[date, date],
+        confidence: float,
+    ) -> NpsComparison:
+        """The segment's NPS over the local days [first, end) of `compared` against those of
+        `baseline`, with the difference's p-value (scoring's `/v1/nps/compare`)."""
+        params = {
+            **filters,
+            "from": compared[0].isoformat(),
+            "to": compared[1].isoformat(),
+            "baseline_from": baseline[0].isoformat(),
+            "baseline_to": baseline[1].isoformat(),
+            "confidence": str(confidence),
+        }
+        answer = await self._ask("GET", COMPARE, authorization, params=params)
+        try:
+            return _comparison(answer.json())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScoringUnavailable(f"scoring's answer is not a comparison: {exc}") from exc
+
+    async def _ask(
+        self, method: str, path: str, authorization: str, **request: Any
+    ) -> httpx.Response:
+        """Scoring's answer, or ScoringUnavailable (unreachable, 5xx) / ScoringRefused (4xx)."""
+        try:
+            answer = await self._client.request(
+                method,
+                path,
                 headers={"Authorization": authorization},
                 timeout=self._timeout,
+                **request,
             )
         except httpx.HTTPError as exc:
             raise ScoringUnavailable(f"scoring unreachable: {type(exc).__name__}: {exc}") from exc
@@ -95,10 +160,7 @@ class ScoringClient:
             raise ScoringUnavailable(f"scoring answered {answer.status_code}")
         if answer.status_code >= 400:
             raise ScoringRefused(answer.status_code, _detail(answer))
-        try:
-            return _parse(answer.json())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ScoringUnavailable(f"scoring's answer is not a what-if: {exc}") from exc
+        return answer
 
 
 def _detail(answer: httpx.Response) -> str:
@@ -130,4 +192,28 @@ def _parse(body: Any) -> WhatIfAnswer:
         confidence=float(body["confidence"]),
         method=str(body["method"]),
         window=dict(body["window"]),
+    )
+
+
+def _figure(side: Any) -> NpsFigure:
+    return NpsFigure(
+        n=int(side["n"]),
+        nps=side["nps"],
+        ci_low=side["ci_low"],
+        ci_high=side["ci_high"],
+        window=dict(side["window"]),
+    )
+
+
+def _comparison(body: Any) -> NpsComparison:
+    found = body["comparison"]
+    compared = body["compared"]
+    return NpsComparison(
+        compared=_figure(compared),
+        baseline=_figure(body["baseline"]),
+        difference=None if found is None else float(found["difference"]),
+        p_value=None if found is None else float(found["p_value"]),
+        significant=None if found is None else bool(found["significant"]),
+        method=str(compared["method"]),
+        confidence=float(compared["confidence"]),
     )

@@ -1,6 +1,6 @@
 """The orchestrator: its consumer (responses and their corrections open and re-type cases), its
 SLA watcher and gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the
-structural issues backlog)."""
+structural issues backlog; the loop's impact)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
 from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
+from closeloop_orchestrator.entrypoints.impact_api import build_impact_router
+from closeloop_orchestrator.service_layer import impact
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 from closeloop_orchestrator.service_layer.watcher import SlaWatcher, run_gauges
@@ -50,6 +52,11 @@ def create_orchestrator_app(
         await run_gauges(runtime, settings.orchestrator_gauge_interval_seconds)
 
     runtime.add_worker("case-gauges", gauges)
+
+    async def impact_gauges() -> None:
+        await impact.run_gauges(runtime, settings.orchestrator_impact_interval_seconds)
+
+    runtime.add_worker("loop-impact-gauges", impact_gauges)
     scoring = ScoringClient(
         settings.orchestrator_scoring_url,
         timeout=settings.orchestrator_scoring_timeout_seconds,
@@ -64,6 +71,7 @@ def create_orchestrator_app(
             build_cases_router(runtime, store),
             build_admin_router(runtime, store),
             build_backlog_router(runtime, scoring),
+            build_impact_router(runtime, scoring),
         ],
     )
     app.state.scoring = scoring
