@@ -23,9 +23,9 @@ from closeloop_orchestrator.service_layer.impact import (
     CASE_TYPES,
     ContactDelays,
     ImpactFigures,
-    IssueBeforeAfter,
     SlaCounts,
 )
+from closeloop_orchestrator.service_layer.impact_issues import IssueBeforeAfter
 
 
 def _round(value: float | None, digits: int) -> float | None:

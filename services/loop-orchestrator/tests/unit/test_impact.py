@@ -6,6 +6,7 @@ computed apart, with mpmath at 30 digits and exact fractions."""
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from closeloop_orchestrator.domain.impact import (
     Bucket,
     LoopGroup,
     Moments,
+    before_and_after,
     histogram,
     loop_impact,
     mean_interval,
@@ -163,3 +165,21 @@ def test_wilson_holds_the_share(successes: int, extra: int, confidence: float) -
     assert found.ci_low is not None
     assert found.ci_high is not None
     assert 0.0 <= found.ci_low <= successes / n <= found.ci_high <= 1.0
+
+
+def test_before_and_after_leave_out_the_day_of_the_decision_and_stop_at_today() -> None:
+    decided, today = date(2026, 10, 11), date(2026, 11, 10)
+    assert before_and_after(decided, days=90, today=today) == (
+        (date(2026, 7, 13), date(2026, 10, 11)),
+        (date(2026, 10, 12), date(2026, 11, 11)),
+    )
+    assert before_and_after(decided, days=7, today=today) == (
+        (date(2026, 10, 4), date(2026, 10, 11)),
+        (date(2026, 10, 12), date(2026, 10, 19)),
+    )
+    # Decided yesterday: today is the one day after; decided today: nothing after it yet.
+    assert before_and_after(today - timedelta(days=1), days=30, today=today)[1] == (
+        today,
+        today + timedelta(days=1),
+    )
+    assert before_and_after(today, days=30, today=today) == ()

@@ -37,6 +37,9 @@ Definitions (the service layer's queries implement them; `docs/orchestrator.md` 
   `percentile_cont`, Hyndman and Fan's type 7, numpy's default: the p-quantile of n sorted values
   is x[h] + (h - floor h)(x[h + 1] - x[h]) with h = (n - 1) p, 0-based); the histogram's buckets
   are (previous bound, bound], of `HISTOGRAM_HOURS` and one open-ended bucket.
+- **A done issue's before and after** (`before_and_after`): the N days after the day of its
+  decision (clipped at today) against the N days before that day; the day itself is on neither
+  side. Days are UTC dates here; scoring reads them as its own time zone's local days.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Final
 
 from closeloop_common.statistics import normal_p_value, t_for, t_p_value, z_for
@@ -297,3 +301,17 @@ def histogram(at_most: Sequence[int], total: int) -> list[Bucket]:
         )
         for i in range(len(HISTOGRAM_HOURS) + 1)
     ]
+
+
+def before_and_after(decided: date, *, days: int, today: date) -> tuple[tuple[date, date], ...]:
+    """A done issue's (before, after) as local days [first, end): the `days` days before the day
+    of its decision and the `days` days after that day, clipped at today (included); () when no
+    day after it has begun. The day of the decision is on neither side: it mixes both."""
+    if days < 1:
+        raise ValueError(f"days is at least 1, got {days}")
+    after_first = decided + timedelta(days=1)
+    if after_first > today:
+        return ()
+    before = (decided - timedelta(days=days), decided)
+    after = (after_first, min(after_first + timedelta(days=days), today + timedelta(days=1)))
+    return before, after

@@ -19,7 +19,7 @@ from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
 from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
 from closeloop_orchestrator.entrypoints.impact_api import build_impact_router
-from closeloop_orchestrator.service_layer import impact
+from closeloop_orchestrator.service_layer import impact_gauges
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 from closeloop_orchestrator.service_layer.watcher import SlaWatcher, run_gauges
@@ -53,10 +53,10 @@ def create_orchestrator_app(
 
     runtime.add_worker("case-gauges", gauges)
 
-    async def impact_gauges() -> None:
-        await impact.run_gauges(runtime, settings.orchestrator_impact_interval_seconds)
+    async def loop_gauges() -> None:
+        await impact_gauges.run_gauges(runtime, settings.orchestrator_impact_interval_seconds)
 
-    runtime.add_worker("loop-impact-gauges", impact_gauges)
+    runtime.add_worker("loop-impact-gauges", loop_gauges)
     scoring = ScoringClient(
         settings.orchestrator_scoring_url,
         timeout=settings.orchestrator_scoring_timeout_seconds,

@@ -18,7 +18,7 @@ from closeloop_common.statistics import DEFAULT_CONFIDENCE
 from closeloop_common.web import Problem, ReadTenant
 from closeloop_orchestrator import impact_views
 from closeloop_orchestrator.adapters.scoring_client import ScoringClient
-from closeloop_orchestrator.service_layer import impact
+from closeloop_orchestrator.service_layer import impact, impact_issues
 
 DEFAULT_DAYS = 90
 CaseType = Literal["detractor", "passive", "promoter", "no_response"]
@@ -78,13 +78,13 @@ def build_impact_router(runtime: ServiceRuntime, scoring: ScoringClient) -> APIR
         )
         async with runtime.sessions() as session:
             found = await impact.figures(session, scope, confidence)
-            issues = await impact.done_issues(
+            issues = await impact_issues.done_issues(
                 session,
                 tenant_id=tenant,
                 decided_from=scope.opened_from,
                 decided_before=_midnight(end),
             )
-        compared = await impact.compare_issues(
+        compared = await impact_issues.compare_issues(
             scoring,
             issues,
             authorization=request.headers.get("authorization", ""),

@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY
 from closeloop_common.db import transaction
 from closeloop_common.events import Customer, ResponseReceivedV1, Segments, categorize
 from closeloop_orchestrator.adapters import tables
-from closeloop_orchestrator.service_layer.impact import recount_gauges
+from closeloop_orchestrator.service_layer.impact_gauges import recount_gauges
 
 from .support import NOW, PROBLEM, feed_scoring, new_tenant, runtime_of
 
