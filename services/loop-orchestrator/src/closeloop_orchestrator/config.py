@@ -75,6 +75,12 @@ class OrchestratorSettings(CommonSettings):
     orchestrator_gauge_interval_seconds: float = Field(
         30, gt=0, le=3600, description="how often the open-case gauges are recounted"
     )
+    orchestrator_impact_interval_seconds: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="how often the loop's impact gauges (last 90 days, every tenant) are recounted",
+    )
     orchestrator_scoring_url: str = Field(
         "http://127.0.0.1:8002",
         min_length=1,

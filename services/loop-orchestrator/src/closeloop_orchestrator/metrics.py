@@ -1,5 +1,6 @@
 """The orchestrator's Prometheus metrics. Labels are bounded: case types, priorities, clocks,
-alert kinds and transitions are closed sets; no tenant, owner or case id is a label."""
+alert kinds, transitions, loops (closed, not_closed) and quantiles are closed sets; no tenant,
+owner or case id is a label."""
 
 from __future__ import annotations
 
@@ -51,4 +52,60 @@ REVIEW_SECTIONS_UNAVAILABLE = Counter(
     "Sections of account review packs left empty because scoring did not answer them "
     "(nps, trend, response_rate, revenue_weight, drivers, health)",
     ["section"],
+)
+
+# The loop's impact (`service_layer/impact.py`): every tenant's cases opened in the last 90 days,
+# recounted every ORCHESTRATOR_IMPACT_INTERVAL_SECONDS; `loop` is `closed` or `not_closed`
+# (definitions in `domain/impact.py`). Undefined figures (no invitation, fewer than two score
+# changes) are NaN.
+_IMPACT = (
+    "recounted every ORCHESTRATOR_IMPACT_INTERVAL_SECONDS over the cases opened in the last 90 days"
+)
+LOOP_CASES = Gauge(
+    "closeloop_loop_cases",
+    f"Cases whose loop is closed (reached and resolved) or not (counted once reached or past "
+    f"their first-contact deadline); {_IMPACT}",
+    ["loop"],
+)
+LOOP_RESURVEY_INVITATIONS = Gauge(
+    "closeloop_loop_resurvey_invitations",
+    f"Cases whose customer was invited to a survey after the case was opened; {_IMPACT}",
+    ["loop"],
+)
+LOOP_RESURVEY_RESPONSES = Gauge(
+    "closeloop_loop_resurvey_responses",
+    f"Cases whose customer answered that re-survey; {_IMPACT}",
+    ["loop"],
+)
+LOOP_RESURVEY_RESPONSE_RATIO = Gauge(
+    "closeloop_loop_resurvey_response_ratio",
+    f"Re-survey responses over re-survey invitations; {_IMPACT}",
+    ["loop"],
+)
+LOOP_SCORE_CHANGE_MEAN = Gauge(
+    "closeloop_loop_resurvey_score_change_mean",
+    f"Mean of the re-survey score minus the case's score (points on the 0-10 scale); {_IMPACT}",
+    ["loop"],
+)
+LOOP_RESPONSE_RATE_DIFFERENCE_P_VALUE = Gauge(
+    "closeloop_loop_resurvey_response_rate_difference_p_value",
+    f"Two-sided p-value of the two-proportion z-test of the re-survey response rates, closed "
+    f"versus not closed; {_IMPACT}",
+)
+LOOP_SCORE_CHANGE_DIFFERENCE_P_VALUE = Gauge(
+    "closeloop_loop_resurvey_score_change_difference_p_value",
+    f"Two-sided p-value of Welch's t-test of the mean score changes, closed versus not closed; "
+    f"{_IMPACT}",
+)
+LOOP_TIME_TO_FIRST_CONTACT = Gauge(
+    "closeloop_loop_time_to_first_contact_seconds",
+    f"Quantiles (0.5, 0.75, 0.9, 0.95; linear interpolation) of the time from opening a case to "
+    f"first reaching the customer; {_IMPACT}",
+    ["quantile"],
+)
+LOOP_FIRST_CONTACT_WITHIN_SLA_RATIO = Gauge(
+    "closeloop_loop_first_contact_within_sla_ratio",
+    f"Share of the cases reached or past their first-contact deadline that were reached by it, "
+    f"by priority; {_IMPACT}",
+    ["priority"],
 )

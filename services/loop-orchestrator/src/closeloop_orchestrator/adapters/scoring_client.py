@@ -1,5 +1,6 @@
 """Scoring's read API over HTTP: the what-if of a structural issue's NPS impact, the responses
-its theme was found in, and the figures of an account's quarterly review pack.
+its theme was found in, the figures of an account's quarterly review pack, and the comparison of
+two windows' NPS (a done issue's segment before and after, for the loop's impact).
 
 The question is asked with the caller's own token (the `Authorization` header of the request
 that creates or re-estimates the issue): scoring verifies it and answers for that token's tenant
@@ -25,6 +26,7 @@ from closeloop_orchestrator.domain.backlog import impact_of_what_if
 
 WHAT_IF = "/v1/what-if"
 THEME_RESPONSES = "/v1/themes/{theme}/responses"
+COMPARE = "/v1/nps/compare"
 THEME_SCENARIO = "theme-detractors-become-passives"
 
 
@@ -66,6 +68,32 @@ class WhatIfAnswer:
     confidence: float
     method: str
     window: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NpsFigure:
+    """One side of a comparison: the NPS (None without answers) with its interval, the number of
+    answers and scoring's window ({from, to, time_zone})."""
+
+    n: int
+    nps: float | None
+    ci_low: float | None
+    ci_high: float | None
+    window: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NpsComparison:
+    """Scoring's comparison: `difference` is compared minus baseline (None when a side has no
+    answer, and then so are `p_value` and `significant`)."""
+
+    compared: NpsFigure
+    baseline: NpsFigure
+    difference: float | None
+    p_value: float | None
+    significant: bool | None
+    method: str
+    confidence: float
 
 
 class ScoringClient:
@@ -174,12 +202,37 @@ class ScoringClient:
         filters: Mapping[str, str],
         days: tuple[date, date],
         baseline_days: tuple[date, date],
+        confidence: float | None = None,
     ) -> dict[str, Any]:
         """`GET /v1/nps/compare`: the segment over `days` against itself over `baseline_days`."""
         params = {**filters, **_days(*days)}
         params |= {"baseline_from": baseline_days[0].isoformat(),
                    "baseline_to": baseline_days[1].isoformat()}  # fmt: skip
-        return await self.get("/v1/nps/compare", authorization=authorization, params=params)
+        if confidence is not None:
+            params["confidence"] = str(confidence)
+        return await self.get(COMPARE, authorization=authorization, params=params)
+
+    async def compare_nps(
+        self,
+        *,
+        authorization: str,
+        filters: Mapping[str, str],
+        compared: tuple[date, date],
+        baseline: tuple[date, date],
+        confidence: float,
+    ) -> NpsComparison:
+        """`compare`, read: both sides' NPS with their intervals and the difference's p-value."""
+        found = await self.compare(
+            authorization=authorization,
+            filters=filters,
+            days=compared,
+            baseline_days=baseline,
+            confidence=confidence,
+        )
+        try:
+            return _comparison(found)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScoringUnavailable(f"scoring's answer is not a comparison: {exc}") from exc
 
     async def trend(
         self,
@@ -249,4 +302,28 @@ def _parse(body: Any) -> WhatIfAnswer:
         confidence=float(body["confidence"]),
         method=str(body["method"]),
         window=dict(body["window"]),
+    )
+
+
+def _figure(side: Any) -> NpsFigure:
+    return NpsFigure(
+        n=int(side["n"]),
+        nps=side["nps"],
+        ci_low=side["ci_low"],
+        ci_high=side["ci_high"],
+        window=dict(side["window"]),
+    )
+
+
+def _comparison(body: Any) -> NpsComparison:
+    found = body["comparison"]
+    compared = body["compared"]
+    return NpsComparison(
+        compared=_figure(compared),
+        baseline=_figure(body["baseline"]),
+        difference=None if found is None else float(found["difference"]),
+        p_value=None if found is None else float(found["p_value"]),
+        significant=None if found is None else bool(found["significant"]),
+        method=str(compared["method"]),
+        confidence=float(compared["confidence"]),
     )

@@ -1,7 +1,7 @@
 """The orchestrator: its consumer (responses and their corrections open and re-type cases;
 invitations are kept for silence and the loop's impact), its SLA and silence watchers and
 gauges, and its HTTP API (cases and their lifecycle; the admin set-up; the structural issues
-backlog; actions agreed with accounts and their quarterly review packs)."""
+backlog; actions agreed with accounts and their quarterly review packs; the loop's impact)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from closeloop_orchestrator.entrypoints.accounts_api import build_accounts_route
 from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
 from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
+from closeloop_orchestrator.entrypoints.impact_api import build_impact_router
+from closeloop_orchestrator.service_layer import impact_gauges
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 from closeloop_orchestrator.service_layer.silence import InvitationHandler, SilenceWatcher
@@ -62,6 +64,11 @@ def create_orchestrator_app(
         await run_gauges(runtime, settings.orchestrator_gauge_interval_seconds)
 
     runtime.add_worker("case-gauges", gauges)
+
+    async def loop_gauges() -> None:
+        await impact_gauges.run_gauges(runtime, settings.orchestrator_impact_interval_seconds)
+
+    runtime.add_worker("loop-impact-gauges", loop_gauges)
     scoring = ScoringClient(
         settings.orchestrator_scoring_url,
         timeout=settings.orchestrator_scoring_timeout_seconds,
@@ -77,6 +84,7 @@ def create_orchestrator_app(
             build_admin_router(runtime, store),
             build_backlog_router(runtime, scoring),
             build_accounts_router(runtime, store, scoring, settings.review_time_zone),
+            build_impact_router(runtime, scoring),
         ],
     )
     app.state.scoring = scoring

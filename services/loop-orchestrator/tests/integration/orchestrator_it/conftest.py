@@ -1,7 +1,11 @@
 """The orchestrator's app without its lifespan (no consumer, relay or watcher loops): tests feed
 the batch handler (`support.feed`), step the SLA watcher themselves and call the API. Time stands
 still at `support.NOW` unless a test moves it (it is put back after each test). Each test's tenant
-is deleted afterwards, timers included: the watcher scans every tenant's due timers."""
+is deleted afterwards, timers included: the watcher scans every tenant's due timers.
+
+Modules that need scoring (the backlog's what-if, the loop's impact) override `app` with
+`app_with_scoring`: the orchestrator asking scoring's real app in process; `scoring_down` is the
+orchestrator with scoring nowhere."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from closeloop_common.db import transaction
 from closeloop_orchestrator.adapters import tables
 from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.entrypoints.app import create_orchestrator_app
+from closeloop_scoring.config import ScoringSettings
+from closeloop_scoring.entrypoints.app import create_scoring_app
 
 from .support import ALL_SCOPES, NOW, OUTBOX, new_tenant, runtime_of
 
@@ -49,6 +55,40 @@ def _time_put_back(clock: FixedClock) -> Iterator[None]:
 async def app(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
     app = create_orchestrator_app(OrchestratorSettings(), clock=clock)
     yield app
+    await runtime_of(app).engine.dispose()
+    await runtime_of(app).worker_engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def scoring_app(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
+    app = create_scoring_app(ScoringSettings(scoring_time_zone="Europe/Warsaw"), clock=clock)
+    yield app
+    await runtime_of(app).engine.dispose()
+    await runtime_of(app).worker_engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def app_with_scoring(
+    infra: dict[str, str], clock: FixedClock, scoring_app: FastAPI
+) -> AsyncIterator[FastAPI]:
+    """The orchestrator asking the real scoring app (in process)."""
+    transport = httpx.ASGITransport(app=scoring_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://scoring") as scoring:
+        app = create_orchestrator_app(OrchestratorSettings(), clock=clock, scoring_http=scoring)
+        yield app
+        await runtime_of(app).engine.dispose()
+        await runtime_of(app).worker_engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def scoring_down(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
+    """The orchestrator with scoring nowhere (nothing listens on port 9)."""
+    settings = OrchestratorSettings(
+        orchestrator_scoring_url="http://127.0.0.1:9", orchestrator_scoring_timeout_seconds=2
+    )
+    app = create_orchestrator_app(settings, clock=clock)
+    yield app
+    await app.state.scoring.aclose()
     await runtime_of(app).engine.dispose()
     await runtime_of(app).worker_engine.dispose()
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from closeloop_common.clock import FixedClock
+from closeloop_common.db import transaction
 from closeloop_common.events import (
     CloudEvent,
     Customer,
@@ -25,6 +26,7 @@ from closeloop_common.events import (
     decode_event,
     new_event,
 )
+from closeloop_common.handlers import Transaction
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_orchestrator.adapters.tables import metadata
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
@@ -105,6 +107,21 @@ async def feed(app: FastAPI, tenant: str, *answers: Any) -> None:
     handler: ResponseHandler = app.state.responses
     async with runtime.transaction() as tx:
         await handler(tx, [event_of(tenant, a, runtime.clock) for a in answers])  # type: ignore[arg-type]
+
+
+async def feed_scoring(scoring_app: FastAPI, tenant: str, answers: Sequence[Any]) -> None:
+    """Scoring counts these responses for the tenant (one consumer batch of its aggregator)."""
+    runtime = runtime_of(scoring_app)
+    events = [
+        new_event(a, tenant_id=tenant, source="/closeloop/ingest", clock=runtime.clock)
+        for a in answers
+    ]
+    async with transaction(runtime.worker_sessions) as session:
+        tx = Transaction(
+            session=session, clock=runtime.clock, source=runtime.source, outbox=runtime.outbox
+        )
+        await scoring_app.state.aggregator.events(tx, events)
+        await tx.flush()
 
 
 async def emitted(app: FastAPI, tenant: str, event_type: str | None = None) -> list[Any]:

@@ -7,7 +7,7 @@ biggest gain per cost first; scoring unreachable leaves the impact unknown, neve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,24 +16,15 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from closeloop_common.clock import FixedClock
-from closeloop_common.db import transaction
 from closeloop_common.events import (
     ChangeSummaryV1,
-    CloudEvent,
     Customer,
     ResponseReceivedV1,
     Segments,
     categorize,
-    new_event,
 )
-from closeloop_common.handlers import Transaction
-from closeloop_orchestrator.config import OrchestratorSettings
-from closeloop_orchestrator.entrypoints.app import create_orchestrator_app
-from closeloop_scoring.config import ScoringSettings
-from closeloop_scoring.entrypoints.app import create_scoring_app
 
-from .support import NOW, OUTBOX, PROBLEM, answer, emitted, feed, runtime_of
+from .support import NOW, OUTBOX, PROBLEM, answer, emitted, feed, feed_scoring, runtime_of
 
 # Ten answers five days ago, NPS -20 (3 promoters, 2 passives, 5 detractors); three detractors
 # mention customer service. Scoring's what-if turns them into passives: NPS 10 in [-30.52, 45.9],
@@ -54,45 +45,18 @@ THEME = "customer service"
 
 
 @pytest.fixture(scope="module")
-async def scoring_app(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
-    app = create_scoring_app(ScoringSettings(scoring_time_zone="Europe/Warsaw"), clock=clock)
-    yield app
-    await runtime_of(app).engine.dispose()
-    await runtime_of(app).worker_engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def app(
-    infra: dict[str, str], clock: FixedClock, scoring_app: FastAPI
-) -> AsyncIterator[FastAPI]:
+def app(app_with_scoring: FastAPI) -> FastAPI:
     """The orchestrator asking the real scoring app (in process) for its what-if."""
-    transport = httpx.ASGITransport(app=scoring_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scoring") as scoring:
-        app = create_orchestrator_app(OrchestratorSettings(), clock=clock, scoring_http=scoring)
-        yield app
-        await runtime_of(app).engine.dispose()
-        await runtime_of(app).worker_engine.dispose()
-
-
-@pytest.fixture(scope="module")
-async def scoring_down(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
-    """The orchestrator with scoring nowhere (nothing listens on port 9)."""
-    settings = OrchestratorSettings(
-        orchestrator_scoring_url="http://127.0.0.1:9", orchestrator_scoring_timeout_seconds=2
-    )
-    app = create_orchestrator_app(settings, clock=clock)
-    yield app
-    await app.state.scoring.aclose()
-    await runtime_of(app).engine.dispose()
-    await runtime_of(app).worker_engine.dispose()
+    return app_with_scoring
 
 
 async def scored(scoring_app: FastAPI, tenant: str, *, region: str = "PL") -> None:
     """Scoring counts COMMENTS for the tenant (one consumer batch)."""
-    runtime = runtime_of(scoring_app)
     at = NOW - timedelta(days=5)
-    events: list[CloudEvent[Any]] = [
-        new_event(
+    await feed_scoring(
+        scoring_app,
+        tenant,
+        [
             ResponseReceivedV1(
                 response_id=f"s-{i}",
                 survey_id="relationship",
@@ -105,18 +69,10 @@ async def scored(scoring_app: FastAPI, tenant: str, *, region: str = "PL") -> No
                 received_at=at + timedelta(seconds=1),
                 segments=Segments(region=region),
                 source="api",
-            ),
-            tenant_id=tenant,
-            source="/closeloop/ingest",
-            clock=runtime.clock,
-        )
-        for i, (score, comment) in enumerate(COMMENTS)
-    ]
-    async with transaction(runtime.worker_sessions) as session:
-        tx = Transaction(session=session, clock=runtime.clock, source=runtime.source,
-                         outbox=runtime.outbox)  # fmt: skip
-        await scoring_app.state.aggregator.events(tx, events)
-        await tx.flush()
+            )
+            for i, (score, comment) in enumerate(COMMENTS)
+        ],
+    )
 
 
 async def create(client: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:

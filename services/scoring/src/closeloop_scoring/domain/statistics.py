@@ -12,7 +12,8 @@ Two methods (`Method`):
   on that adjusted NPS. Its coverage holds for small samples, where Wald's does not; the reported
   `nps` stays the observed one.
 
-z is the exact normal quantile of the confidence (1.959964 for 95 %, not 1.96). Intervals are
+z is the exact normal quantile of the confidence (1.959964 for 95 %, not 1.96; `z_for` and the
+normal p-value come from `closeloop_common.statistics`, shared with the orchestrator). Intervals are
 clipped to [-100, 100]. n = 0 is "no data": every figure is None, never 0. Below `min_n` answers a
 figure is flagged `insufficient` (still computed: the interval says how little it means).
 
@@ -26,23 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Literal
 
+from closeloop_common.statistics import DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE
+from closeloop_common.statistics import normal_p_value
+from closeloop_common.statistics import z_for as z_for
 from closeloop_scoring.domain.nps import NpsCounts
 
 Method = Literal["wald", "adjusted-wald"]
 METHODS: tuple[Method, ...] = ("wald", "adjusted-wald")
-DEFAULT_CONFIDENCE = 0.95
 DEFAULT_MIN_N = 30
-_STANDARD_NORMAL = NormalDist()
-
-
-def z_for(confidence: float) -> float:
-    """The two-sided normal quantile of `confidence` (0.95 -> 1.959964)."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence is between 0 and 1 (exclusive), got {confidence}")
-    return _STANDARD_NORMAL.inv_cdf(0.5 + confidence / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +148,7 @@ def compare(
         z = 0.0 if difference == 0.0 else math.copysign(math.inf, difference)
     else:
         z = difference / standard_error
-    p_value = 2.0 * _STANDARD_NORMAL.cdf(-abs(z)) if math.isfinite(z) else 0.0
+    p_value = normal_p_value(z)
     return Comparison(
         difference=difference,
         standard_error=standard_error,
