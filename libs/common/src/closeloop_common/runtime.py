@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_common.clock import Clock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, ping
@@ -145,7 +146,21 @@ class ServiceRuntime:
         """A command's transaction (HTTP pool): what it emits is stored in the outbox with it.
 
         Committed when the block ends, rolled back on any exception."""
-        async with db_transaction(self.sessions) as session:
+        async with self._transaction(self.sessions) as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def worker_transaction(self) -> AsyncIterator[Transaction]:
+        """`transaction` for a background worker: from the workers' pool, so a worker never
+        waits for a connection behind HTTP requests (nor they behind it)."""
+        async with self._transaction(self.worker_sessions) as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _transaction(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[Transaction]:
+        async with db_transaction(sessions) as session:
             tx = Transaction(
                 session=session, clock=self.clock, source=self.source, outbox=self.outbox
             )

@@ -20,9 +20,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from closeloop_common.events import EMAIL_PATTERN
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
@@ -45,6 +44,7 @@ from closeloop_orchestrator.domain.account_actions import (
     NothingToChange,
 )
 from closeloop_orchestrator.domain.review import QUARTER_PATTERN, Quarter
+from closeloop_orchestrator.entrypoints.bodies import Body, OwnerBody
 from closeloop_orchestrator.review_labels import language_of
 from closeloop_orchestrator.service_layer import account_actions, review_pack
 from closeloop_orchestrator.service_layer.account_actions import (
@@ -66,17 +66,7 @@ QuarterQuery = Annotated[
 ]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OwnerBody(_Body):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    email: Annotated[str, StringConstraints(max_length=320, pattern=EMAIL_PATTERN)] | None = None
-
-
-class CreateBody(_Body):
+class CreateBody(Body):
     title: Title
     description: Text | None = None
     owner: OwnerBody | None = Field(None, description="who carries it out")
@@ -86,7 +76,7 @@ class CreateBody(_Body):
     )
 
 
-class PatchBody(_Body):
+class PatchBody(Body):
     """The fields given are changed (null clears `description`, `owner`, `due_on`, `note`)."""
 
     title: Title | None = None

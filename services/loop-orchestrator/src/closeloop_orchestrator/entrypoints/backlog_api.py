@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from closeloop_common.events import EMAIL_PATTERN, LOCALE_PATTERN
+from closeloop_common.events import LOCALE_PATTERN
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
@@ -47,6 +47,7 @@ from closeloop_orchestrator.domain.backlog import (
     IssueTransitionRefused,
     IssueVersionConflict,
 )
+from closeloop_orchestrator.entrypoints.bodies import Body, OwnerBody
 from closeloop_orchestrator.service_layer import backlog
 from closeloop_orchestrator.service_layer.backlog import IssueFinal, IssueNotFound, UnknownCases
 
@@ -60,11 +61,7 @@ Window = Literal[
 ]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Filters(_Body):
+class Filters(Body):
     """The issue's segment, in scoring's filter names."""
 
     survey: Segment | None = None
@@ -78,13 +75,7 @@ class Filters(_Body):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-class OwnerBody(_Body):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    email: Annotated[str, StringConstraints(max_length=320, pattern=EMAIL_PATTERN)] | None = None
-
-
-class CreateBody(_Body):
+class CreateBody(Body):
     title: Title
     description: LongText | None = None
     source: Literal["theme", "cases"]
@@ -111,7 +102,7 @@ class CreateBody(_Body):
         return self
 
 
-class EditBody(_Body):
+class EditBody(Body):
     """The fields to change; a field left out is kept (`description` and `owner` may be null)."""
 
     title: Title | None = None
@@ -130,7 +121,7 @@ class EditBody(_Body):
         return self
 
 
-class LinkBody(_Body):
+class LinkBody(Body):
     add: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
     remove: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
 
@@ -141,18 +132,18 @@ class LinkBody(_Body):
         return self
 
 
-class EstimateBody(_Body):
+class EstimateBody(Body):
     window: Window = "90d"
 
 
-class TextBody(_Body):
+class TextBody(Body):
     title: Title
     summary: LongText | None = Field(None, description="what was done (done)")
     reason: LongText | None = Field(None, description="why not (reject)")
     you_said: ShortText | None = Field(None, description="what customers asked for")
 
 
-class DecisionBody(_Body):
+class DecisionBody(Body):
     locale: Locale = Field(description="the main language; `texts` must hold it")
     texts: dict[Locale, TextBody] = Field(min_length=1, max_length=21)
     notify_segment: bool = Field(

@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.db import transaction
 from closeloop_common.events import (
     CloudEvent,
     Customer,
@@ -230,13 +229,8 @@ class SilenceWatcher:
 
     async def step(self) -> int:
         """Handle up to `limit` due invitations; how many were taken."""
-        async with transaction(self.runtime.worker_sessions) as session:
-            tx = Transaction(
-                session=session,
-                clock=self.runtime.clock,
-                source=self.runtime.source,
-                outbox=self.runtime.outbox,
-            )
+        async with self.runtime.worker_transaction() as tx:
+            session = tx.session
             now = self.runtime.clock.now()
             due = (
                 await session.execute(
@@ -258,7 +252,6 @@ class SilenceWatcher:
             for tenant_id, rows in sorted(by_tenant.items()):
                 loaded = await self.store.current(session, tenant_id)
                 await open_silence_cases(tx, tenant_id, rows, loaded.setup.organisation, now)
-            await tx.flush()
         return len(due)
 
 

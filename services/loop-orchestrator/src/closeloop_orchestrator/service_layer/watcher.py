@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from closeloop_common.db import transaction
 from closeloop_common.events import (
     CaseResurveyDueV1,
     CaseSlaAlertV1,
@@ -112,20 +111,14 @@ class SlaWatcher:
 
     async def step(self) -> int:
         """Fire the timers due now (at most `limit`); how many."""
-        async with transaction(self.runtime.worker_sessions) as session:
-            tx = Transaction(
-                session=session,
-                clock=self.runtime.clock,
-                source=self.runtime.source,
-                outbox=self.runtime.outbox,
-            )
+        async with self.runtime.worker_transaction() as tx:
+            session = tx.session
             now = self.runtime.clock.now()
 
             async def fire(session: AsyncSession, due: Sequence[timers.DueTimer]) -> None:
                 await self._fire(tx, due, now)
 
             fired = await timers.fire_due(session, now=now, limit=self.limit, fire=fire)
-            await tx.flush()
         return fired
 
     async def _fire(self, tx: Transaction, due: Sequence[timers.DueTimer], now: datetime) -> None:

@@ -16,22 +16,16 @@ import pytest
 from fastapi import FastAPI
 
 from closeloop_common.clock import FixedClock
-from closeloop_common.db import transaction
 from closeloop_common.events import (
-    CloudEvent,
     Customer,
     InvitationSentV1,
     ResponseReceivedV1,
     categorize,
-    new_event,
 )
-from closeloop_common.handlers import Transaction
 from closeloop_orchestrator.config import OrchestratorSettings
 from closeloop_orchestrator.entrypoints.app import create_orchestrator_app
-from closeloop_scoring.config import ScoringSettings
-from closeloop_scoring.entrypoints.app import create_scoring_app
 
-from .support import NOW, H, answer, command, feed, put_setup, runtime_of, team
+from .support import NOW, H, answer, command, feed, feed_scoring, put_setup, runtime_of, team
 
 ACCOUNT = "acme"
 REVIEW = f"/v1/accounts/{ACCOUNT}/review"
@@ -74,14 +68,6 @@ class HealthFromScoring(httpx.AsyncBaseTransport):
         return await self._scoring.handle_async_request(request)
 
 
-@pytest.fixture(scope="module")
-async def scoring_app(infra: dict[str, str], clock: FixedClock) -> AsyncIterator[FastAPI]:
-    app = create_scoring_app(ScoringSettings(scoring_time_zone="Europe/Warsaw"), clock=clock)
-    yield app
-    await runtime_of(app).engine.dispose()
-    await runtime_of(app).worker_engine.dispose()
-
-
 def orchestrator(clock: FixedClock, scoring: httpx.AsyncClient | None = None, **kw: Any) -> FastAPI:
     settings = OrchestratorSettings(orchestrator_review_time_zone="Europe/Warsaw", **kw)
     return create_orchestrator_app(settings, clock=clock, scoring_http=scoring)
@@ -110,7 +96,6 @@ async def scoring(scoring_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 async def scored(scoring_app: FastAPI, tenant: str) -> None:
     """Scoring counts both quarters' answers and this quarter's invitations (one batch)."""
-    runtime = runtime_of(scoring_app)
     this, before = NOW - timedelta(days=5), datetime(2026, 8, 14, 10, 0, tzinfo=UTC)
     answers = [(f"q4-{i}", score, comment, this) for i, (score, comment) in enumerate(THIS_QUARTER)]
     answers += [(f"q3-{i}", score, None, before) for i, score in enumerate(PREVIOUS_QUARTER)]
@@ -140,15 +125,7 @@ async def scored(scoring_app: FastAPI, tenant: str) -> None:
         )
         for i in range(20)
     ]
-    events: list[CloudEvent[Any]] = [
-        new_event(item, tenant_id=tenant, source="/closeloop/ingest", clock=runtime.clock)
-        for item in items
-    ]
-    async with transaction(runtime.worker_sessions) as session:
-        tx = Transaction(session=session, clock=runtime.clock, source=runtime.source,
-                         outbox=runtime.outbox)  # fmt: skip
-        await scoring_app.state.aggregator.events(tx, events)
-        await tx.flush()
+    await feed_scoring(scoring_app, tenant, items)
 
 
 async def cases_worked(
