@@ -32,6 +32,13 @@ import httpx
 
 from closeloop_common.services import SERVICES
 from closeloop_common.tokens import KeyPair, generate_key_pair, mint_token
+from closeloop_devtools.demo_outer_loop import (
+    KEY_ACCOUNTS,
+    close_top_theme,
+    outer_loop_lines,
+    silent_invitation,
+    watch_silence,
+)
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
@@ -211,15 +218,19 @@ def demo_keys(state_dir: Path) -> KeyPair:
     return generate_key_pair(directory)
 
 
-def bearer(keys: KeyPair, scope: str) -> dict[str, str]:
+def bearer(keys: KeyPair, *scopes: str) -> dict[str, str]:
     token = mint_token(
         keys.private.read_bytes(),
         tenant=DEMO_TENANT,
-        scopes=[scope],
+        scopes=list(scopes),
         ttl_seconds=TOKEN_TTL_SECONDS,
         subject="closeloop-demo",
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+def urls_of(stack: Stack) -> dict[str, str]:
+    return {spec.name: stack.url(spec.name) for spec in SERVICES}
 
 
 def feed(
@@ -242,6 +253,8 @@ def feed(
                 return
             response = make_response(rng, run_id, n, datetime.now(UTC), score=2 if n == 0 else None)
             replies = [client.post("/v1/invitations", json=invitation_of(response, rng))]
+            if n % 25 == 5:  # a key contact of a key account who never answers
+                replies.append(client.post("/v1/invitations", json=silent_invitation(n, run_id)))
             if webhook is not None and n % 3 == 1:
                 path, secret = webhook
                 body = typeform_body(response)
@@ -305,6 +318,10 @@ def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
     for case in cases:
         by_playbook[case["playbook"]] = by_playbook.get(case["playbook"], 0) + 1
     print(f"  open cases: {len(cases)} {by_playbook}  messages in the sink: {len(mails)}")
+    try:
+        print("\n".join(outer_loop_lines(urls_of(stack), headers)))
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        print(f"  outer loop unavailable: {exc!r}")
     apologies = [m for m in mails if m["X-Closeloop-Template"] == "apology"]
     if apologies:
         latest = apologies[-1]
@@ -322,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=0, help="stop after N seconds (0: Ctrl-C)"
     )
+    parser.add_argument(
+        "--close-theme-after",
+        type=float,
+        default=45.0,
+        help="seconds before the top comment theme becomes a structural issue taken to done",
+    )
     args = parser.parse_args(argv)
 
     maildir = args.state_dir / "mail"
@@ -329,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     feed_headers = bearer(keys, "responses:write")
     admin_headers = bearer(keys, "admin")
     read_headers = bearer(keys, "read")
+    loop_headers = bearer(keys, "read", "cases:write")
     sink = MailSink(maildir, port=1025)
     sink.start()
     stack = Stack(
@@ -375,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         secret = secrets.token_urlsafe(24)
         webhook = create_typeform_source(stack, admin_headers, secret)
+        watch_silence(stack.url("orchestrator"), admin_headers)
+        print(
+            f"Key accounts {', '.join(KEY_ACCOUNTS)}: a key contact silent for a minute opens a "
+            "lack-of-response case (14 days outside the demo)."
+        )
         print(
             f"A Typeform source of `{DEMO_TENANT}` takes signed webhooks at "
             f"{stack.url('ingest')}{webhook} (every third demo response arrives that way)."
@@ -394,7 +423,16 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         feeder.start()
+        theme_closed = False
         while not stop.wait(args.status_every):
+            if not theme_closed and time.monotonic() - started > args.close_theme_after:
+                try:
+                    said = close_top_theme(urls_of(stack), loop_headers)
+                except (httpx.HTTPError, KeyError, ValueError) as exc:
+                    said = f"structural issue not made: {exc!r}"
+                if said is not None:
+                    print(f"\n[outer loop] {said}", flush=True)
+                    theme_closed = True
             try:
                 print_status(stack, maildir, read_headers)
             except (httpx.HTTPError, KeyError, ValueError) as exc:

@@ -122,7 +122,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         owner_id: Annotated[str | None, Query(max_length=100)] = None,
         queue: Annotated[str | None, Query(max_length=100)] = None,
         team_id: Annotated[str | None, Query(max_length=100)] = None,
-        case_type: Literal["detractor", "passive", "promoter"] | None = None,
+        case_type: Literal["detractor", "passive", "promoter", "no_response"] | None = None,
         priority: Annotated[list[Priority] | None, Query(max_length=4)] = None,
         overdue: bool | None = None,
         account_id: Annotated[str | None, Query(max_length=200)] = None,

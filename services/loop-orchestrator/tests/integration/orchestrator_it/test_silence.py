@@ -152,7 +152,9 @@ async def test_a_silent_key_contact_opens_one_case_for_the_account_owner_when_th
     assert case["category"] is None
     assert case["owner"]["id"] == "kam"
     assert case["key_account"] is True
-    listed = (await client.get("/v1/cases", headers=headers)).json()["cases"]
+    listed = (
+        await client.get("/v1/cases", params={"case_type": "no_response"}, headers=headers)
+    ).json()["cases"]
     assert [c["case_id"] for c in listed] == [str(opened.case_id)]
 
     # Another step, or the same invitation delivered again, opens nothing more.
