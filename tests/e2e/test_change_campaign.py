@@ -33,6 +33,7 @@ from closeloop_devtools.mailsink import body_text, read_mailbox
 from closeloop_devtools.stack import Stack
 from tests.e2e.conftest import eventually
 
+RATE = 15  # campaign messages a second: slow enough to be killed in the middle
 INVITED = 60  # in the segment (region north); the first RESPONDED of them answered
 RESPONDED = 20
 OUTSIDE = 10  # invited in another region: not in the campaign
@@ -89,7 +90,7 @@ def test_a_campaign_killed_midway_reaches_every_recipient_once(
         # Slow enough to be killed in the middle; no replies to the answers themselves.
         settings = client.put(
             f"{stack.url('notifier')}/v1/settings",
-            json={"campaign_rate_per_second": 15, "messages_on": [], "team_messages": []},
+            json={"campaign_rate_per_second": RATE, "messages_on": [], "team_messages": []},
             headers={**bearer(tenant, "admin"), "If-Match": '"0"'},
         )
         assert settings.status_code == 200, settings.text
@@ -170,11 +171,11 @@ def test_a_campaign_killed_midway_reaches_every_recipient_once(
 
     mails = campaign_mails()
     counts = Counter(m["To"] for m in mails)
-    # Killed between the server's acceptance and the record's commit, a message in flight may
-    # go twice (the one at-least-once window, docs/notifier.md); at 15 a second a batch in
-    # flight holds a few at most. Nobody is skipped, nobody outside the segment is reached.
+    # Killed between the server's acceptance and the record's commit, the batch in flight may
+    # go twice (the one at-least-once window, docs/notifier.md): at 15 a second, one second's
+    # messages at most. Nobody is skipped, nobody outside the segment is reached.
     duplicated = {to: n for to, n in counts.items() if n > 1}
-    assert len(duplicated) <= 3, duplicated
+    assert len(duplicated) <= RATE, duplicated
     assert all(n == 2 for n in duplicated.values()), duplicated
     assert set(counts) == recipients
     outside = {i["customer"]["email"] for i in south}
@@ -192,4 +193,8 @@ def test_a_campaign_killed_midway_reaches_every_recipient_once(
             headers=bearer(tenant, "read"),
         ).json()
     assert report["recipients"] == INVITED
-    assert report["messages"]["sent"] == INVITED
+    # A batch delivered but not recorded when the process died stays `sending` until its lease
+    # ends (then it goes again: the window above); every other message is recorded sent.
+    in_flight = report["messages"].get("sending", 0)
+    assert in_flight <= RATE, report["messages"]
+    assert report["messages"].get("sent", 0) + in_flight == INVITED, report["messages"]
