@@ -162,6 +162,12 @@ class EventConsumer:
             raise RuntimeError("EventConsumer used before start()")
         return self._started
 
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member of the group holds now (none before it joined)."""
+        if self._started is None:
+            return frozenset()
+        return frozenset(self._started.assignment())
+
     async def start(self) -> None:
         """Connect and join the group; raises if the broker cannot be reached."""
         # aiokafka binds to the running loop, so the client is made here, not in __init__.
