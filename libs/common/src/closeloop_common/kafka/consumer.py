@@ -293,7 +293,7 @@ class EventConsumer:
     async def _report_idle_lag(self) -> None:
         """After an empty fetch: the lag of every partition still ours whose high watermark a
         fetch has brought (a record produced since then shows at the next fetch)."""
-        for tp in self._consumer.assignment():
+        for tp in list(self._consumer.assignment()):
             if tp in self._revoked or self._consumer.highwater(tp) is None:
                 continue
             self._set_lag(tp, await self._consumer.position(tp))
