@@ -68,13 +68,20 @@ test-e2e: infra-up ## the four services as processes, end to end
 	$(PYTEST) -m e2e
 
 .PHONY: test-tools
-test-tools: ## kcat (librdkafka): the non-Python Kafka client the contract tests read with
+test-tools: ## kcat (librdkafka), the contract tests' Kafka client, and promtool, which checks every /metrics
 	@command -v kcat >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 	@command -v kcat >/dev/null || { echo "the contract tests need kcat: install Debian's kcat package"; exit 1; }
+	@# promtool ships with the Prometheus server; only promtool is wanted, so a server the package started is stopped.
+	@command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && { service prometheus stop >/dev/null 2>&1 || true; }; }
+	@command -v promtool >/dev/null || { echo "the metrics tests need promtool: install Debian's prometheus package"; exit 1; }
 
 .PHONY: test
 test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
+
+.PHONY: metrics-docs
+metrics-docs: venv ## regenerate docs/metrics.md (the metrics catalogue) from the metric definitions
+	$(BIN)/python -m closeloop_devtools.metrics_catalogue docs/metrics.md
 
 .PHONY: contracts
 contracts: venv ## regenerate contracts/ (JSON Schemas and AsyncAPI) from the event models

@@ -58,9 +58,15 @@ OUTBOX_DELAY = Histogram(
     "Time from outbox write to broker acknowledgement",
     buckets=LATENCY_BUCKETS,
 )
+OUTBOX_OLDEST_PENDING_AGE = Gauge(
+    "closeloop_outbox_oldest_pending_age_seconds",
+    "Age of the oldest outbox row not yet published (0 when none waits), set by every relay "
+    "pass before it sends, so it keeps growing while the broker refuses: alert on it",
+)
 CONSUMER_LAG = Gauge(
     "closeloop_consumer_lag_records",
     "Records of a partition not yet handled by a consumer group: the partition's high watermark "
-    "at the last fetch minus the group's committed offset, set after each commit",
+    "at the last fetch minus the group's committed offset; set after each commit and each empty "
+    "fetch, removed when the partition is revoked",
     ["group", "topic", "partition"],
 )

@@ -7,6 +7,12 @@ One relay publishes at a time per schema (a transaction-scoped advisory lock), i
 so a customer's events reach their partition in the order they were written. A batch is sent as
 many records at once, their acknowledgements awaited together, then marked in one statement.
 Published rows are deleted after a retention period by `prune_outbox` (the runtime's retention worker).
+
+Lag: each pass sets `closeloop_outbox_oldest_pending_age_seconds` from the first row it read
+(the oldest unpublished one) before it sends, and to 0 once a pass leaves nothing behind. While
+the broker refuses, the relay retries at least every 30 s, so the age keeps growing: the outbox
+lag alert is this gauge over a threshold. A pass that finds another relay holding the lock sets
+nothing (that relay reports), so replicas are aggregated with `max`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from closeloop_common.db import delete_in_chunks, on_commit, transaction
 from closeloop_common.events import CloudEvent
 from closeloop_common.kafka.producer import EventProducer, OutboundRecord
 from closeloop_common.loop import repeat
-from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_PUBLISHED
+from closeloop_common.metrics import OUTBOX_DELAY, OUTBOX_OLDEST_PENDING_AGE, OUTBOX_PUBLISHED
 
 
 class Outbox:
@@ -124,7 +130,10 @@ class OutboxRelay:
                 )
             ).all()
             if not rows:
+                OUTBOX_OLDEST_PENDING_AGE.set(0)
                 return 0
+            oldest = self._clock.now() - rows[0].created_at
+            OUTBOX_OLDEST_PENDING_AGE.set(max(0.0, oldest.total_seconds()))
             await self._producer.send_batch(
                 [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
             )
@@ -138,6 +147,8 @@ class OutboxRelay:
         for r in rows:
             OUTBOX_PUBLISHED.labels(r.topic).inc()
             OUTBOX_DELAY.observe(max(0.0, (now - r.created_at).total_seconds()))
+        if len(rows) < self._batch_size:
+            OUTBOX_OLDEST_PENDING_AGE.set(0)  # rows written since the read are seconds old
         return len(rows)
 
 

@@ -1,19 +1,23 @@
-"""Outbox, inbox and dead-letter plumbing against the real Kafka broker and PostgreSQL."""
+"""Outbox, inbox and dead-letter plumbing, and their lag gauges, against the real Kafka broker
+and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from closeloop_common.clock import SystemClock
+from closeloop_common.clock import FixedClock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, schema_metadata, transaction
 from closeloop_common.events import (
     CloudEvent,
@@ -259,3 +263,119 @@ async def test_redelivered_event_has_one_effect_and_poison_goes_to_dead_letter(
     finally:
         await dlq.__aexit__()
     assert await effect_rows() == [good.data.response_id]
+
+
+async def test_consumer_lag_rises_while_records_wait_and_falls_to_zero_once_handled(
+    settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
+) -> None:
+    prefix = settings.kafka_topic_prefix
+    tag = uuid.uuid4().hex[:8]
+    logical = f"lag-it-{tag}"
+    topic = f"{prefix}.{logical}"  # a topic of its own: its offsets are this test's alone
+    group = f"lag-it-{tag}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+
+    async def noop(ctx: HandlerContext, event: CloudEvent[ResponseReceivedV1]) -> None:
+        return None
+
+    registry = HandlerRegistry()
+    registry.on(ResponseReceivedV1, noop)
+    consumer = EventConsumer(
+        group_id=group,
+        topics=[topic],
+        registry=registry,
+        sessions=make_sessionmaker(engine),
+        inbox=INBOX,
+        outbox=Outbox(OUTBOX, topic_prefix=prefix),
+        producer=producer,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=prefix,
+        clock=SystemClock(),
+        source="/test",
+        batch_max_records=2,  # two records per batch: the lag falls in steps
+    )
+
+    def lag() -> float | None:
+        return REGISTRY.get_sample_value(
+            "closeloop_consumer_lag_records",
+            {"group": group, "topic": logical, "partition": "0"},
+        )
+
+    async def produce(n: int) -> None:
+        events = [response_event(f"lag-{tag}-{uuid.uuid4().hex[:6]}") for _ in range(n)]
+        await producer.send_batch(
+            [OutboundRecord(topic, e.partitionkey, e.encode()) for e in events]
+        )
+
+    async def poll_until_records() -> int:
+        async with asyncio.timeout(30):  # the first polls join the group
+            while not (fetched := await consumer.poll_once()):
+                pass
+        return fetched
+
+    try:
+        await produce(5)  # before the group has consumed anything
+        await consumer.start()
+        steps = [(await poll_until_records(), lag()) for _ in range(3)]
+        assert steps == [(2, 3), (2, 1), (1, 0)]
+        assert await consumer.poll_once() == 0
+        assert lag() == 0  # an empty fetch reports the caught-up partition too
+
+        await consumer.stop()
+        assert lag() is None  # a stopped consumer leaves no series behind
+        await produce(3)  # while no consumer of the group runs
+        await consumer.start()  # the same group again, from its committed offset
+        assert await poll_until_records() == 2
+        assert lag() == 1
+        assert await poll_until_records() == 1
+        assert lag() == 0
+    finally:
+        await consumer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+    assert lag() is None
+
+
+class RefusingProducer(EventProducer):
+    """A broker that refuses every batch."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def send_batch(self, records: Sequence[OutboundRecord]) -> None:
+        self.attempts += 1
+        raise ConnectionError("the broker is down")
+
+
+async def test_the_outbox_lag_is_the_age_of_the_oldest_unpublished_row_until_it_is_sent(
+    settings: CommonSettings, engine: AsyncEngine, producer: EventProducer
+) -> None:
+    sessions = make_sessionmaker(engine)
+    outbox = Outbox(OUTBOX, topic_prefix=settings.kafka_topic_prefix)
+    events = [response_event(f"age-{i}-{uuid.uuid4().hex[:6]}") for i in range(2)]
+    async with transaction(sessions) as session:
+        await outbox.add_many(session, events)
+    clock = FixedClock(events[0].time + timedelta(seconds=90))
+
+    def age() -> float | None:
+        return REGISTRY.get_sample_value("closeloop_outbox_oldest_pending_age_seconds")
+
+    refusing = RefusingProducer()
+    stuck = OutboxRelay(
+        sessions=sessions, table=OUTBOX, outbox=outbox, producer=refusing, clock=clock
+    )
+    with pytest.raises(ConnectionError):
+        await stuck.publish_batch()
+    assert age() == 90
+    clock.advance(timedelta(seconds=30))
+    with pytest.raises(ConnectionError):
+        await stuck.publish_batch()  # the relay's next attempt, the broker still down
+    assert age() == 120
+
+    relay = OutboxRelay(
+        sessions=sessions, table=OUTBOX, outbox=outbox, producer=producer, clock=clock
+    )
+    assert await relay.publish_batch() == 2
+    assert age() == 0

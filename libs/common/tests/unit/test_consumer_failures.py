@@ -132,7 +132,7 @@ class ScriptedConsumer(EventConsumer):
 
 
 def a_record(
-    response_id: str = "r", offset: int = 7, partition: int = 0
+    response_id: str = "r", offset: int = 7, partition: int = 0, topic: str = "t"
 ) -> ConsumerRecord[bytes, bytes]:
     now = datetime.now(UTC)
     data = ResponseReceivedV1(
@@ -146,7 +146,7 @@ def a_record(
         source="unit",
     )
     value = new_event(data, tenant_id="t", source="/unit", clock=SystemClock()).encode()
-    return ConsumerRecord("t", partition, offset, 0, 0, b"t:c", value, None, 3, len(value), ())
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"t:c", value, None, 3, len(value), ())
 
 
 async def decoded(consumer: EventConsumer, record: ConsumerRecord[bytes, bytes]) -> Decoded:
@@ -219,6 +219,7 @@ class FakeKafka:
         self.assigned = set(fetch)
         self.committed: dict[Any, int] = {}
         self.highwaters: dict[Any, int] = {}
+        self.positions: dict[Any, int] = {}
 
     async def getmany(self, **_: Any) -> dict[Any, list[ConsumerRecord[bytes, bytes]]]:
         fetch, self.fetch = self.fetch, {}
@@ -232,6 +233,12 @@ class FakeKafka:
 
     def highwater(self, tp: Any) -> int | None:
         return self.highwaters.get(tp)
+
+    async def position(self, tp: Any) -> int:
+        return self.positions[tp]
+
+    async def stop(self) -> None:
+        return None
 
 
 async def test_records_of_a_partition_revoked_after_the_fetch_are_dropped_not_handled() -> None:
@@ -257,6 +264,50 @@ async def test_lag_is_the_high_watermark_less_the_committed_offset() -> None:
     )
     assert kafka.committed == {TP: 2}
     assert lag == 5
+
+
+def lag_of(group: str, topic: str, partition: int) -> float | None:
+    return REGISTRY.get_sample_value(
+        "closeloop_consumer_lag_records",
+        {"group": group, "topic": topic, "partition": str(partition)},
+    )
+
+
+async def test_an_empty_fetch_reports_the_lag_of_every_partition_a_fetch_has_reached() -> None:
+    consumer = ScriptedConsumer([], max_attempts=1)
+    consumer.group_id = "unit-idle"
+    caught_up, behind, unfetched = (TopicPartition("unit.responses", p) for p in range(3))
+    kafka = FakeKafka({})
+    kafka.assigned = {caught_up, behind, unfetched}
+    kafka.highwaters = {caught_up: 7, behind: 9}
+    kafka.positions = {caught_up: 7, behind: 4, unfetched: 0}
+    consumer._started = kafka
+    assert await consumer.poll_once() == 0
+    # The topic label is the logical name, without KAFKA_TOPIC_PREFIX ("unit").
+    assert lag_of("unit-idle", "responses", 0) == 0
+    assert lag_of("unit-idle", "responses", 1) == 5
+    assert lag_of("unit-idle", "responses", 2) is None  # no fetch has told its high watermark
+    await consumer.stop()
+    assert lag_of("unit-idle", "responses", 0) is None  # a stopped consumer reports no lag
+
+
+async def test_a_revoked_partition_loses_its_lag_series_once_its_batch_committed() -> None:
+    consumer = ScriptedConsumer([], max_attempts=1)
+    consumer.group_id = "unit-revoke"
+    kept, moved = TopicPartition("unit.cases", 0), TopicPartition("unit.cases", 1)
+    kafka = FakeKafka(
+        {
+            kept: [a_record("a", 0, topic=kept.topic)],
+            moved: [a_record("b", 0, partition=1, topic=moved.topic)],
+        }
+    )
+    kafka.highwaters = {kept: 3, moved: 2}
+    consumer._started = kafka
+    await consumer.poll_once()
+    assert (lag_of("unit-revoke", "cases", 0), lag_of("unit-revoke", "cases", 1)) == (2, 1)
+    await consumer_module._Rebalance(consumer).on_partitions_revoked([moved])
+    assert lag_of("unit-revoke", "cases", 0) == 2
+    assert lag_of("unit-revoke", "cases", 1) is None  # its new owner reports it
 
 
 class TrickleKafka(FakeKafka):

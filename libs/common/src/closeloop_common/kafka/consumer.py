@@ -27,6 +27,14 @@ Rebalances: while a batch is handled the consumer holds a lock; a revocation wai
 to commit (and its offsets), then the partition's remaining fetched records are dropped rather than
 handled beside the new owner. A batch stuck in an outage retry gives up when its partition is
 revoked; the new owner redelivers it and the inbox keeps the effect single.
+
+Lag (`closeloop_consumer_lag_records{group,topic,partition}`, the topic's logical name): the
+partition's high watermark at the last fetch less the group's position, both known locally after
+a fetch (no request to the broker). It is set for a batch's partitions after their offsets are
+committed, and for every partition of the assignment when a fetch comes back empty: fetches are
+handled one after the other, so by then everything fetched before is committed and the position
+is the committed offset. A revoked partition's series is removed once its last batch committed
+(its new owner reports it), and so are all of a consumer's series when it stops.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -111,7 +119,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer._revoked.update(revoked)
         # Let the batch under way commit (and its offsets) before the partition moves.
         async with self._consumer._busy:
-            pass
+            self._consumer._forget_lag(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._consumer._revoked.difference_update(assigned)
@@ -153,8 +161,10 @@ class EventConsumer:
         self.batch_mode = batch_mode
         self._bootstrap_servers = bootstrap_servers
         self._started: AIOKafkaConsumer | None = None
+        self._topic_prefix = topic_prefix
         self._busy = asyncio.Lock()
         self._revoked: set[TopicPartition] = set()
+        self._lag_reported: set[TopicPartition] = set()  # partitions with a lag series
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -192,6 +202,7 @@ class EventConsumer:
         if self._started is not None:
             await self._started.stop()
             self._started = None
+        self._forget_lag(set(self._lag_reported))
 
     async def run(self) -> None:
         """Consume until cancelled; connects first, waiting out a broker that is down."""
@@ -243,6 +254,9 @@ class EventConsumer:
     async def _handle_fetched(self, fetched: Fetched) -> None:
         """Handle a fetch's events of partitions still ours, then commit their offsets."""
         async with self._busy:
+            if not fetched.offsets:
+                await self._report_idle_lag()
+                return
             owned = {tp: o for tp, o in fetched.offsets.items() if not self._is_revoked(tp)}
             if not owned:
                 return
@@ -280,11 +294,36 @@ class EventConsumer:
             log.warning("offset commit failed", extra={"offsets": str(offsets)})
             return
         for tp, offset in offsets.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - offset)
-                )
+            self._set_lag(tp, offset)
+
+    async def _report_idle_lag(self) -> None:
+        """After an empty fetch: the lag of every partition still ours whose high watermark a
+        fetch has brought (a record produced since then shows at the next fetch)."""
+        for tp in list(self._consumer.assignment()):
+            if tp in self._revoked or self._consumer.highwater(tp) is None:
+                continue
+            self._set_lag(tp, await self._consumer.position(tp))
+
+    def _set_lag(self, tp: TopicPartition, position: int) -> None:
+        highwater = self._consumer.highwater(tp)
+        if highwater is None:
+            return
+        CONSUMER_LAG.labels(*self._lag_labels(tp)).set(max(0, highwater - position))
+        self._lag_reported.add(tp)
+
+    def _forget_lag(self, partitions: Iterable[TopicPartition]) -> None:
+        """Remove the lag series of partitions no longer ours."""
+        for tp in partitions:
+            if tp in self._lag_reported:
+                self._lag_reported.discard(tp)
+                CONSUMER_LAG.remove(*self._lag_labels(tp))
+
+    def _lag_labels(self, tp: TopicPartition) -> tuple[str, str, str]:
+        return (
+            self.group_id,
+            tp.topic.removeprefix(f"{self._topic_prefix}."),
+            str(tp.partition),
+        )
 
     async def _handle_items(
         self, partitions: set[TopicPartition], items: Sequence[Decoded]
