@@ -17,7 +17,7 @@ PACKAGES := -p closeloop_common -p closeloop_ingest -p closeloop_scoring -p clos
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.synced: pyproject.toml uv.lock libs/common/pyproject.toml services/*/pyproject.toml tools/devtools/pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
