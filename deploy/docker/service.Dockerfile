@@ -15,10 +15,18 @@
 #                ingest | scoring | loop-orchestrator | notifier
 #   PORT         the port `serve` listens on: 8001 | 8002 | 8003 | 8004
 #
-# The image runs `closeloop-<SERVICE> serve --host 0.0.0.0 --port <PORT>` as uid 10001. It also
-# holds `closeloop-<SERVICE> migrate`, `closeloop-topics create` and `closeloop-deadletter` (from
-# closeloop-common).
+# The image runs `closeloop-<SERVICE> serve --host 0.0.0.0` (on the service's own port, PORT) as
+# uid 10001, a numeric non-root user. It also holds `closeloop-<SERVICE> migrate`,
+# `closeloop-topics create` and `closeloop-deadletter` (from closeloop-common).
+#
+# Read-only root filesystem: the service writes nothing outside /tmp (bytecode is compiled at build
+# time, PYTHONDONTWRITEBYTECODE stops any more, and the user owns no other directory). Run it with
+# a read-only root and a small writable /tmp: docker-compose.yml does (`read_only: true`, a tmpfs),
+# and so does deploy/k8s (readOnlyRootFilesystem, an emptyDir at /tmp). /tmp is not declared a
+# VOLUME here so that plain `docker run` leaves no anonymous volume behind.
+#
 # RUN --mount needs BuildKit, the default builder of Docker 23 and later.
+# Linted by hadolint in `make test` (tests/deploy/test_dockerfile.py).
 
 # Both stages must use the same base image: the virtual environment links to its interpreter.
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -79,10 +87,15 @@ RUN test -n "${PORT}" || { echo "build arg PORT is required (see the top of this
 
 # Owned by root and so read-only for the service user.
 COPY --from=builder /app/.venv /app/.venv
+# One name for the service's console script, so that CMD needs no shell to pick it: `serve`'s
+# default port is the service's own (PORT), the one EXPOSEd and health-checked below.
+RUN ln -s "/app/.venv/bin/closeloop-${SERVICE}" /usr/local/bin/closeloop-service \
+    && test -x /usr/local/bin/closeloop-service
 
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    TMPDIR=/tmp \
     CLOSELOOP_SERVICE=${SERVICE} \
     CLOSELOOP_SERVICE_PORT=${PORT}
 
@@ -93,9 +106,10 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE ${PORT}
 
+# Liveness for plain `docker run` (Compose and Kubernetes bring their own probes). Exec form, so
+# Python reads the port from the environment itself.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${CLOSELOOP_SERVICE_PORT}/healthz', timeout=4)"
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['CLOSELOOP_SERVICE_PORT'], timeout=4)"]
 
-# An exec-form CMD cannot use build args, so a shell expands the two variables baked in above and
-# then `exec`s the service: the service is PID 1 and receives SIGTERM directly.
-CMD ["/bin/sh", "-c", "exec closeloop-${CLOSELOOP_SERVICE} serve --host 0.0.0.0 --port ${CLOSELOOP_SERVICE_PORT}"]
+# Exec form: the service is PID 1 and receives SIGTERM directly.
+CMD ["closeloop-service", "serve", "--host", "0.0.0.0"]

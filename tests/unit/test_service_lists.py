@@ -2,7 +2,8 @@
 
 The Python places import the definition; these files cannot, so this test keeps them in step: the
 services/ folders and their console scripts, the root pyproject.toml, the Makefile's mypy
-packages, the Dockerfile, docker-compose.yml and the Kubernetes base.
+packages, the Dockerfile, docker-compose.yml and the Kubernetes base (Deployments and migration
+Jobs).
 """
 
 from __future__ import annotations
@@ -72,10 +73,11 @@ def test_dockerfile_copies_every_member_manifest() -> None:
 
 def test_compose_runs_each_service_with_its_script_and_port() -> None:
     services: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    one_shots = {"bootstrap"} | {f"{s.directory}-migrate" for s in SERVICES}
     built = {
         name
         for name, spec in services.items()
-        if name != "bootstrap" and isinstance(spec.get("build"), dict)
+        if name not in one_shots and isinstance(spec.get("build"), dict)
     }
     assert built == {s.directory for s in SERVICES}
     for definition in SERVICES:
@@ -94,8 +96,16 @@ def test_compose_runs_each_service_with_its_script_and_port() -> None:
 def test_kubernetes_base_deploys_each_service_with_its_script_and_port() -> None:
     base = ROOT / "deploy" / "k8s" / "base"
     resources = set(yaml.safe_load((base / "kustomization.yaml").read_text())["resources"])
-    assert resources - {"configmap.yaml", "topics-job.yaml"} == {
-        f"{s.directory}.yaml" for s in SERVICES
+    shared = {"configmap.yaml", "migrations.yaml", "network-policies.yaml", "service-monitor.yaml"}
+    # Generated from deploy/prometheus/rules and deploy/grafana/dashboards (closeloop_devtools).
+    generated = {"prometheus-rule.yaml", "grafana-dashboards.yaml"}
+    assert resources - shared - generated == {f"{s.directory}.yaml" for s in SERVICES}
+    jobs = {
+        job["metadata"]["name"]: job["spec"]["template"]["spec"]["containers"][0]
+        for job in yaml.safe_load_all((base / "migrations.yaml").read_text())
+    }
+    assert {name: (c["image"].split(":")[0], c["command"]) for name, c in jobs.items()} == {
+        f"{s.directory}-migrate": (f"closeloop/{s.name}", [s.script, "migrate"]) for s in SERVICES
     }
     for definition in SERVICES:
         documents = list(yaml.safe_load_all((base / f"{definition.directory}.yaml").read_text()))

@@ -9,7 +9,9 @@ the loss of any one broker, and one broker may be down without stopping writes.
 Topics that already exist are left as they are (`exists`); change their settings with Kafka's
 own tools (`kafka-configs.sh --alter --entity-type topics`).
 Auto-creation is off on the broker; `closeloop-topics create` is run by `make infra-up`,
-the compose `bootstrap` service and the Kubernetes Job.
+the compose `bootstrap` service and the Kubernetes Job of deploy/k8s/components/topics-job; on
+Kubernetes with Strimzi, `python -m closeloop_devtools.k8s_topics` writes the same topics as
+`KafkaTopic` resources.
 """
 
 from __future__ import annotations
