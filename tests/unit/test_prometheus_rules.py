@@ -14,6 +14,7 @@ import yaml
 
 from closeloop_common.services import SERVICES
 from closeloop_devtools.dashboards.pipeline_health import INGEST_HANDLED_OUTCOMES, SERVICE_MATCH
+from closeloop_devtools.prometheus import Prometheus
 from tests.binaries import required_binary
 from tests.promql import SCRAPE_SERIES, exported_series, metric_names, recording_rules
 
@@ -112,3 +113,38 @@ def test_compose_targets_name_every_service_with_its_service_label() -> None:
     assert sorted((g["targets"], g["labels"]) for g in groups) == sorted(
         ([f"{s.directory}:{s.port}"], {"service": s.directory}) for s in SERVICES
     )
+
+
+def test_the_end_to_end_copy_changes_only_targets_intervals_and_the_named_alert(
+    tmp_path: Path,
+) -> None:
+    server = Prometheus(
+        binary="prometheus",
+        workdir=tmp_path,
+        targets={"ingest": "127.0.0.1:18001", "notifier": "127.0.0.1:18004"},
+        alert_for={"CloseloopSmtpUnreachable": "2s"},
+        shipped=PROMETHEUS,
+    )
+    config = load(server.write_config())
+    assert config["global"] == {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    shipped = load(PROMETHEUS / "prometheus.yml")
+    assert config["scrape_configs"] == shipped["scrape_configs"]
+    assert config["rule_files"] == shipped["rule_files"]
+    copied = load(tmp_path / "rules" / RULES.name)
+    expected = load(RULES)
+    for group in expected["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "CloseloopSmtpUnreachable":
+                assert rule["for"] == "5m"
+                rule["for"] = "2s"
+    assert copied == expected
+    assert json.loads((tmp_path / "targets" / "closeloop.json").read_text()) == [
+        {"targets": ["127.0.0.1:18001"], "labels": {"service": "ingest"}},
+        {"targets": ["127.0.0.1:18004"], "labels": {"service": "notifier"}},
+    ]
+    checked = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
