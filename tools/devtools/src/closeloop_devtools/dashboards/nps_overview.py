@@ -9,6 +9,13 @@ _HEADLINE = 'tenant=~"$tenant", headline=~"$headline"'
 _NAME = "{{tenant}} · {{headline}}"
 _NPS_COLOURS = (Threshold(None, "red"), Threshold(0, "orange"), Threshold(30, "green"))
 
+
+def _per_headline(metric: str) -> str:
+    """One series per headline, whichever scoring replica reports it: without the metric's name
+    and the scraped instance (so a table's queries join on tenant and headline)."""
+    return f"max by (tenant, headline) ({metric}{{{_HEADLINE}}})"
+
+
 # Answers accepted over invitations recorded in the same rolling day, all tenants together.
 _RESPONSE_RATE = (
     'sum(increase(closeloop_ingest_responses_total{status="accepted"}[1d]))'
@@ -40,7 +47,7 @@ NPS_OVERVIEW = Dashboard(
             "Headline NPS",
             "NPS of each configured headline segment over its window (-100 to 100), recomputed "
             "every SCORING_HEADLINE_INTERVAL_SECONDS. Empty while the window has no answer.",
-            (Query(f"closeloop_scoring_headline_nps{{{_HEADLINE}}}", _NAME),),
+            (Query(_per_headline("closeloop_scoring_headline_nps"), _NAME),),
             unit="none",
             kind="gauge",
             min=-100,
@@ -53,10 +60,10 @@ NPS_OVERVIEW = Dashboard(
             "Each headline's NPS, the bounds of its 95 % interval (adjusted Wald) and the "
             "answers counted in its window. A wide interval means too few answers to compare.",
             (
-                Query(f"closeloop_scoring_headline_nps{{{_HEADLINE}}}", "NPS"),
-                Query(f"closeloop_scoring_headline_ci_low{{{_HEADLINE}}}", "95 % low"),
-                Query(f"closeloop_scoring_headline_ci_high{{{_HEADLINE}}}", "95 % high"),
-                Query(f"closeloop_scoring_headline_responses{{{_HEADLINE}}}", "Answers", "short"),
+                Query(_per_headline("closeloop_scoring_headline_nps"), "NPS"),
+                Query(_per_headline("closeloop_scoring_headline_ci_low"), "95 % low"),
+                Query(_per_headline("closeloop_scoring_headline_ci_high"), "95 % high"),
+                Query(_per_headline("closeloop_scoring_headline_responses"), "Answers", "short"),
             ),
             unit="none",
             kind="table",
@@ -67,9 +74,9 @@ NPS_OVERVIEW = Dashboard(
             "Each headline's NPS over time with the bounds of its 95 % interval: a move that "
             "stays inside the earlier interval may be noise.",
             (
-                Query(f"closeloop_scoring_headline_nps{{{_HEADLINE}}}", _NAME),
-                Query(f"closeloop_scoring_headline_ci_low{{{_HEADLINE}}}", f"{_NAME} low"),
-                Query(f"closeloop_scoring_headline_ci_high{{{_HEADLINE}}}", f"{_NAME} high"),
+                Query(_per_headline("closeloop_scoring_headline_nps"), _NAME),
+                Query(_per_headline("closeloop_scoring_headline_ci_low"), f"{_NAME} low"),
+                Query(_per_headline("closeloop_scoring_headline_ci_high"), f"{_NAME} high"),
             ),
             unit="none",
             min=-100,
@@ -79,7 +86,7 @@ NPS_OVERVIEW = Dashboard(
         Panel(
             "Answers in each headline's window",
             "Answers counted in each headline's window (suspected ones left out).",
-            (Query(f"closeloop_scoring_headline_responses{{{_HEADLINE}}}", _NAME),),
+            (Query(_per_headline("closeloop_scoring_headline_responses"), _NAME),),
             unit="short",
             width=8,
         ),
