@@ -64,11 +64,21 @@ def maildir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(
-    infra: dict[str, str], maildir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def smtp_sink(maildir: Path) -> Iterator[MailSink]:
+    """The stack's mail server (the notifier sends to its port); a test may stop it for an
+    outage, and starts it again before it ends."""
     sink = MailSink(maildir, port=SMTP_PORT)
     sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    infra: dict[str, str], smtp_sink: MailSink, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     tenants_file = tmp_path_factory.mktemp("tenants") / "tenants.toml"
     tenants_file.write_text(TENANTS_TOML, encoding="utf-8")
     # Topics of their own: the integration tests leave thousands of events on this run's
@@ -96,7 +106,6 @@ def stack(
         yield running
     finally:
         running.stop()
-        sink.stop()
         asyncio.run(delete_topics(topics))
 
 

@@ -44,13 +44,21 @@ class MailSink:
         for sub in ("tmp", "new", "cur"):
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         self.maildir = maildir
-        self.controller = Controller(Mailbox(maildir), hostname=host, port=port)
+        self._address = (host, port)
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        host, port = self._address
+        return Controller(Mailbox(self.maildir), hostname=host, port=port)
 
     def start(self) -> None:
         self.controller.start()
 
     def stop(self) -> None:
+        """Stop listening (a mail server outage); `start` listens again on the same port."""
         self.controller.stop()
+        # A stopped controller's event loop is closed: the next start needs a new one.
+        self.controller = self._controller()
 
 
 def main(argv: list[str] | None = None) -> int:

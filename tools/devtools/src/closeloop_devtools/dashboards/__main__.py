@@ -1,0 +1,5 @@
+import sys
+
+from closeloop_devtools.dashboards import main
+
+sys.exit(main())
