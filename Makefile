@@ -79,6 +79,10 @@ test-tools: tools-deploy ## kcat (the contract tests' Kafka client), promtool (c
 test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
 
+.PHONY: dashboard-coverage
+dashboard-coverage: infra-up test-tools ## run the demo under a real Prometheus; fail if a dashboard panel stays empty
+	$(BIN)/python -m closeloop_devtools.dashboard_coverage --out docs/dashboard-coverage.md
+
 .PHONY: metrics-docs
 metrics-docs: venv ## regenerate docs/metrics.md (the metrics catalogue) from the metric definitions
 	$(BIN)/python -m closeloop_devtools.metrics_catalogue docs/metrics.md
