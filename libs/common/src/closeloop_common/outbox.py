@@ -7,6 +7,8 @@ One relay publishes at a time per schema (a transaction-scoped advisory lock), i
 so a customer's events reach their partition in the order they were written. A batch is sent as
 many records at once, their acknowledgements awaited together, then marked in one statement.
 Published rows are deleted after a retention period by `prune_outbox` (the runtime's retention worker).
+An event keeps the trace context it was emitted with (it is stored whole); with tracing on, each
+send is a `publish <topic>` span linked to those contexts.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.db import delete_in_chunks, on_commit, transaction
 from closeloop_common.events import CloudEvent
@@ -125,9 +129,11 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            await self._producer.send_batch(
-                [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
-            )
+            records = [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
+            if tracing.enabled():
+                await self._send_traced(records)
+            else:
+                await self._producer.send_batch(records)
             now = self._clock.now()
             seqs = sa.bindparam(
                 "seqs", [r.seq for r in rows], type_=postgresql.ARRAY(sa.BigInteger)
@@ -139,6 +145,25 @@ class OutboxRelay:
             OUTBOX_PUBLISHED.labels(r.topic).inc()
             OUTBOX_DELAY.observe(max(0.0, (now - r.created_at).total_seconds()))
         return len(rows)
+
+    async def _send_traced(self, records: list[OutboundRecord]) -> None:
+        """The send in a `publish <topic>` span linked to the context each event carries (the
+        events themselves go as they were stored: their context is the emitter's)."""
+        topics = sorted({r.topic for r in records})
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.batch.message_count": len(records),
+        }
+        if len(topics) == 1:
+            attributes["messaging.destination.name"] = topics[0]
+        with tracing.span(
+            f"publish {topics[0]}" if len(topics) == 1 else "publish",
+            kind=SpanKind.PRODUCER,
+            links=tracing.links_to([tracing.encoded_context(r.value) for r in records]),
+            attributes=attributes,
+        ):
+            await self._producer.send_batch(records)
 
 
 async def prune_outbox(
