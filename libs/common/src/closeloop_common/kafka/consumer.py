@@ -23,6 +23,10 @@ Failures:
 - a dead letter the broker refuses for good (say, a record too large) is logged and counted, and the
   partition moves on; it is never allowed to block the partition.
 
+Tracing (`tracing.py`, when on): each batch transaction is a `process <topic>` span linked to
+every event's `traceparent`; handlers give each event a `process <event type>` span in its own
+trace (`handlers`). A dead letter is the record as it came, its trace context included.
+
 Rebalances: while a batch is handled the consumer holds a lock; a revocation waits for that batch
 to commit (and its offsets), then the partition's remaining fetched records are dropped rather than
 handled beside the new owner. A batch stuck in an outage retry gives up when its partition is

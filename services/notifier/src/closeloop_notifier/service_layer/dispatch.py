@@ -13,7 +13,9 @@ One `dispatch_batch` step:
      end (`next_attempt_at`; the attempt is not counted);
    - otherwise claimed: `sending`, `attempts + 1`, `lease_until = now + lease`.
 2. Send every claimed message through its channel (`adapters.channels`), concurrently up to each
-   channel's limit, outside any transaction.
+   channel's limit, outside any transaction. With tracing on, each send is a `send <channel>`
+   span whose parent is the context stored with the message (`messages.traceparent`: the work
+   on the event it was made for), and its log lines name the message, its case and response.
 3. Record (one transaction), each only if its claim is still ours (same status and attempts):
    - accepted: `sent`, with its `notification.sent.*` events in the same commit;
    - refused for now: `pending` again after `DeliveryPolicy.retry_after` (exponential, with
