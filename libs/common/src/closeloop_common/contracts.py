@@ -131,8 +131,11 @@ def asyncapi_document(prefix: str = "closeloop") -> dict[str, Any]:
             "description": (
                 "Events of the Closeloop NPS closed loop. Every record value is a CloudEvents 1.0 "
                 "event in structured mode (JSON, header content-type: "
-                f"{STRUCTURED_CONTENT_TYPE}). Extension attributes: `tenantid` (the tenant) and "
-                "`partitionkey` (the record key). Topic names start with KAFKA_TOPIC_PREFIX "
+                f"{STRUCTURED_CONTENT_TYPE}). Extension attributes: `tenantid` (the tenant), "
+                "`partitionkey` (the record key) and, when the producer traces, `traceparent` "
+                "and `tracestate` (W3C Trace Context of the work that emitted the event; the "
+                "CloudEvents distributed tracing extension; absent otherwise). Topic names "
+                "start with KAFKA_TOPIC_PREFIX "
                 f"(default `{prefix}`). Dispatch on `type`: a breaking change is a new type "
                 "version published beside the old one, never an edit."
             ),

@@ -7,6 +7,10 @@ headers (sinks to object storage, replays, `kcat`). Extension attributes:
 - `partitionkey`: the Kafka record key, `<tenant>:<customer id>`, so one customer's events stay in
   order on one partition (`<tenant>:<headline>` for a headline segment's NPS events).
 
+- `traceparent` and `tracestate` (optional): the W3C Trace Context of the work that emitted the
+  event, so one trace follows a response from webhook to email (the CloudEvents distributed
+  tracing extension; see "Trace context" below).
+
 Contracts are frozen and versioned: the version is part of the `type`
 (`dev.closeloop.response.received.v1`). A breaking change is a new model with a new version that is
 published beside the old one for a deprecation period, never an edit of an existing model.
@@ -31,6 +35,14 @@ Additive fields: a version may gain an optional field with a default (`attribute
   holds its default (an empty `attributes` map is never written, `exclude_if`), so such events
   are byte for byte what earlier producers wrote and earlier consumers read them as before.
 A field that old consumers must understand, or a change of meaning, is a new version instead.
+
+Trace context: when tracing is on (`tracing.py`), an event emitted by a handler or a command
+carries the context of the span that made it in `traceparent` (and `tracestate` when there is
+one); the outbox stores the whole event, so the context survives it, and a dead letter keeps the
+record value and so the context. Both attributes are left out of the JSON when absent, so with
+tracing off every event is byte for byte what earlier producers wrote. The envelope ignores
+attributes it does not know (`extra="ignore"`), so consumers built before the extension read
+events that carry it. A malformed `traceparent` is not poison: tracing ignores it.
 
 Events from Kafka are checked like HTTP input (`storable.py`): a NUL character anywhere, or an
 instant that cannot be converted to UTC, makes an event undecodable (poison), never a database
@@ -63,6 +75,10 @@ from closeloop_common.storable import Instant, may_hold_nul, nul_locations
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SCHEMA_URN_PREFIX = "urn:closeloop:schema:"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# W3C Trace Context: a version-00 traceparent is 55 characters (later versions may add fields);
+# vendors keep a tracestate of at least 512.
+MAX_TRACEPARENT = 256
+MAX_TRACESTATE = 1024
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 
 
@@ -865,16 +881,57 @@ class CloudEvent(BaseModel, Generic[DataT]):
     dataschema: str
     tenantid: str = Field(pattern=TENANT_ID_PATTERN)
     partitionkey: str = Field(min_length=1)
+    # Left out of the JSON when absent (see "Trace context" in the module docstring).
+    traceparent: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TRACEPARENT,
+        exclude_if=_absent,
+        description="W3C Trace Context `traceparent` of the work that emitted the event "
+        "(CloudEvents distributed tracing extension); absent when tracing is off",
+        examples=["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+    )
+    tracestate: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TRACESTATE,
+        exclude_if=_absent,
+        description="W3C Trace Context `tracestate` (vendor data) beside `traceparent`",
+    )
     data: DataT
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def log_fields(self) -> dict[str, object]:
+        """What a log line about this event names: its id and type, its tenant, and the
+        response and case it is about when it has them (ids only, never customer text)."""
+        fields: dict[str, object] = {
+            "event_id": self.id,
+            "event_type": self.type,
+            "tenant_id": self.tenantid,
+        }
+        response_id = getattr(self.data, "response_id", None)
+        if response_id is not None:
+            fields["response_id"] = str(response_id)
+        case_id = getattr(self.data, "case_id", None)
+        if case_id is not None:
+            fields["case_id"] = str(case_id)
+        return fields
+
 
 def new_event(
-    data: DataT, *, tenant_id: str, source: str, clock: Clock, subject: str | None = None
+    data: DataT,
+    *,
+    tenant_id: str,
+    source: str,
+    clock: Clock,
+    subject: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> CloudEvent[DataT]:
-    """Wrap contract data in a fresh envelope (new id, now, partition key from the customer)."""
+    """Wrap contract data in a fresh envelope (new id, now, partition key from the customer,
+    the trace context given, if any)."""
     envelope: CloudEvent[DataT] = CloudEvent[type(data)](  # type: ignore[misc,operator]
         id=str(uuid.uuid4()),
         source=source,
@@ -884,6 +941,8 @@ def new_event(
         dataschema=schema_urn(data.EVENT_TYPE),
         tenantid=tenant_id,
         partitionkey=f"{tenant_id}:{data.customer_key()}",
+        traceparent=traceparent,
+        tracestate=tracestate,
         data=data,
     )
     return envelope

@@ -22,6 +22,7 @@ Outcomes:
 objects bound to the shared session. Callbacks registered with `db.on_commit` run at the shared
 COMMIT (for every item of the batch, including one whose SAVEPOINT was rolled back).
 While one batch commits the next one gathers, so under load batches fill without any wait.
+With tracing on, each batch is a `group commit` span linked to its callers' spans.
 `concurrency` lets that many batches be in flight at once (each in its own transaction and
 connection): while one waits on the database the next is prepared. Batches may then commit in
 another order than they were gathered; writers that share rows must take their locks in one order.
@@ -35,8 +36,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.errors import is_transient
 
 T = TypeVar("T")
@@ -59,6 +63,7 @@ class _Item:
     work: Any  # a `Work` (GroupCommitter) or an item of data (BatchCommitter)
     future: asyncio.Future[Any]
     result: Any = None
+    context: Context | None = None  # the caller's trace context (tracing on only)
 
 
 _STOP = object()
@@ -128,7 +133,8 @@ class _Batcher:
         if not self._accepting:
             raise GroupCommitterStopped("the group committer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(work, future))
+        context = otel_context.get_current() if tracing.enabled() else None
+        self._queue.put_nowait(_Item(work, future, context=context))
         # Cancelling the caller cancels `future`: the worker then skips the work if not started.
         return await future
 
@@ -155,7 +161,15 @@ class _Batcher:
 
     async def _commit_then_free(self, batch: list[_Item]) -> None:
         try:
-            await self._commit(batch)
+            if tracing.enabled():
+                with tracing.span(
+                    "group commit",
+                    links=tracing.links_to([item.context for item in batch]),
+                    attributes={"closeloop.batch.size": len(batch)},
+                ):
+                    await self._commit(batch)
+            else:
+                await self._commit(batch)
         finally:
             self._slots.release()
 

@@ -14,18 +14,30 @@ Everything a handler writes, including what it emits, commits or rolls back with
 its events: that is what makes the effect exactly once. A batch handler whose effect is idempotent
 by itself (it keeps, per entity, the version it applied and ignores what is not newer) may say so
 (`idempotent=True`): its events then skip the inbox, which saves a row per event.
+
+Trace context (`tracing.py`): an emitted event carries the context of the work that made it, so
+one trace follows a response through the services. The plain form runs each event's handler in
+`Transaction.handling(event)`: log lines name the event and, with tracing on, a `process` span
+that continues the event's trace is current, so what the handler emits continues it too. A batch
+handler that works event by event does the same with `with tx.handling(event):`; one that works
+on many events at once says which event caused an emitted one (`emit(..., caused_by=event)`).
+Otherwise an event continues the current span (the consumer's batch, an HTTP request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.events import CloudEvent, EventData, Topic, new_event
+from closeloop_common.logging import bind_log_context, reset_log_context
 from closeloop_common.outbox import Outbox
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -41,26 +53,73 @@ class Transaction:
     source: str
     outbox: Outbox
     emitted: list[CloudEvent[Any]] = field(default_factory=list)
+    # With tracing on: the context each handled event's `process` span gave what it caused.
+    _caused: dict[str, tracing.Carrier | None] = field(default_factory=dict, repr=False)
+    _started_ns: int = field(default_factory=time.time_ns, repr=False)
 
     async def emit(
-        self, data: EmittedT, *, tenant_id: str, subject: str | None = None
+        self,
+        data: EmittedT,
+        *,
+        tenant_id: str,
+        subject: str | None = None,
+        caused_by: CloudEvent[Any] | None = None,
     ) -> CloudEvent[EmittedT]:
         """Wrap `data` in a new event of `tenant_id` and queue it in the outbox of this transaction.
 
+        `caused_by`: the event being handled that this one follows from (a batch handler's), whose
+        trace it continues; by default it continues the current span's.
         The rows are written by `flush` (the consumer and `ServiceRuntime.transaction` call it
         before committing), many in one statement."""
-        event = self.envelope(data, tenant_id=tenant_id, subject=subject)
+        event = self.envelope(data, tenant_id=tenant_id, subject=subject, caused_by=caused_by)
         self.add(event)
         return event
 
     def envelope(
-        self, data: EmittedT, *, tenant_id: str, subject: str | None = None
+        self,
+        data: EmittedT,
+        *,
+        tenant_id: str,
+        subject: str | None = None,
+        caused_by: CloudEvent[Any] | None = None,
+        trace: tracing.Carrier | None = None,
     ) -> CloudEvent[EmittedT]:
         """A new event of this service (its id and time), not queued yet: for a command that
-        needs the event id before it knows whether to emit (see `add`)."""
+        needs the event id before it knows whether to emit (see `add`). `trace`: the context to
+        carry when it is not the current one (a request whose write runs in a shared batch)."""
+        if trace is None and tracing.enabled():
+            trace = self._trace_of(caused_by)
         return new_event(
-            data, tenant_id=tenant_id, source=self.source, clock=self.clock, subject=subject
+            data,
+            tenant_id=tenant_id,
+            source=self.source,
+            clock=self.clock,
+            subject=subject,
+            traceparent=None if trace is None else trace[0],
+            tracestate=None if trace is None else trace[1],
         )
+
+    def _trace_of(self, cause: CloudEvent[Any] | None) -> tracing.Carrier | None:
+        if cause is None:
+            return tracing.carrier_of()
+        if cause.id not in self._caused:
+            self._caused[cause.id] = tracing.processed(cause, started_ns=self._started_ns)
+        return self._caused[cause.id]
+
+    @contextmanager
+    def handling(self, event: CloudEvent[Any]) -> Iterator[None]:
+        """Work done for `event`: log lines name it; with tracing on, its `process` span is
+        current, so what is emitted (or stored) inside continues the event's trace."""
+        token = bind_log_context(event)
+        try:
+            if not tracing.enabled():
+                yield
+                return
+            with tracing.processing(event):
+                self._caused[event.id] = tracing.carrier_of()
+                yield
+        finally:
+            reset_log_context(token)
 
     def add(self, event: CloudEvent[Any]) -> None:
         """Queue an event made by `envelope` in this transaction's outbox."""
@@ -114,8 +173,18 @@ def looped(handler: Handler[DataT]) -> BatchHandler[DataT]:
     """The batch form of a plain handler: one call per event, in order."""
 
     async def run(tx: Transaction, events: Sequence[CloudEvent[DataT]]) -> None:
+        if tracing.enabled():
+            for event in events:
+                with tx.handling(event):
+                    await handler(tx.context(event.tenantid), event)
+            return
+        # `handling` without tracing, spelled out: the hot path sets one context variable.
         for event in events:
-            await handler(tx.context(event.tenantid), event)
+            token = bind_log_context(event)
+            try:
+                await handler(tx.context(event.tenantid), event)
+            finally:
+                reset_log_context(token)
 
     return run
 

@@ -1,14 +1,63 @@
-"""Structured logging: one JSON object per line on stderr (or plain text for humans)."""
+"""Structured logging: one JSON object per line on stderr (or plain text for humans).
+
+Besides a record's own `extra`, a JSON line names what the code was working on:
+- `trace_id` and `span_id` of the current span, when tracing is on (`tracing.py`), so a log line
+  leads to its trace;
+- the fields of the log context (`bind_log_context`): the consumer binds each event it hands to a
+  handler (`event_id`, `event_type`, `tenant_id`, and `response_id`/`case_id` when the event has
+  them), the notifier each message it sends. A record's own `extra` wins over both.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+from opentelemetry import trace
 
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+
+
+class LogSubject(Protocol):
+    """Something log lines name while it is worked on (a `CloudEvent` is one)."""
+
+    def log_fields(self) -> Mapping[str, object]: ...
+
+
+_SUBJECT: ContextVar[LogSubject | None] = ContextVar("closeloop_log_subject", default=None)
+
+
+def bind_log_context(subject: LogSubject) -> Token[LogSubject | None]:
+    """Name `subject` in every log line of this context until `reset_log_context`. Its fields are
+    asked for only when a line is written, so binding costs one context variable set."""
+    return _SUBJECT.set(subject)
+
+
+def reset_log_context(token: Token[LogSubject | None]) -> None:
+    _SUBJECT.reset(token)
+
+
+class LogFields(dict[str, object]):
+    """Fixed fields as a `LogSubject`."""
+
+    def log_fields(self) -> Mapping[str, object]:
+        return self
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Name `fields` (those not None) in every log line written inside the block."""
+    token = bind_log_context(LogFields({k: v for k, v in fields.items() if v is not None}))
+    try:
+        yield
+    finally:
+        reset_log_context(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,6 +73,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+        subject = _SUBJECT.get()
+        if subject is not None:
+            entry.update(subject.log_fields())
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

@@ -13,6 +13,9 @@ Lag: each pass sets `closeloop_outbox_oldest_pending_age_seconds` from the first
 the broker refuses, the relay retries at least every 30 s, so the age keeps growing: the outbox
 lag alert is this gauge over a threshold. A pass that finds another relay holding the lock sets
 nothing (that relay reports), so replicas are aggregated with `max`.
+
+An event keeps the trace context it was emitted with (it is stored whole); with tracing on, each
+send is a `publish <topic>` span linked to those contexts.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.db import delete_in_chunks, on_commit, transaction
 from closeloop_common.events import CloudEvent
@@ -134,9 +139,11 @@ class OutboxRelay:
                 return 0
             oldest = self._clock.now() - rows[0].created_at
             OUTBOX_OLDEST_PENDING_AGE.set(max(0.0, oldest.total_seconds()))
-            await self._producer.send_batch(
-                [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
-            )
+            records = [OutboundRecord(topic=r.topic, key=r.key, value=r.payload) for r in rows]
+            if tracing.enabled():
+                await self._send_traced(records)
+            else:
+                await self._producer.send_batch(records)
             now = self._clock.now()
             seqs = sa.bindparam(
                 "seqs", [r.seq for r in rows], type_=postgresql.ARRAY(sa.BigInteger)
@@ -150,6 +157,25 @@ class OutboxRelay:
         if len(rows) < self._batch_size:
             OUTBOX_OLDEST_PENDING_AGE.set(0)  # rows written since the read are seconds old
         return len(rows)
+
+    async def _send_traced(self, records: list[OutboundRecord]) -> None:
+        """The send in a `publish <topic>` span linked to the context each event carries (the
+        events themselves go as they were stored: their context is the emitter's)."""
+        topics = sorted({r.topic for r in records})
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.batch.message_count": len(records),
+        }
+        if len(topics) == 1:
+            attributes["messaging.destination.name"] = topics[0]
+        with tracing.span(
+            f"publish {topics[0]}" if len(topics) == 1 else "publish",
+            kind=SpanKind.PRODUCER,
+            links=tracing.links_to([tracing.encoded_context(r.value) for r in records]),
+            attributes=attributes,
+        ):
+            await self._producer.send_batch(records)
 
 
 async def prune_outbox(

@@ -10,6 +10,9 @@
   and retry until the broker answers. A service that needs no consumer (ingest) is ready while
   the broker is down and keeps accepting into its outbox; the relay catches up later.
 - A retention worker deletes old published outbox rows and old inbox rows.
+- Tracing (`tracing.py`) starts with the service when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (then
+  every statement of both pools is a span under the current one) and its last spans are exported
+  when it stops.
 A background task that dies makes the service unhealthy (`/healthz`), so an orchestrator restarts it.
 """
 
@@ -24,8 +27,10 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock, SystemClock
 from closeloop_common.db import make_engine, make_sessionmaker, ping
 from closeloop_common.db import transaction as db_transaction
@@ -117,6 +122,8 @@ class ServiceRuntime:
         self._before_start_hooks: list[Hook] = []
         self._start_hooks: list[Hook] = []
         self._stop_hooks: list[Hook] = []
+        self._tracing: TracerProvider | None = None
+        self._engines_traced = False
 
     @property
     def group_id(self) -> str:
@@ -206,6 +213,11 @@ class ServiceRuntime:
         )
 
     async def start(self) -> None:
+        self._tracing = tracing.configure(self.settings, service=self.name)
+        if tracing.enabled() and not self._engines_traced:
+            tracing.instrument_engine(self.engine)
+            tracing.instrument_engine(self.worker_engine)
+            self._engines_traced = True
         for hook in self._before_start_hooks:
             await hook()
         tune_garbage_collector()
@@ -282,6 +294,7 @@ class ServiceRuntime:
             self.producer.stop(),
             self.engine.dispose(),
             self.worker_engine.dispose(),
+            *([tracing.shut_down(self._tracing)] if self._tracing else []),
         ]
         for step in steps:
             try:

@@ -115,6 +115,22 @@ class CommonSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="address the metrics port binds to")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="OTLP/HTTP collector base URL (traces go to <url>/v1/traces); unset: tracing "
+        "off, nothing recorded or exported",
+    )
+    otel_service_name: str | None = Field(
+        None, min_length=1, description="service.name of the spans (unset: closeloop-<service>)"
+    )
+    otel_traces_sampler_arg: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of the traces starting in this service that are sampled; a trace "
+        "that arrives sampled (traceparent) stays sampled (parent-based)",
+    )
     outbox_poll_interval_seconds: float = Field(
         0.5,
         gt=0,

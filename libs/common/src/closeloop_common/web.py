@@ -14,6 +14,7 @@ caller chooses. A missing or bad token is a 401 `unauthorized` problem with a
 `forbidden` problem (`insufficient_scope`).
 
 `/metrics` moves to its own listener when `METRICS_PORT` is set (kept off the public ingress).
+With tracing on, every request is a server span named by its route template (`TracingMiddleware`).
 Request bodies over `MAX_REQUEST_BODY_BYTES` are refused with 413 before they are read whole.
 """
 
@@ -32,10 +33,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -373,6 +376,30 @@ class MetricsMiddleware:
             HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
+class TracingMiddleware:
+    """With tracing on, a server span per HTTP request (`tracing.serve_traced`): named by its
+    route template, a child of the caller's `traceparent`; no path, query or body in it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not tracing.enabled():
+            await self.app(scope, receive, send)
+            return
+        await tracing.serve_traced(self.app, scope, receive, send)
+
+
+# FastAPI's own telemetry would trace with a global provider and put query strings in spans:
+# off, whatever the environment says (`tracing.py` owns Closeloop's spans).
+NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "auto_configure": False,
+}
+
+
 def create_app(
     *,
     title: str,
@@ -416,6 +443,7 @@ def create_app(
         version=version,
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_characters)],
+        telemetry=NO_FASTAPI_TELEMETRY,
     )
     app.state.runtime = runtime
     app.state.authenticator = authenticator
@@ -423,6 +451,7 @@ def create_app(
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: its span covers the whole request
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive and its workers run")
     async def healthz(request: Request) -> Response:

@@ -23,6 +23,10 @@ Failures:
 - a dead letter the broker refuses for good (say, a record too large) is logged and counted, and the
   partition moves on; it is never allowed to block the partition.
 
+Tracing (`tracing.py`, when on): each batch transaction is a `process <topic>` span linked to
+every event's `traceparent`; handlers give each event a `process <event type>` span in its own
+trace (`handlers`). A dead letter is the record as it came, its trace context included.
+
 Rebalances: while a batch is handled the consumer holds a lock; a revocation waits for that batch
 to commit (and its offsets), then the partition's remaining fetched records are dropped rather than
 handled beside the new owner. A batch stuck in an outage retry gives up when its partition is
@@ -52,8 +56,10 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.errors import backoff, describe_error, is_permanent_kafka_error, is_transient
@@ -406,9 +412,10 @@ class EventConsumer:
                 errors += 1
                 HANDLER_FAILURES.labels(self.group_id, item.event.type, "error").inc()
                 if errors >= self._max_attempts:
+                    # The dead letter is the record as it came: its trace context stays in it.
                     log.exception(
                         "handler failed for good; dead-lettering",
-                        extra={"event_id": item.event.id, "event_type": item.event.type},
+                        extra=dict(item.event.log_fields()),
                     )
                     await self._dead_letter(item.record, "handler_failed", exc)
                     EVENTS_CONSUMED.labels(self.group_id, item.event.type, "dead_lettered").inc()
@@ -416,12 +423,36 @@ class EventConsumer:
                 delay = backoff(errors)
                 log.warning(
                     "handler failed; retrying",
-                    extra={"event_id": item.event.id, "error": repr(exc), "retry_in_s": delay},
+                    extra={**item.event.log_fields(), "error": repr(exc), "retry_in_s": delay},
                 )
                 await asyncio.sleep(delay)
 
     async def _handle_batch(self, items: Sequence[Decoded]) -> None:
-        """Dedupe and handle `items` in one transaction; metrics only after it committed."""
+        """Dedupe and handle `items` in one transaction; metrics only after it committed.
+
+        With tracing on, in a `process <topic>` span linked to every event's context (each
+        handled event gets a `process <event type>` span of its own in its trace: `handlers`)."""
+        if not tracing.enabled():
+            await self._handle_in_transaction(items)
+            return
+        topics = sorted({i.record.topic for i in items})
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.batch.message_count": len(items),
+        }
+        if len(topics) == 1:
+            attributes["messaging.destination.name"] = topics[0]
+        with tracing.span(
+            f"process {topics[0]}" if len(topics) == 1 else "process",
+            kind=SpanKind.CONSUMER,
+            links=tracing.links_to([tracing.event_context(i.event) for i in items]),
+            attributes=attributes,
+        ):
+            await self._handle_in_transaction(items)
+
+    async def _handle_in_transaction(self, items: Sequence[Decoded]) -> None:
         started = time.perf_counter()
         async with transaction(self._sessions) as session:
             # Events of idempotent handlers skip the inbox: their handler dedupes by version.

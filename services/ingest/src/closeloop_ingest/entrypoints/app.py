@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import create_app
@@ -30,7 +31,12 @@ class IngestApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast_path is not None and self.fast_path.matches(scope):
-            await self.fast_path(scope, receive, send)
+            if tracing.enabled():  # FastAPI's middleware (TracingMiddleware) is not in the way
+                await tracing.serve_traced(
+                    self.fast_path, scope, receive, send, route=webhooks_api.WEBHOOK_ROUTE
+                )
+            else:
+                await self.fast_path(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

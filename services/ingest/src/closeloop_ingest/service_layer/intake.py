@@ -27,6 +27,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common import tracing
 from closeloop_common.events import (
     Category,
     CloudEvent,
@@ -68,6 +69,7 @@ class Intake:
     delivery: RawDelivery | None = None
     fetch: FetchLater | None = None
     ignored: str | None = None
+    trace: tracing.Carrier | None = None  # the request's trace context, for its events
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class _Pending:
     category: Category
     reasons: tuple[SuspicionReason, ...] = ()
     outcome: Outcome | None = None
+    trace: tracing.Carrier | None = None
 
     @property
     def response(self) -> CanonicalResponse:
@@ -219,6 +222,7 @@ def _prepare(intake: Intake, submission: Submission) -> _Pending:
         fingerprint=fingerprint_of(payload),
         version_at=version_time(response),
         category=categorize(response.score),
+        trace=intake.trace,
     )
 
 
@@ -295,7 +299,7 @@ def _first_event(tx: Transaction, p: _Pending, now: datetime) -> CloudEvent[Any]
         data = _suspected(p, version=1, now=now)
     else:
         data = p.response.to_event(received_at=now, source=p.source)
-    return tx.envelope(data, tenant_id=p.tenant_id, subject=p.response.response_id)
+    return tx.envelope(data, tenant_id=p.tenant_id, subject=p.response.response_id, trace=p.trace)
 
 
 def _suspected(p: _Pending, *, version: int, now: datetime) -> ResponseSuspectedV1:
@@ -370,7 +374,7 @@ async def _correct(tx: Transaction, p: _Pending, row: Any, *, now: datetime) -> 
             previous=_version_of(row),
         )
         status = "corrected"
-    event = tx.envelope(data, tenant_id=p.tenant_id, subject=r.response_id)
+    event = tx.envelope(data, tenant_id=p.tenant_id, subject=r.response_id, trace=p.trace)
     await tx.session.execute(
         _UPDATE_RESPONSE,
         {

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common import tracing
 from closeloop_common.db import delete_in_chunks
 from closeloop_common.group_commit import BatchCommitter
 from closeloop_common.handlers import Transaction
@@ -84,5 +86,8 @@ class Ingest:
         return await record(self.transaction(session), intakes, window=self.window)
 
     async def accept(self, intake: Intake) -> IntakeResult:
-        """Write `intake` with the next group commit; its result once durable."""
+        """Write `intake` with the next group commit; its result once durable. Its events carry
+        the caller's trace context (the batch is written in the committer's own task)."""
+        if tracing.enabled() and intake.trace is None:
+            intake = replace(intake, trace=tracing.carrier_of())
         return await self.writer.submit(intake)

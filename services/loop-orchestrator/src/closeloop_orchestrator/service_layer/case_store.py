@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.events import (
     CaseUpdatedV1,
+    CloudEvent,
     ContactAttempt,
     Customer,
     NoResponseCaseUpdatedV1,
@@ -186,8 +187,10 @@ async def record(
     *,
     organisation: Organisation,
     columns: dict[str, Any] | None = None,
+    caused_by: CloudEvent[Any] | None = None,
 ) -> CaseUpdatedV1:
-    """Write `transition` of the stored case `row` (see the module docstring); its event."""
+    """Write `transition` of the stored case `row` (see the module docstring); its event
+    (following from `caused_by` when an event being handled made the change)."""
     session = tx.session
     values = state_columns(after) | {"updated_at": transition.at} | (columns or {})
     if after.owner_id != row.owner_id:
@@ -214,7 +217,7 @@ async def record(
         raise VersionConflict(expected=transition.version - 1, actual=row.version + 1)
     await session.execute(sa.insert(case_history).values(history_row(transition)))
     event = updated_event(stored, transition)
-    await tx.emit(event, tenant_id=row.tenant_id, subject=str(row.case_id))
+    await tx.emit(event, tenant_id=row.tenant_id, subject=str(row.case_id), caused_by=caused_by)
     return event
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,19 +86,37 @@ class ResponseHandler:
 
     async def __call__(self, tx: Transaction, events: Sequence[CloudEvent[Any]]) -> None:
         by_tenant: dict[str, dict[str, Versioned]] = defaultdict(dict)
+        causes: dict[str, CloudEvent[Any]] = {}
         for event in events:
             answer: Answer = event.data
             latest = by_tenant[event.tenantid]
             seen = latest.get(answer.response_id)
             if seen is None or version_of(answer) > seen[0]:
                 latest[answer.response_id] = (version_of(answer), answer)
+                causes[event.tenantid + "\x00" + answer.response_id] = event
         for tenant_id in sorted(by_tenant):
             loaded = await self.store.current(tx.session, tenant_id)
-            await handle_responses(tx, tenant_id, list(by_tenant[tenant_id].values()), loaded.setup)
+            await handle_responses(
+                tx,
+                tenant_id,
+                list(by_tenant[tenant_id].values()),
+                loaded.setup,
+                causes={rid: causes[tenant_id + "\x00" + rid] for rid in by_tenant[tenant_id]},
+            )
+
+
+Causes = Mapping[str, CloudEvent[Any]]
+"""The event of each response id (of the version handled): what a case event follows from, whose
+trace it continues (`Transaction.emit(..., caused_by=...)`)."""
 
 
 async def handle_responses(
-    tx: Transaction, tenant_id: str, answers: list[Versioned], setup: TenantSetup
+    tx: Transaction,
+    tenant_id: str,
+    answers: list[Versioned],
+    setup: TenantSetup,
+    *,
+    causes: Causes | None = None,
 ) -> None:
     """Steps 1-4 of the module docstring for one tenant's responses (one version each)."""
     session = tx.session
@@ -125,13 +143,13 @@ async def handle_responses(
         row = existing.get(response_id)
         if row is not None:
             if isinstance(answer, ResponseCorrectedV1):
-                await _correct(tx, row, answer, setup)
+                await _correct(tx, row, answer, setup, cause=(causes or {}).get(response_id))
             continue
         plan = _plan(setup, answer, tenant_id=tenant_id, opened_at=now)
         if plan is not None:
             to_open.append((answer, plan))
     if to_open:
-        await open_cases(tx, tenant_id, to_open, setup)
+        await open_cases(tx, tenant_id, to_open, setup, causes=causes)
 
 
 # Rows in the order given (response ids sorted: concurrent batches lock them in one order).
@@ -203,9 +221,15 @@ class _TeamState:
 
 
 async def open_cases(
-    tx: Transaction, tenant_id: str, planned: list[tuple[Answer, CasePlan]], setup: TenantSetup
+    tx: Transaction,
+    tenant_id: str,
+    planned: list[tuple[Answer, CasePlan]],
+    setup: TenantSetup,
+    *,
+    causes: Causes | None = None,
 ) -> int:
-    """Assign and open the planned cases (step 3); how many were opened."""
+    """Assign and open the planned cases (step 3); how many were opened. `causes`: the event
+    of each response, when a consumer opens them (an admin run has none)."""
     session = tx.session
     org = setup.organisation
     states = await _team_states(session, tenant_id, planned, setup)
@@ -329,6 +353,7 @@ async def open_cases(
             ),
             tenant_id=tenant_id,
             subject=str(plan.case_id),
+            caused_by=(causes or {}).get(answer.response_id),
         )
         CASES_OPENED.labels(case_type=decision.case_type.value).inc()
     if history:
@@ -421,7 +446,12 @@ async def _store_turns(
 
 
 async def _correct(
-    tx: Transaction, row: Any, answer: ResponseCorrectedV1, setup: TenantSetup
+    tx: Transaction,
+    row: Any,
+    answer: ResponseCorrectedV1,
+    setup: TenantSetup,
+    *,
+    cause: CloudEvent[Any] | None,
 ) -> None:
     """Step 4: re-type an active case to its corrected response, or only show the answer."""
     columns = answer_columns(answer)
@@ -451,7 +481,13 @@ async def _correct(
                 "key_account": decision.key_account,
             }
             await case_store.record(
-                tx, row, after, transition, organisation=setup.organisation, columns=columns
+                tx,
+                row,
+                after,
+                transition,
+                organisation=setup.organisation,
+                columns=columns,
+                caused_by=cause,
             )
             return
     await tx.session.execute(

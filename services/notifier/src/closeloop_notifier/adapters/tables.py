@@ -51,6 +51,9 @@ messages = sa.Table(
     sa.Column("reviewed_by", sa.Text),  # a draft's approver (or who discarded it)
     sa.Column("reviewed_at", sa.DateTime(timezone=True)),
     sa.Column("edited", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The W3C traceparent of the work that stored the message (the event it was made for): the
+    # dispatcher's send span joins that trace. Null when tracing was off.
+    sa.Column("traceparent", sa.Text),
     sa.UniqueConstraint("tenant_id", "dedup_key"),
     sa.Index("ix_messages_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("ix_messages_lease", "lease_until", postgresql_where=sa.text("status = 'sending'")),

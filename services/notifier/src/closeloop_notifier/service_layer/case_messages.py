@@ -62,6 +62,7 @@ from closeloop_notifier.service_layer.messages import (
     InitialStatus,
     NewMessage,
     customer_address,
+    in_current_trace,
     store,
 )
 from closeloop_notifier.service_layer.policy import reply_address
@@ -190,10 +191,10 @@ class CaseMessages:
         opted_out = await policy.opted_out(tx.session, customers)
         new: dict[str, list[NewMessage]] = {}
         for event in events:
-            ctx = tx.context(event.tenantid)
-            new.setdefault(event.tenantid, []).extend(
-                await self._opened(ctx, event.data, opted_out)
-            )
+            # In the event's trace (and its log context): its messages are sent in it.
+            with tx.handling(event):
+                opened = await self._opened(tx.context(event.tenantid), event.data, opted_out)
+                new.setdefault(event.tenantid, []).extend(in_current_trace(opened))
         for tenant, messages in new.items():
             await self._store(tx, tenant, messages)
 

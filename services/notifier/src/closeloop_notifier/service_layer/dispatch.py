@@ -13,7 +13,9 @@ One `dispatch_batch` step:
      end (`next_attempt_at`; the attempt is not counted);
    - otherwise claimed: `sending`, `attempts + 1`, `lease_until = now + lease`.
 2. Send every claimed message through its channel (`adapters.channels`), concurrently up to each
-   channel's limit, outside any transaction.
+   channel's limit, outside any transaction. With tracing on, each send is a `send <channel>`
+   span whose parent is the context stored with the message (`messages.traceparent`: the work
+   on the event it was made for), and its log lines name the message, its case and response.
 3. Record (one transaction), each only if its claim is still ours (same status and attempts):
    - accepted: `sent`, with its `notification.sent.*` events in the same commit;
    - refused for now: `pending` again after `DeliveryPolicy.retry_after` (exponential, with
@@ -48,12 +50,15 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.db import transaction
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
 from closeloop_common.handlers import Transaction
+from closeloop_common.logging import log_context
 from closeloop_common.loop import repeat
 from closeloop_common.outbox import Outbox
 from closeloop_notifier.adapters.channels import (
@@ -419,7 +424,24 @@ class Dispatcher:
 
     async def _deliver(self, message: sa.Row[Any]) -> _Result:
         """Send with no transaction open; every failure becomes a result, none escapes
-        (cancellation aside: the claim's lease covers it)."""
+        (cancellation aside: the claim's lease covers it). Log lines name the message, its case
+        and response; with tracing on, in a `send <channel>` span of the message's trace."""
+        with log_context(**_message_fields(message)):
+            if not tracing.enabled():
+                return await self._send(message)
+            with tracing.span(
+                f"send {message.channel}",
+                kind=SpanKind.CLIENT,
+                parent=tracing.context_of(message.traceparent),
+                attributes=_span_attributes(message),
+            ) as span:
+                result = await self._send(message)
+                span.set_attribute("closeloop.send.outcome", result.outcome)
+                if result.outcome != "sent":
+                    span.set_status(Status(StatusCode.ERROR))
+                return result
+
+    async def _send(self, message: sa.Row[Any]) -> _Result:
         channel = self._channels.get(message.channel)
         started = time.perf_counter()
         try:
@@ -440,9 +462,7 @@ class Dispatcher:
             )
         except Exception as exc:
             # Something about this message (it cannot be built, say): it fails alone.
-            log.exception(
-                "message could not be sent", extra={"message_id": str(message.message_id)}
-            )
+            log.exception("message could not be sent")  # the log context names it
             error = f"{type(exc).__name__}: {exc}"
             return _Result(message, "failed", error, reached_channel=False)
         SEND_SECONDS.labels(message.channel).observe(time.perf_counter() - started)
@@ -537,7 +557,7 @@ class Dispatcher:
                 log.warning(
                     "delivery failed",
                     extra={
-                        "message_id": str(r.message.message_id),
+                        **_message_fields(r.message),
                         "attempts": r.message.attempts,
                         "final": r.outcome == "failed",
                         "error": r.error,
@@ -575,6 +595,35 @@ class Dispatcher:
                     SMTP_UNREACHABLE.set(0)
                     SMTP_MISCONFIGURED.set(1)
                 log.error("channel refuses our configuration; its queue is held", extra=extra)
+
+
+def _message_fields(message: sa.Row[Any]) -> dict[str, object]:
+    """What a log line about a message names: ids only, never the address or the text."""
+    fields: dict[str, object] = {
+        "message_id": str(message.message_id),
+        "tenant_id": message.tenant_id,
+        "kind": message.kind,
+        "channel": message.channel,
+    }
+    if message.case_id is not None:
+        fields["case_id"] = str(message.case_id)
+    if message.response_id is not None:
+        fields["response_id"] = message.response_id
+    if message.campaign_id is not None:
+        fields["campaign_id"] = str(message.campaign_id)
+    return fields
+
+
+def _span_attributes(message: sa.Row[Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        f"closeloop.{name}": value
+        for name, value in _message_fields(message).items()
+        if name not in ("kind", "channel")
+    }
+    attributes["closeloop.message.kind"] = message.kind
+    attributes["closeloop.message.channel"] = message.channel
+    attributes["closeloop.message.attempt"] = message.attempts
+    return attributes
 
 
 def _progress(results: Sequence[_Result]) -> int:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from closeloop_common import tracing
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
 from closeloop_common.events import (
     EventData,
@@ -91,6 +92,8 @@ class NewMessage:
     customer_id: str | None = None
     payload: dict[str, Any] | None = None
     last_error: str | None = None
+    traceparent: str | None = None
+    """The trace the message is sent in (`store` takes the current one when not given)."""
 
 
 # A message's row without its content (the parts and the webhook body): what events and
@@ -126,6 +129,7 @@ _STORED: tuple[tuple[str, str], ...] = (
     ("next_attempt_at", "timestamptz"),
     ("last_error", "text"),
     ("created_at", "timestamptz"),
+    ("traceparent", "text"),
 )
 _STORE = sa.text(
     f"INSERT INTO notifier.messages ({', '.join(name for name, _ in _STORED)}) "
@@ -152,6 +156,7 @@ async def store(tx: Transaction, tenant_id: str, new: Sequence[NewMessage]) -> l
         "attempts": [0] * len(new),
         "created_at": [now] * len(new),
         "last_error": [m.last_error[:2000] if m.last_error else None for m in new],
+        "traceparent": _traceparents(new),
     }
     for name, _ in _STORED:
         if name not in columns:
@@ -162,6 +167,21 @@ async def store(tx: Transaction, tenant_id: str, new: Sequence[NewMessage]) -> l
         if reason is not None:
             publish_failed(tx, row, reason, row.last_error, now)
     return list(inserted)
+
+
+def in_current_trace(new: Sequence[NewMessage]) -> list[NewMessage]:
+    """`new`, each sent in the current trace unless it names its own (a batch handler stores
+    after its loop over events, so it stamps each event's messages inside the loop)."""
+    traced = tracing.carrier_of()
+    if traced is None:
+        return list(new)
+    return [m if m.traceparent else replace(m, traceparent=traced[0]) for m in new]
+
+
+def _traceparents(new: Sequence[NewMessage]) -> list[str | None]:
+    current = tracing.carrier_of()
+    fallback = None if current is None else current[0]
+    return [m.traceparent or fallback for m in new]
 
 
 def _v2_identity(message: sa.Row[Any]) -> dict[str, Any]:
