@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,14 @@ from closeloop_common.services import SERVICES
 from closeloop_devtools.prometheus import Prometheus
 
 DASHBOARDS = Path(__file__).resolve().parents[4] / "deploy" / "grafana" / "dashboards"
+HEADER = """# Dashboard coverage
+
+Written by `make dashboard-coverage` on {day}: the demo (`make run`) fed for {seconds:g} s under a
+real Prometheus (the shipped configuration and rules, scraping every second); every query of every
+panel of deploy/grafana/dashboards asked while it ran. "series" is how many series the panel's
+queries answered; a panel with none would fail the command.
+
+"""
 ASK_WITHIN = 60.0  # seconds the demo runs on while the panels are asked
 VARIABLES = {"$__rate_interval": "1m", "$tenant": ".+", "$headline": ".+"}
 
@@ -47,7 +56,7 @@ def queries(dashboard: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dashboard-coverage", description=__doc__)
-    parser.add_argument("--duration", type=float, default=240.0, help="seconds of demo feed")
+    parser.add_argument("--duration", type=float, default=270.0, help="seconds of demo feed")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     binary = shutil.which("prometheus")
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(rows) + "\n"
     print(table)
     if args.out is not None:
-        args.out.write_text(table, encoding="utf-8")
+        args.out.write_text(HEADER.format(day=date.today(), seconds=args.duration) + table)
     if empty:
         print("empty panels:\n  " + "\n  ".join(empty), file=sys.stderr)
         return 1

@@ -34,15 +34,23 @@ from closeloop_common.services import SERVICES
 from closeloop_common.tokens import KeyPair, generate_key_pair, mint_token
 from closeloop_devtools.demo_outer_loop import (
     KEY_ACCOUNTS,
+    bad_webhook,
     close_top_theme,
     outer_loop_lines,
     silent_invitation,
     watch_silence,
+    work_cases,
 )
 from closeloop_devtools.mailsink import MailSink, body_text, read_mailbox
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
 DEMO_TENANT = "demo"
+# The segments whose NPS scoring watches (gauges, `nps.changed.v1`): the NPS overview dashboard.
+HEADLINES = [
+    {"tenant": DEMO_TENANT, "name": "overall"},
+    {"tenant": DEMO_TENANT, "name": "poland", "filters": {"region": "PL"}},
+    {"tenant": DEMO_TENANT, "name": "uk", "filters": {"region": "UK"}},
+]
 TOKEN_TTL_SECONDS = 12 * 3600
 
 
@@ -255,6 +263,10 @@ def feed(
             replies = [client.post("/v1/invitations", json=invitation_of(response, rng))]
             if n % 25 == 5:  # a key contact of a key account who never answers
                 replies.append(client.post("/v1/invitations", json=silent_invitation(n, run_id)))
+            if webhook is not None and n % 40 == 17:  # a tool still signing with an old secret
+                refused = client.post(**bad_webhook(webhook[0], typeform_body(response)))
+                if refused.status_code != 401:
+                    print(f"  feed: a badly signed webhook got {refused.status_code}", flush=True)
             if webhook is not None and n % 3 == 1:
                 path, secret = webhook
                 body = typeform_body(response)
@@ -360,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "LOG_FORMAT": "json",
             "AUTH_PUBLIC_KEY_FILE": str(keys.public.resolve()),
             "NOTIFIER_DEFAULT_MESSAGING": DEMO_MESSAGING,
+            "SCORING_HEADLINES": json.dumps(HEADLINES),
         },
         log_dir=args.state_dir / "logs",
     )
@@ -424,7 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         feeder.start()
         theme_closed = False
+        agents = random.Random(args.seed)
         while not stop.wait(args.status_every):
+            try:
+                work_cases(stack.url("orchestrator"), loop_headers, agents, most=6)
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                print(f"  the team could not work cases: {exc!r}")
             if not theme_closed and time.monotonic() - started > args.close_theme_after:
                 try:
                     said = close_top_theme(urls_of(stack), loop_headers)

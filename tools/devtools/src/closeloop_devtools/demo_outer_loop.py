@@ -1,6 +1,7 @@
-"""The outer loop in `make run`: key accounts whose key contacts stay silent, a structural issue made
-from the comments' top theme and closed with a "you said, we did" campaign, and where to read the
-review pack and the loop's impact.
+"""The outer loop in `make run`, and the team's work: key accounts whose key contacts stay silent,
+agents working cases (some breach a short demo SLA and escalate), a structural issue made from the
+comments' top theme and closed with a "you said, we did" campaign, and where to read the review
+pack and the loop's impact.
 
 - `watch_silence` makes two demo accounts key accounts and shortens the silence window to a
   minute (the admin API), so a lack-of-response case opens while the demo runs;
@@ -12,6 +13,7 @@ review pack and the loop's impact.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,19 +24,81 @@ SILENCE_DAYS = 1 / 1440  # a minute, for the demo (production: 14 days)
 
 
 def watch_silence(orchestrator: str, admin: dict[str, str]) -> None:
-    """Key accounts and a one-minute silence window for the demo tenant."""
+    """The demo tenant's set-up, in demo time: key accounts with a one-minute silence window, and
+    a 90-second first contact for the German detractors with escalations a minute or two after
+    a breach (production: hours), so the SLA panels and alerts have something to show."""
     with httpx.Client(base_url=orchestrator, headers=admin, timeout=10) as client:
-        current = client.get("/v1/setup/organisation")
-        current.raise_for_status()
-        organisation = current.json()["organisation"] | {
-            "key_accounts": list(KEY_ACCOUNTS),
-            "silence": {"after_days": SILENCE_DAYS, "first_contact_hours": 24},
-        }
-        client.put(
-            "/v1/setup/organisation",
-            json=organisation,
-            headers={"If-Match": current.headers["ETag"]},
-        ).raise_for_status()
+        for part, change in (
+            (
+                "organisation",
+                {
+                    "key_accounts": list(KEY_ACCOUNTS),
+                    "silence": {"after_days": SILENCE_DAYS, "first_contact_hours": 24},
+                    "sla": {
+                        "warn_at": 0.5,
+                        "escalation": [
+                            {"to": "team_lead", "after_hours": 1 / 60},
+                            {"to": "manager", "after_hours": 2 / 60},
+                        ],
+                    },
+                },
+            ),
+            ("rules", {"rules": [FAST_CALLBACK]}),
+        ):
+            current = client.get(f"/v1/setup/{part}")
+            current.raise_for_status()
+            client.put(
+                f"/v1/setup/{part}",
+                json=current.json()[part] | change,
+                headers={"If-Match": current.headers["ETag"]},
+            ).raise_for_status()
+
+
+FAST_CALLBACK = {
+    "name": "demo: German detractors called back within 90 seconds",
+    "match": {"categories": ["detractor"], "segments": {"region": ["DE"]}},
+    "then": {"first_contact_hours": 0.025, "priority": "urgent"},
+}
+AGENTS = ("agnieszka", "tomasz", "emma")  # the demo team (ORCHESTRATOR_TEAM's default)
+ROOT_CAUSES = ("invoice layout", "late courier", "app crash", "slow support line")
+
+
+def work_cases(orchestrator: str, headers: dict[str, str], rng: random.Random, *, most: int) -> int:
+    """The team at work: up to `most` open cases taken, the customer reached, a root cause named,
+    resolved and closed (a re-survey in 30 days); the others wait (and some breach their SLA).
+    How many were closed."""
+    closed = 0
+    with httpx.Client(base_url=orchestrator, headers=headers, timeout=10) as client:
+        listed = client.get("/v1/cases", params={"status": "open", "limit": 100})
+        listed.raise_for_status()
+        waiting = [c for c in listed.json()["cases"] if c["case_type"] != "no_response"]
+        for case in rng.sample(waiting, min(most, len(waiting))):
+            url = f"/v1/cases/{case['case_id']}"
+            etag = f'"{case["version"]}"'
+            for command, body in (
+                ("claim", {"owner_id": rng.choice(AGENTS)}),
+                ("contacts", {"channel": "phone", "outcome": "reached", "note": "Rozmowa."}),
+                ("root-causes", {"tags": [rng.choice(ROOT_CAUSES)]}),
+                ("resolve", {"outcome": "solved", "note": "Sprawa wyjaśniona."}),
+                ("close", {"note": "Zamknięte.", "resurvey_after_days": 30}),
+            ):
+                moved = client.post(f"{url}/{command}", json=body, headers={"If-Match": etag})
+                if moved.status_code != 200:  # changed meanwhile: leave it to the next round
+                    break
+                etag = moved.headers["ETag"]
+            else:
+                closed += 1
+    return closed
+
+
+def bad_webhook(path: str, body: bytes) -> dict[str, Any]:
+    """A delivery whose signature does not match (a survey tool with an old secret): refused,
+    and counted by source and reason."""
+    return {
+        "url": path,
+        "content": body,
+        "headers": {"content-type": "application/json", "Typeform-Signature": "sha256=AAAA"},
+    }
 
 
 def silent_invitation(n: int, run_id: str) -> dict[str, Any]:

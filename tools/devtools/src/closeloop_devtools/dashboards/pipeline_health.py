@@ -27,6 +27,12 @@ def _rate_by(labels: str, metric: str) -> str:
     return f"sum by ({labels}) (rate({metric}[{_RATE}]))"
 
 
+def _all_rate(metric: str) -> str:
+    """The total rate, 0 while the counter has no series yet (nothing happened since start):
+    a quiet pipeline reads as 0, not as "no data"."""
+    return f"sum(rate({metric}[{_RATE}])) or vector(0)"
+
+
 PIPELINE_HEALTH = Dashboard(
     uid="closeloop-pipeline-health",
     title="Closeloop / Pipeline health",
@@ -121,6 +127,7 @@ PIPELINE_HEALTH = Dashboard(
                     _rate_by("source, outcome", "closeloop_ingest_fetches_total"),
                     "{{source}} {{outcome}}",
                 ),
+                Query(_all_rate("closeloop_ingest_fetches_total"), "all"),
             ),
             unit="reqps",
         ),
@@ -212,6 +219,7 @@ PIPELINE_HEALTH = Dashboard(
                     _rate_by("group, kind", "closeloop_event_handler_failures_total"),
                     "{{group}} {{kind}}",
                 ),
+                Query(_all_rate("closeloop_event_handler_failures_total"), "all"),
             ),
             unit="cps",
         ),
@@ -228,6 +236,11 @@ PIPELINE_HEALTH = Dashboard(
                 Query(
                     "sum by (group, reason) (increase(closeloop_dead_letters_dropped_total[15m]))",
                     "dropped: {{group}} {{reason}}",
+                ),
+                Query(
+                    'sum(increase(closeloop_events_consumed_total{outcome="dead_lettered"}[15m])) '
+                    "or vector(0)",
+                    "all",
                 ),
             ),
             unit="short",
