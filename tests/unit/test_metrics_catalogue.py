@@ -128,3 +128,13 @@ def test_only_the_headline_gauges_carry_a_tenant() -> None:
         "closeloop_scoring_headline_ci_high",
         "closeloop_scoring_headline_computed_timestamp_seconds",
     }
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=lambda m: m.name)
+def test_no_metric_takes_a_label_prometheus_reserves(metric: MetricDoc) -> None:
+    """`quantile` belongs to summaries and `le` to histograms: promtool refuses them elsewhere,
+    and only once a series exists, so the rule is checked here on the definitions."""
+    reserved = {"quantile"} - ({"quantile"} if metric.type == "summary" else set())
+    reserved |= {"le"} if metric.type != "histogram" else set()
+    assert not reserved & set(metric.labels), metric.labels
+    assert not any(label.startswith("__") for label in metric.labels), metric.labels

@@ -1,5 +1,5 @@
 """The orchestrator's Prometheus metrics. Labels are bounded: case types, priorities, clocks,
-alert kinds, transitions, loops (closed, not_closed) and quantiles are closed sets; no tenant,
+alert kinds, transitions, loops (closed, not_closed) and percentiles are closed sets; no tenant,
 owner or case id is a label."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ LOOP_TIME_TO_FIRST_CONTACT = Gauge(
     "closeloop_loop_time_to_first_contact_seconds",
     f"Quantiles (0.5, 0.75, 0.9, 0.95; linear interpolation) of the time from opening a case to "
     f"first reaching the customer; {_IMPACT}",
-    ["quantile"],
+    ["percentile"],
 )
 LOOP_FIRST_CONTACT_WITHIN_SLA_RATIO = Gauge(
     "closeloop_loop_first_contact_within_sla_ratio",

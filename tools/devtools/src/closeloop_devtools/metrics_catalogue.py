@@ -59,7 +59,7 @@ BOUNDED_LABELS: dict[str, str] = {
     "within_sla": "`true` or `false`",
     "section": "the sections of an account review pack that scoring answers",
     "loop": "`closed` or `not_closed`",
-    "quantile": "the quantiles the loop's impact reports",
+    "percentile": "the percentiles the loop's impact reports (`quantile` is reserved for summaries)",
     "channel": "`email` or `webhook`",
 }
 
@@ -217,8 +217,8 @@ def label_values() -> dict[tuple[str, str], tuple[str, ...]]:
         ("closeloop_loop_resurvey_responses", "loop"): loops,
         ("closeloop_loop_resurvey_response_ratio", "loop"): loops,
         ("closeloop_loop_resurvey_score_change_mean", "loop"): loops,
-        ("closeloop_loop_time_to_first_contact_seconds", "quantile"): tuple(
-            str(q) for q in QUANTILES
+        ("closeloop_loop_time_to_first_contact_seconds", "percentile"): tuple(
+            f"{q * 100:g}" for q in QUANTILES
         ),
         ("closeloop_loop_first_contact_within_sla_ratio", "priority"): priorities,
         ("closeloop_scoring_responses_aggregated_total", "outcome"): ("changed", "unchanged"),

@@ -1,6 +1,6 @@
 """The loop's impact as Prometheus gauges: every tenant's cases opened in the last 90 days,
 recounted every `ORCHESTRATOR_IMPACT_INTERVAL_SECONDS` (the figures of `impact.py`; nothing is
-asked of scoring: the worker holds no user token). Labels are `loop`, `quantile` and `priority`,
+asked of scoring: the worker holds no user token). Labels are `loop`, `percentile` and `priority`,
 closed sets; there is no tenant label."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def recount_gauges(runtime: ServiceRuntime) -> ImpactFigures:
     LOOP_SCORE_CHANGE_DIFFERENCE_P_VALUE.set(math.nan if changes is None else changes.p_value)
     quantiles = found.delays.quantiles
     for i, q in enumerate(QUANTILES):
-        LOOP_TIME_TO_FIRST_CONTACT.labels(quantile=str(q)).set(
+        LOOP_TIME_TO_FIRST_CONTACT.labels(percentile=f"{q * 100:g}").set(
             math.nan if quantiles is None else quantiles[i]
         )
     for priority in Priority:

@@ -488,9 +488,9 @@ async def test_the_gauges_show_the_seeded_figures_after_one_recount(
     assert sample("closeloop_loop_resurvey_score_change_difference_p_value") == pytest.approx(
         0.0433591538, abs=1e-9
     )
-    for quantile, hours in (("0.5", 12), ("0.75", 45), ("0.9", 72), ("0.95", 116)):
+    for percentile, hours in (("50", 12), ("75", 45), ("90", 72), ("95", 116)):
         assert sample(
-            "closeloop_loop_time_to_first_contact_seconds", quantile=quantile
+            "closeloop_loop_time_to_first_contact_seconds", percentile=percentile
         ) == pytest.approx(hours * 3600)
     for priority, ratio in (("high", 1.0), ("normal", 5 / 17), ("low", 0.5)):
         assert sample(

@@ -178,8 +178,8 @@ LOOP_HEALTH = Dashboard(
             "Quantiles of the time to first contact over the cases opened in the last 90 days.",
             (
                 Query(
-                    "max by (quantile) (closeloop_loop_time_to_first_contact_seconds)",
-                    "{{quantile}}",
+                    "max by (percentile) (closeloop_loop_time_to_first_contact_seconds)",
+                    "p{{percentile}}",
                 ),
             ),
             unit="s",
