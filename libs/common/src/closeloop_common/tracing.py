@@ -242,21 +242,15 @@ def short_type(event_type: str) -> str:
 
 def event_attributes(event: CloudEvent[Any]) -> dict[str, Any]:
     """Ids only: the event, its tenant, and the response and case it is about when it has them."""
-    attributes: dict[str, Any] = {
+    ids = event.log_fields()  # the event's, tenant's, response's and case's ids
+    return {
         "messaging.system": "kafka",
         "messaging.message.id": event.id,
-        "cloudevents.event_id": event.id,
-        "cloudevents.event_type": event.type,
+        "cloudevents.event_id": ids.pop("event_id"),
+        "cloudevents.event_type": ids.pop("event_type"),
         "cloudevents.event_source": event.source,
-        "closeloop.tenant_id": event.tenantid,
+        **{f"closeloop.{name}": value for name, value in ids.items()},
     }
-    response_id = getattr(event.data, "response_id", None)
-    if response_id is not None:
-        attributes["closeloop.response_id"] = str(response_id)
-    case_id = getattr(event.data, "case_id", None)
-    if case_id is not None:
-        attributes["closeloop.case_id"] = str(case_id)
-    return attributes
 
 
 def _process_span_arguments(event: CloudEvent[Any]) -> dict[str, Any]:

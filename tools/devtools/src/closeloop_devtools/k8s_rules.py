@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from closeloop_devtools.generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[4]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "closeloop.rules.yml"
 RESOURCE_FILE = ROOT / "deploy" / "k8s" / "base" / "prometheus-rule.yaml"
@@ -52,13 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if --out is out of step")
     args = parser.parse_args(argv)
     wanted = render(args.rules.read_text())
-    if args.check:
-        if not args.out.exists() or args.out.read_text() != wanted:
-            print(
-                f"{args.out} is out of step with {args.rules}: run {parser.prog}", file=sys.stderr
-            )
-            return 1
-        return 0
+    return write_or_check(
+        args.out, wanted, check=args.check, command=parser.prog, source=str(args.rules)
+    )
     args.out.write_text(wanted)
     print(f"wrote {args.out}")
     return 0

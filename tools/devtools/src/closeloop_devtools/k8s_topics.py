@@ -18,6 +18,7 @@ from pathlib import Path
 
 from closeloop_common.events import Topic
 from closeloop_common.kafka.topics import DEFAULT_RETENTION_MS, RETENTION_MS
+from closeloop_devtools.generated import write_or_check
 
 ROOT = Path(__file__).resolve().parents[4]
 TOPICS_FILE = ROOT / "deploy" / "k8s" / "components" / "strimzi-topics" / "kafka-topics.yaml"
@@ -74,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if --out is out of step")
     args = parser.parse_args(argv)
     wanted = render()
-    if args.check:
-        if not args.out.exists() or args.out.read_text() != wanted:
-            print(f"{args.out} is out of step: run {parser.prog}", file=sys.stderr)
-            return 1
-        return 0
+    return write_or_check(
+        args.out,
+        wanted,
+        check=args.check,
+        command=parser.prog,
+        source="the topics in closeloop_common",
+    )
     args.out.write_text(wanted)
     print(f"wrote {args.out}")
     return 0
