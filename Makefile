@@ -79,6 +79,10 @@ test-tools: tools-deploy ## kcat (the contract tests' Kafka client), promtool (c
 test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
 
+.PHONY: demo-feed
+demo-feed: venv ## feed the demo's responses to services already running (docker compose up), Ctrl-C stops
+	$(BIN)/closeloop-demo --attach
+
 .PHONY: dashboard-coverage
 dashboard-coverage: infra-up test-tools ## run the demo under a real Prometheus; fail if a dashboard panel stays empty
 	$(BIN)/python -m closeloop_devtools.dashboard_coverage --out docs/dashboard-coverage.md

@@ -4,6 +4,7 @@ service image's defaults. The deploy files checked by real tools are in tests/de
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,12 @@ def test_serve_defaults_to_the_port_the_image_exposes(definition: ServiceDefinit
     # must be the service's port (the build arg PORT, EXPOSEd and health-checked).
     cli = importlib.import_module(f"{definition.package}.entrypoints.cli")
     assert definition.port == cli.PORT
+
+
+def test_compose_scoring_watches_the_headlines_the_demo_feed_reports() -> None:
+    """`make demo-feed` against `docker compose up` fills the NPS overview dashboard only if
+    scoring watches the demo tenant's headline segments, as `make run` configures them."""
+    from closeloop_devtools.demo import HEADLINES
+
+    scoring = compose()["services"]["scoring"]["environment"]
+    assert json.loads(scoring["SCORING_HEADLINES"]) == HEADLINES

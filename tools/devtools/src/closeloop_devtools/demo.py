@@ -2,7 +2,9 @@
 responses, and keep printing where to look: service URLs, the NPS, open cases, the sink's mail.
 
 Ctrl-C stops everything. The first response is a detractor, so an apology reaches the sink within
-seconds of start.
+seconds of start. `--attach` feeds services that run already on the same ports instead (`docker
+compose up`, whose services verify tokens with the same `.infra/auth` key pair; its mail goes to
+Mailpit): `make demo-feed`.
 
 Authentication: a key pair is made once under `<state dir>/auth/` (kept across runs, git-ignored);
 the services verify tokens with its public key. The feed posts with a `responses:write` token of
@@ -289,7 +291,7 @@ def feed(
             stop.wait(interval)
 
 
-def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
+def print_status(stack: Stack, maildir: Path | None, headers: dict[str, str]) -> None:
     with httpx.Client(headers=headers, timeout=5) as client:
         scoring = stack.url("scoring")
         overall = client.get(f"{scoring}/v1/nps", params={"window": "30d"}).json()
@@ -300,7 +302,7 @@ def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
         cases = client.get(
             f"{stack.url('orchestrator')}/v1/cases", params={"status": "open", "limit": 500}
         ).json()["cases"]
-    mails = read_mailbox(maildir)
+    mails = [] if maildir is None else read_mailbox(maildir)
     nps = overall["nps"]
     print(
         f"\n[{datetime.now().strftime('%H:%M:%S')}] responses {overall['responses']}  "
@@ -329,7 +331,10 @@ def print_status(stack: Stack, maildir: Path, headers: dict[str, str]) -> None:
     by_playbook: dict[str, int] = {}
     for case in cases:
         by_playbook[case["playbook"]] = by_playbook.get(case["playbook"], 0) + 1
-    print(f"  open cases: {len(cases)} {by_playbook}  messages in the sink: {len(mails)}")
+    print(
+        f"  open cases: {len(cases)} {by_playbook}"
+        + ("" if maildir is None else f"  messages in the sink: {len(mails)}")
+    )
     try:
         print("\n".join(outer_loop_lines(urls_of(stack), headers)))
     except (httpx.HTTPError, KeyError, ValueError) as exc:
@@ -352,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=0, help="stop after N seconds (0: Ctrl-C)"
     )
     parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="feed services already running on the usual ports (docker compose up) instead of "
+        "starting them; tokens are signed with <state dir>/auth/private.pem, whose public key "
+        "the services verify with",
+    )
+    parser.add_argument(
         "--close-theme-after",
         type=float,
         default=45.0,
@@ -365,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     admin_headers = bearer(keys, "admin")
     read_headers = bearer(keys, "read")
     loop_headers = bearer(keys, "read", "cases:write")
-    sink = MailSink(maildir, port=1025)
-    sink.start()
+    # Attached: the services (and the mail catcher) run already, e.g. `docker compose up`.
+    sink = None if args.attach else MailSink(maildir, port=1025)
+    if sink is not None:
+        sink.start()
     stack = Stack(
         env={
             "LOG_FORMAT": "json",
@@ -388,15 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     started = time.monotonic()
     try:
-        print("migrating schemas ...", flush=True)
-        stack.migrate()
-        print("starting services ...", flush=True)
-        stack.start()
+        if args.attach:
+            stack.wait_ready([spec.name for spec in SERVICES], timeout=60)
+        else:
+            print("migrating schemas ...", flush=True)
+            stack.migrate()
+            print("starting services ...", flush=True)
+            stack.start()
         print("\nCloseloop is running:")
         for spec in SERVICES:
             url = stack.url(spec.name)
             print(f"  {spec.name:<13} {url}   (docs: {url}/docs, metrics: /metrics)")
-        print(f"  SMTP sink     127.0.0.1:1025 -> {maildir}/new")
+        if sink is not None:
+            print(f"  SMTP sink     127.0.0.1:1025 -> {maildir}/new")
         print(f"  service logs  {args.state_dir / 'logs'}")
         print(
             f"\nA read token of the tenant `{DEMO_TENANT}` (valid 12 h) and a curl line that uses it:"
@@ -452,13 +470,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n[outer loop] {said}", flush=True)
                     theme_closed = True
             try:
-                print_status(stack, maildir, read_headers)
+                print_status(stack, None if args.attach else maildir, read_headers)
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 print(f"  status unavailable: {exc!r}")
             if args.duration and time.monotonic() - started > args.duration:
                 break
     finally:
         stop.set()
-        stack.stop()
-        sink.stop()
+        if not args.attach:
+            stack.stop()
+        if sink is not None:
+            sink.stop()
     return 0

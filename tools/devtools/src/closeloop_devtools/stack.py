@@ -99,8 +99,8 @@ class Stack:
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 name = pending[0]
-                proc = self.processes[name]
-                if proc.poll() is not None:
+                proc = self.processes.get(name)  # None: started elsewhere (compose)
+                if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
                 try:
                     if client.get(f"{self.url(name)}/readyz").status_code == 200:
