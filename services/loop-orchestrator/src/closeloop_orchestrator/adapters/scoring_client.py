@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from closeloop_common import tracing
 from closeloop_orchestrator.domain.backlog import impact_of_what_if
 
 WHAT_IF = "/v1/what-if"
@@ -156,7 +157,14 @@ class ScoringClient:
             raise ScoringUnavailable(f"scoring's answer is not a response list: {exc}") from exc
 
     async def _send(self, request: httpx.Request) -> Any:
-        """Scoring's JSON answer; ScoringUnavailable or ScoringRefused (module docstring)."""
+        """Scoring's JSON answer; ScoringUnavailable or ScoringRefused (module docstring). With
+        tracing on, the question carries the caller's trace (`traceparent`): scoring's span of
+        it joins the request's trace."""
+        carried = tracing.carrier_of()
+        if carried is not None:
+            request.headers["traceparent"] = carried[0]
+            if carried[1]:
+                request.headers["tracestate"] = carried[1]
         try:
             answer = await self._client.send(request)
         except httpx.HTTPError as exc:
