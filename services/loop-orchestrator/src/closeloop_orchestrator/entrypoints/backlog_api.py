@@ -248,8 +248,8 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                     impact=impact,
                     actor=actor_of(request),
                 )
-        except UnknownCases as exc:
-            raise Problem(422, "unknown-cases", "Unknown cases", str(exc)) from exc
+        except REFUSED as exc:
+            raise _problem(exc, issue_id) from exc
         response.headers["Location"] = f"/v1/issues/{issue_id}"
         return await answer_issue(tenant, issue_id, response) | {
             "estimate": said,
@@ -314,10 +314,8 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                     actor=actor_of(request),
                     theme_responses=responses,
                 )
-        except IssueFinal as exc:
-            raise _final(exc) from exc
-        except IssueVersionConflict as exc:
-            raise _conflict(exc) from exc
+        except REFUSED as exc:
+            raise _problem(exc, issue_id) from exc
         return await answer_issue(tenant, issue_id, response) | {
             "estimate": said,
             "theme_search": found,
@@ -349,12 +347,8 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                     changes=changes,
                     actor=actor_of(request),
                 )
-        except IssueNotFound as exc:
-            raise _not_found(issue_id) from exc
-        except IssueVersionConflict as exc:
-            raise _conflict(exc) from exc
-        except IssueFinal as exc:
-            raise _final(exc) from exc
+        except REFUSED as exc:
+            raise _problem(exc, issue_id) from exc
         return await answer_issue(tenant, issue_id, response)
 
     @router.post(
@@ -380,14 +374,8 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                     remove=list(dict.fromkeys(body.remove)),
                     actor=actor_of(request),
                 )
-        except IssueNotFound as exc:
-            raise _not_found(issue_id) from exc
-        except UnknownCases as exc:
-            raise Problem(422, "unknown-cases", "Unknown cases", str(exc)) from exc
-        except IssueFinal as exc:
-            raise _final(exc) from exc
-        except IssueVersionConflict as exc:
-            raise _conflict(exc) from exc
+        except REFUSED as exc:
+            raise _problem(exc, issue_id) from exc
         return await answer_issue(tenant, issue_id, response)
 
     async def move(
@@ -411,17 +399,8 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
                     actor=actor_of(request),
                     decision=decision,
                 )
-        except IssueNotFound as exc:
-            raise _not_found(issue_id) from exc
-        except IssueVersionConflict as exc:
-            raise _conflict(exc) from exc
-        except IssueTransitionRefused as exc:
-            raise Problem(
-                409, "invalid-transition", "Not allowed now", str(exc),
-                issue_status=exc.status.value,
-            ) from exc  # fmt: skip
-        except InvalidDecision as exc:
-            raise Problem(422, "invalid-command", "The command is not valid", str(exc)) from exc
+        except REFUSED as exc:
+            raise _problem(exc, issue_id) from exc
         return await answer_issue(tenant, issue_id, response)
 
     @router.post("/{issue_id}/prioritise", summary="proposed → prioritised")
@@ -471,8 +450,36 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
     return router
 
 
-def _final(exc: IssueFinal) -> Problem:
-    return Problem(409, "invalid-transition", "Not allowed now", str(exc))
+# What the service layer refuses a change of an issue with (`_problem` answers each).
+REFUSED = (
+    IssueNotFound,
+    IssueVersionConflict,
+    IssueTransitionRefused,
+    IssueFinal,
+    UnknownCases,
+    InvalidDecision,
+)
+
+
+def _problem(exc: Exception, issue_id: uuid.UUID) -> Problem:
+    """The problem details of a refused change of an issue (one mapping for every route)."""
+    match exc:
+        case IssueNotFound():
+            return _not_found(issue_id)
+        case IssueVersionConflict():
+            return _conflict(exc)
+        case IssueTransitionRefused():
+            return Problem(
+                409, "invalid-transition", "Not allowed now", str(exc),
+                issue_status=exc.status.value,
+            )  # fmt: skip
+        case IssueFinal():
+            return Problem(409, "invalid-transition", "Not allowed now", str(exc))
+        case UnknownCases():
+            return Problem(422, "unknown-cases", "Unknown cases", str(exc))
+        case InvalidDecision():
+            return Problem(422, "invalid-command", "The command is not valid", str(exc))
+    raise TypeError(f"no problem for {type(exc).__name__}") from exc
 
 
 def _not_found(issue_id: uuid.UUID) -> Problem:
