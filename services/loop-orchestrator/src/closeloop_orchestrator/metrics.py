@@ -15,6 +15,12 @@ OPEN_CASES = Gauge(
     "recounted every ORCHESTRATOR_GAUGE_INTERVAL_SECONDS",
     ["case_type", "priority"],
 )
+STRUCTURAL_ISSUES = Gauge(
+    "closeloop_structural_issues",
+    "Structural issues (the outer loop's backlog) by status, every tenant; recounted with "
+    "closeloop_cases_open",
+    ["status"],
+)
 CASE_TRANSITIONS = Counter(
     "closeloop_case_transitions_total",
     "Accepted case commands (claimed, contact_logged, resolved, ...)",

@@ -181,6 +181,7 @@ def label_values() -> dict[tuple[str, str], tuple[str, ...]]:
     from closeloop_notifier.campaign_views import CAMPAIGN_MESSAGE_STATUSES
     from closeloop_notifier.domain.change_summary import CAMPAIGN_STATUSES
     from closeloop_notifier.domain.kinds import Kind as MessageKind
+    from closeloop_orchestrator.adapters.tables import ISSUE_STATUSES
     from closeloop_orchestrator.domain import silence
     from closeloop_orchestrator.domain.case_commands import Priority
     from closeloop_orchestrator.domain.impact import QUANTILES
@@ -203,7 +204,8 @@ def label_values() -> dict[tuple[str, str], tuple[str, ...]]:
         ("closeloop_ingest_invitations_total", "outcome"): (*get_args(InvitationStatus), "invalid"),
         ("closeloop_ingest_fetches_total", "source"): sources,
         ("closeloop_cases_opened_total", "case_type"): case_types,
-        ("closeloop_cases_open", "case_type"): categories,
+        ("closeloop_cases_open", "case_type"): case_types,
+        ("closeloop_structural_issues", "status"): ISSUE_STATUSES,
         ("closeloop_cases_open", "priority"): priorities,
         ("closeloop_case_transitions_total", "transition"): tuple(t.value for t in TransitionKind),
         ("closeloop_case_sla_alerts_total", "clock"): tuple(c.value for c in ClockName),

@@ -37,8 +37,14 @@ from closeloop_common.events import (
 from closeloop_common.handlers import Transaction
 from closeloop_common.loop import repeat
 from closeloop_common.runtime import ServiceRuntime
-from closeloop_orchestrator.adapters.tables import ACTIVE_STATUSES, cases
+from closeloop_orchestrator.adapters.tables import (
+    ACTIVE_STATUSES,
+    ISSUE_STATUSES,
+    cases,
+    structural_issues,
+)
 from closeloop_orchestrator.adapters.tables import timers as timer_table
+from closeloop_orchestrator.domain import silence
 from closeloop_orchestrator.domain.case_commands import Priority
 from closeloop_orchestrator.domain.setup import Organisation
 from closeloop_orchestrator.domain.sla import ClockName
@@ -47,6 +53,7 @@ from closeloop_orchestrator.metrics import (
     OPEN_CASES,
     SLA_ALERT_LATENESS,
     SLA_ALERTS,
+    STRUCTURAL_ISSUES,
 )
 from closeloop_orchestrator.service_layer import timers
 from closeloop_orchestrator.service_layer.case_store import owner_of
@@ -54,6 +61,8 @@ from closeloop_orchestrator.service_layer.setup_store import SetupStore
 
 log = logging.getLogger(__name__)
 WITHIN_SLA_WINDOW = timedelta(days=30)
+# Cases answer a response (its category) or stand for a silent key contact.
+CASE_TYPES = (*(c.value for c in Category), silence.CASE_TYPE)
 
 
 def next_pause(until_due: float | None, *, tick: float, interval: float) -> float | None:
@@ -208,7 +217,8 @@ def _running(row: Any, clock: ClockName) -> bool:
 
 
 async def recount(runtime: ServiceRuntime) -> None:
-    """Set the open-case gauges from the table (every case type and priority, zeros included)."""
+    """Set the open-case gauges from the table (every case type and priority, zeros included),
+    and the structural issues by status."""
     now = runtime.clock.now()
     async with runtime.worker_sessions() as session:
         counts = {
@@ -235,11 +245,21 @@ async def recount(runtime: ServiceRuntime) -> None:
                 )
             )
         ).one()
-    for case_type in Category:
-        for priority in Priority:
-            OPEN_CASES.labels(case_type=case_type.value, priority=priority.value).set(
-                counts.get((case_type.value, priority.value), 0)
+        issues = {
+            row.status: int(row.n)
+            for row in await session.execute(
+                sa.select(structural_issues.c.status, sa.func.count().label("n")).group_by(
+                    structural_issues.c.status
+                )
             )
+        }
+    for case_type in CASE_TYPES:
+        for priority in Priority:
+            OPEN_CASES.labels(case_type=case_type, priority=priority.value).set(
+                counts.get((case_type, priority.value), 0)
+            )
+    for status in ISSUE_STATUSES:
+        STRUCTURAL_ISSUES.labels(status=status).set(issues.get(status, 0))
     if judged:
         FIRST_CONTACT_WITHIN_SLA_RATIO.set(in_time / judged)
 

@@ -264,8 +264,18 @@ async def test_the_metrics_count_alerts_contacts_and_open_cases(
         "closeloop_case_first_contacts_total", case_type="detractor", within_sla="true"
     )
     await feed(app, tenant, answer("r-a", score=1), answer("r-b", score=2))
+    made = await client.post(
+        "/v1/issues",
+        json={"title": "Late", "source": "theme", "theme": "delivery", "cost": 1},
+        headers=headers,
+    )
+    assert made.status_code == 201, made.text
     await recount(runtime_of(app))
     assert sample("closeloop_cases_open", case_type="detractor", priority="high") >= 2
+    # Lack-of-response cases are open cases too (a series even while there is none).
+    no_response = {"case_type": "no_response", "priority": "high"}
+    assert REGISTRY.get_sample_value("closeloop_cases_open", no_response) is not None
+    assert sample("closeloop_structural_issues", status="proposed") >= 1
     first = (await client.get("/v1/cases", headers=headers)).json()["cases"][0]
     clock.set(NOW + H)
     for name, body in (

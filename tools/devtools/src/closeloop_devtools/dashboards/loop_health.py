@@ -20,8 +20,8 @@ def _quantile(q: float, window: str) -> str:
 LOOP_HEALTH = Dashboard(
     uid="closeloop-loop-health",
     title="Closeloop / Loop health",
-    description="Open cases (the backlog), SLA warnings, breaches and escalations, time to first "
-    "contact, and the owners' work.",
+    description="Open cases (the backlog), structural issues by status, SLA warnings, breaches "
+    "and escalations, time to first contact, and the owners' work.",
     time_from="now-7d",
     items=(
         Row("Open cases (the backlog)"),
@@ -79,6 +79,17 @@ LOOP_HEALTH = Dashboard(
             unit="short",
             stacked=True,
             width=8,
+        ),
+        Row("Structural issues (the outer loop's backlog)"),
+        Panel(
+            "Structural issues by status",
+            "What many customers complain about, as issues in the backlog (/v1/issues): "
+            "proposed, prioritised and in progress are open; done and rejected were decided "
+            "and their customers told. Every tenant; recounted with the open cases.",
+            (Query("max by (status) (closeloop_structural_issues)", "{{status}}"),),
+            unit="short",
+            kind="bargauge",
+            width=24,
         ),
         Row("SLA"),
         Panel(
