@@ -26,6 +26,9 @@ from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 SMTP_PORT = int(os.environ.get("E2E_SMTP_PORT", "11025"))
 # Services on 18001-18004 by default, clear of a `make run` on the same machine.
 PORT_OFFSET = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
+# Configured (the sink asks no login, so it is never sent) so that test_log_privacy.py can prove
+# that the SMTP password never reaches a log line.
+SMTP_PASSWORD = f"smtp-password-{uuid.uuid4().hex}"
 
 T = TypeVar("T")
 
@@ -91,6 +94,7 @@ def stack(
             **infra,
             "KAFKA_TOPIC_PREFIX": topics.kafka_topic_prefix,
             "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
+            "NOTIFIER_SMTP_PASSWORD": SMTP_PASSWORD,
             "TENANTS_FILE": str(tenants_file),
             # A notifier killed mid-send leaves its claim until the lease ends (see
             # docs/architecture.md): short here, so the crash test sees that message go out.

@@ -168,7 +168,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"path": request.url.path})
+        # The route's template, not the path: a path can carry an email (DELETE
+        # /v1/opt-outs/{email}), and personal data never goes into a log line.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.exception("unhandled error", extra={"route": route})
         return await on_problem(request, internal_problem())
 
     app.add_exception_handler(Problem, on_problem)

@@ -1,0 +1,121 @@
+"""Secrets and personal data never reach the logs: a full flow through the four services as
+processes (a signed webhook and a canonical POST, cases, emails over SMTP, opt-outs set and lifted
+by address, refused tokens), then every captured service log is searched for the configured
+secrets, the tokens used and the test customers' emails, names and comments
+(`closeloop_devtools.logscan`, which the fault run and the soak can call on their logs too)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from closeloop_devtools.logscan import scan, secrets_of
+from closeloop_devtools.stack import Stack
+from tests.e2e.conftest import SMTP_PASSWORD, eventually
+
+Bearer = Callable[..., dict[str, str]]
+
+
+def a_detractor(run: str, who: str) -> dict[str, Any]:
+    return {
+        "response_id": f"privacy-{who}-{run}",
+        "survey_id": "privacy",
+        "customer": {
+            "id": f"cust-{who}-{run}",
+            "email": f"{who}.{run}@privacy.example.com",
+            "name": f"Zofia Kanarek{who}{run}",
+            "locale": "en",
+        },
+        "account_id": f"account-{run}",
+        "score": 2,
+        "comment": f"private complaint {who} {run}: the invoice was wrong",
+        "answered_at": datetime.now(UTC).isoformat(),
+        "segments": {"product": "billing", "region": "PL", "channel": "email"},
+    }
+
+
+def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
+    stack: Stack, bearer: Bearer
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    tenant = f"privacy-{run}"
+    token = bearer(tenant, "admin")
+    whsec = "whsec_" + base64.b64encode(f"privacy signing key {run}".encode()).decode()
+    posted, hooked = a_detractor(run, "posted"), a_detractor(run, "hooked")
+    opted_out = f"opted.{run}@privacy.example.com"
+    forged = token["Authorization"][:-8] + "AAAAAAAA"  # same claims, a signature that fails
+    ingest, notifier = stack.url("ingest"), stack.url("notifier")
+
+    with httpx.Client(headers=token, timeout=10) as client:
+        source = client.put(
+            f"{ingest}/v1/sources/privacy", json={"kind": "standard", "secrets": [whsec]}
+        )
+        assert source.status_code == 201, source.text
+        assert client.post(f"{ingest}/v1/responses", json=posted).status_code == 202
+        body = httpx.Request("POST", "/", json=hooked).content
+        sent_at, message_id = datetime.now(UTC), f"msg_{run}"
+        hook = httpx.post(
+            source.json()["webhook_url"],
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "webhook-id": message_id,
+                "webhook-timestamp": str(int(sent_at.timestamp())),
+                "webhook-signature": Webhook(whsec).sign(message_id, sent_at, body.decode()),
+            },
+        )
+        assert hook.status_code == 202, hook.text
+        # Refused tokens and a refused signature: the log must not quote what was refused.
+        refused = client.get(f"{ingest}/v1/sources", headers={"Authorization": forged})
+        assert refused.status_code == 401
+        unsigned = httpx.post(
+            source.json()["webhook_url"],
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert unsigned.status_code == 401
+        assert client.post(f"{notifier}/v1/opt-outs", json={"email": opted_out}).status_code == 201
+        assert client.delete(f"{notifier}/v1/opt-outs/{opted_out}").status_code == 204
+
+        def both_apologies_sent() -> list[dict[str, Any]] | None:
+            found = client.get(f"{notifier}/v1/messages", params={"kind": "apology"}).json()
+            sent = [m for m in found["messages"] if m["status"] == "sent"]
+            return sent if len(sent) == 2 else None
+
+        sent = eventually(both_apologies_sent, what="an apology to each customer")
+        assert {m["recipient"] for m in sent} == {
+            posted["customer"]["email"],
+            hooked["customer"]["email"],
+        }
+        # Erasure (issue 12, helper h12b): once `POST /v1/erasures` lands, erase `posted`'s
+        # customer here, before the scan, so the erasure's own log lines are scanned too.
+
+    personal = {
+        f"{who} {field}": value
+        for who, response in (("posted", posted), ("hooked", hooked))
+        for field, value in (
+            ("email", response["customer"]["email"]),
+            ("name", response["customer"]["name"]),
+            ("comment", response["comment"]),
+        )
+    }
+    needles = {
+        **personal,
+        "opted-out email": opted_out,
+        "webhook secret": whsec,
+        "bearer token": token["Authorization"].removeprefix("Bearer "),
+        "forged token": forged.removeprefix("Bearer "),
+        **secrets_of(stack.env),
+    }
+    assert secrets_of(stack.env).keys() == {"DATABASE_URL password", "NOTIFIER_SMTP_PASSWORD"}
+    assert stack.env["NOTIFIER_SMTP_PASSWORD"] == SMTP_PASSWORD
+    logs = sorted(stack.log_dir.glob("*.log"))
+    assert [p.stem for p in logs] == ["ingest", "notifier", "orchestrator", "scoring"]
+    assert all(p.stat().st_size > 0 for p in logs)
+    assert [str(f) for f in scan(logs, needles)] == []
