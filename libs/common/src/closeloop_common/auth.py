@@ -312,8 +312,11 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"malformed token: {exc}") from exc
         if header.get("alg") not in self._algorithms:
-            # Checked before any key is looked up: `none` and HMAC never reach a key.
-            raise Unauthorized(f"token algorithm {header.get('alg')!r} is not accepted")
+            # Checked before any key is looked up: `none` and HMAC never reach a key. The
+            # token's own `alg` is not quoted: it is the caller's text, of any length.
+            raise Unauthorized(
+                f"the token's algorithm is not accepted (accepted: {', '.join(self._algorithms)})"
+            )
         key = await self._keys.key_for(header)
         try:
             claims = jwt.decode(

@@ -168,6 +168,17 @@ async def test_an_hmac_token_keyed_with_the_public_key_is_refused(
     assert "algorithm" in await refusal(authenticator(key), token)
 
 
+async def test_a_refused_algorithm_is_not_quoted_back(key: ed25519.Ed25519PrivateKey) -> None:
+    # The header's `alg` is the caller's text: echoed, a 2,000-character one filled the detail
+    # and the WWW-Authenticate challenge of every service's 401.
+    header = b64(json.dumps({"alg": "X" * 2000, "typ": "JWT"}).encode())
+    token = f"{header}.{b64(json.dumps(claims()).encode())}.c2ln"
+
+    reason = await refusal(authenticator(key), token)
+
+    assert reason == "the token's algorithm is not accepted (accepted: EdDSA)"
+
+
 async def test_an_algorithm_that_is_not_configured_is_refused() -> None:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     settings = CommonSettings(environment="test", auth_public_key=public_pem(rsa_key))
