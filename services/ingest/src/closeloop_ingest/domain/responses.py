@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,12 +72,8 @@ class CanonicalResponse(BaseModel):
 
     @field_validator("customer")
     @classmethod
-    def _normalize_email(cls, customer: Customer) -> Customer:
-        # Only the normal form is stored and published: the notifier can put it in a To header
-        # as it is, and an opt-out matches every spelling of the address.
-        if customer.email is None:
-            return customer
-        return customer.model_copy(update={"email": normalize_email(customer.email)})
+    def _normalize_customer(cls, customer: Customer) -> Customer:
+        return normal_customer(customer)
 
     def fingerprint(self) -> str:
         """A digest of the content; the same id with another fingerprint is a conflict."""
@@ -104,6 +101,21 @@ class CanonicalResponse(BaseModel):
 
 
 CUSTOMER_FIELDS = ("id", "email", "name", "locale")
+# Unicode Cc, Zl and Zp: line breaks, tabs, NUL and the other control characters.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def normal_customer(customer: Customer) -> Customer:
+    """The customer as stored and published. The email in its normal form: the notifier can put
+    it in a To header as it is, and an opt-out matches every spelling of the address. The name
+    on one line: each run of line breaks and control characters becomes one space, so a name
+    cannot add lines (a fake `Bcc:` one, say) to the emails and pages that show it."""
+    changes: dict[str, str] = {}
+    if customer.email is not None:
+        changes["email"] = normalize_email(customer.email)
+    if customer.name is not None and _BREAKS.search(customer.name):
+        changes["name"] = _BREAKS.sub(" ", customer.name).strip()
+    return customer.model_copy(update=changes) if changes else customer
 
 
 def fingerprint_of(body: Mapping[str, Any]) -> str:

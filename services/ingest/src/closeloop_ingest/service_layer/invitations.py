@@ -16,10 +16,10 @@ import orjson
 import sqlalchemy as sa
 from pydantic import Field, field_validator
 
-from closeloop_common.emails import normalize_email
 from closeloop_common.events import Attributes, Contract, Customer, InvitationSentV1, Segments
 from closeloop_common.handlers import Transaction
 from closeloop_common.storable import Instant
+from closeloop_ingest.domain.responses import normal_customer
 
 
 class CanonicalInvitation(Contract):
@@ -36,10 +36,8 @@ class CanonicalInvitation(Contract):
 
     @field_validator("customer")
     @classmethod
-    def _normalize_email(cls, customer: Customer) -> Customer:
-        if customer.email is None:
-            return customer
-        return customer.model_copy(update={"email": normalize_email(customer.email)})
+    def _normalize_customer(cls, customer: Customer) -> Customer:
+        return normal_customer(customer)
 
     def fingerprint(self) -> str:
         content = self.model_dump(mode="json", exclude_none=True)
