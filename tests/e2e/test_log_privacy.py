@@ -1,6 +1,6 @@
 """Secrets and personal data never reach the logs: a full flow through the four services as
-processes (a signed webhook and a canonical POST, cases, emails over SMTP, opt-outs set and lifted
-by address, refused tokens), then every captured service log is searched for the configured
+processes (a signed webhook and a canonical POST, cases, emails over SMTP, team messages refused by a
+chat webhook whose URL is a secret, opt-outs set and lifted by address, refused tokens), then every captured service log is searched for the configured
 secrets, the tokens used and the test customers' emails, names and comments
 (`closeloop_devtools.logscan`, which the fault run and the soak can call on their logs too)."""
 
@@ -52,7 +52,23 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
     forged = token["Authorization"][:-8] + "AAAAAAAA"  # same claims, a signature that fails
     ingest, notifier = stack.url("ingest"), stack.url("notifier")
 
+    # The team's messages go to a chat webhook whose URL path is itself a secret (as Slack's
+    # are); the address refuses them (loopback is no webhook target), so their failure is logged.
+    hook_path = f"hooks/T0/B0/{uuid.uuid4().hex}"
+    team_secret = "whsec_" + base64.b64encode(f"team channel key {run}".encode()).decode()
     with httpx.Client(headers=token, timeout=10) as client:
+        settings = client.put(
+            f"{notifier}/v1/settings",
+            json={
+                "team_channel": {
+                    "kind": "webhook",
+                    "webhook_url": f"http://127.0.0.1:9/{hook_path}",
+                    "webhook_secret": team_secret,
+                }
+            },
+            headers={"If-Match": '"0"'},
+        )
+        assert settings.status_code == 200, settings.text
         source = client.put(
             f"{ingest}/v1/sources/privacy", json={"kind": "standard", "secrets": [whsec]}
         )
@@ -89,6 +105,14 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
             return sent if len(sent) == 2 else None
 
         sent = eventually(both_apologies_sent, what="an apology to each customer")
+
+        def owner_messages_failed() -> list[dict[str, Any]] | None:
+            found = client.get(
+                f"{notifier}/v1/messages", params={"kind": "owner_new_case", "status": "failed"}
+            ).json()["messages"]
+            return found if len(found) == 2 else None
+
+        eventually(owner_messages_failed, what="the team webhook's refusals")
         assert {m["recipient"] for m in sent} == {
             posted["customer"]["email"],
             hooked["customer"]["email"],
@@ -109,6 +133,8 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
         **personal,
         "opted-out email": opted_out,
         "webhook secret": whsec,
+        "team webhook secret": team_secret,
+        "team webhook URL path": hook_path,
         "bearer token": token["Authorization"].removeprefix("Bearer "),
         "forged token": forged.removeprefix("Bearer "),
         **secrets_of(stack.env),
