@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from closeloop_devtools.logscan import scan, secrets_of
+from closeloop_devtools.logscan import main, scan, secrets_of
 
 
 def test_a_needle_is_found_as_it_is_json_escaped_percent_encoded_and_lower_cased(
@@ -58,3 +58,13 @@ def test_the_secrets_of_an_environment_are_the_database_and_smtp_passwords() -> 
 def test_a_needle_too_short_to_mean_anything_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shorter than"):
         scan([tmp_path], {"name": "Jan"})
+
+
+def test_the_command_line_fails_on_a_leak_and_names_it_without_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notifier.log").write_text('{"msg": "sent to ola@example.com"}\n', "utf-8")
+
+    assert main([str(tmp_path), "--needle", "customer email=ola@example.com"]) == 1
+    assert capsys.readouterr().out == f"{tmp_path / 'notifier.log'}:1: customer email\n"
+    assert main([str(tmp_path), "--needle", "other email=ewa@example.com"]) == 0
