@@ -26,9 +26,10 @@ from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 SMTP_PORT = int(os.environ.get("E2E_SMTP_PORT", "11025"))
 # Services on 18001-18004 by default, clear of a `make run` on the same machine.
 PORT_OFFSET = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
-# Configured (the sink asks no login, so it is never sent) so that test_log_privacy.py can prove
-# that the SMTP password never reaches a log line.
+# Secrets of this run, so that test_log_privacy.py can prove they never reach a log line (the
+# sink asks no login, so the SMTP password is configured but never sent).
 SMTP_PASSWORD = f"smtp-password-{uuid.uuid4().hex}"
+UNSUBSCRIBE_SECRET = f"unsubscribe-secret-{uuid.uuid4().hex}"
 
 T = TypeVar("T")
 
@@ -95,6 +96,7 @@ def stack(
             "KAFKA_TOPIC_PREFIX": topics.kafka_topic_prefix,
             "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
             "NOTIFIER_SMTP_PASSWORD": SMTP_PASSWORD,
+            "NOTIFIER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
             "TENANTS_FILE": str(tenants_file),
             # A notifier killed mid-send leaves its claim until the lease ends (see
             # docs/architecture.md): short here, so the crash test sees that message go out.

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from closeloop_devtools.logscan import scan, secrets_of
 from closeloop_devtools.stack import Stack
-from tests.e2e.conftest import SMTP_PASSWORD, eventually
+from tests.e2e.conftest import SMTP_PASSWORD, UNSUBSCRIBE_SECRET, eventually
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -139,8 +139,16 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
         "forged token": forged.removeprefix("Bearer "),
         **secrets_of(stack.env),
     }
-    assert secrets_of(stack.env).keys() == {"DATABASE_URL password", "NOTIFIER_SMTP_PASSWORD"}
-    assert stack.env["NOTIFIER_SMTP_PASSWORD"] == SMTP_PASSWORD
+    configured = secrets_of(stack.env)
+    assert configured.keys() == {
+        "DATABASE_URL password",
+        "NOTIFIER_SMTP_PASSWORD",
+        "NOTIFIER_UNSUBSCRIBE_SECRET",
+    }
+    assert (configured["NOTIFIER_SMTP_PASSWORD"], configured["NOTIFIER_UNSUBSCRIBE_SECRET"]) == (
+        SMTP_PASSWORD,
+        UNSUBSCRIBE_SECRET,
+    )
     logs = sorted(stack.log_dir.glob("*.log"))
     assert [p.stem for p in logs] == ["ingest", "notifier", "orchestrator", "scoring"]
     assert all(p.stat().st_size > 0 for p in logs)

@@ -42,15 +42,17 @@ def test_a_needle_is_found_as_it_is_json_escaped_percent_encoded_and_lower_cased
     assert all("s3cr3t" not in str(f) for f in findings)
 
 
-def test_the_secrets_of_an_environment_are_the_database_and_smtp_passwords() -> None:
+def test_the_secrets_of_an_environment_are_its_passwords_and_keys() -> None:
     env = {
         "DATABASE_URL": "postgresql+asyncpg://app:pw-123456@127.0.0.1/closeloop",
         "NOTIFIER_SMTP_PASSWORD": "smtp-pw-123456",
+        "NOTIFIER_UNSUBSCRIBE_SECRET": "unsubscribe-key-123456",
         "KAFKA_TOPIC_PREFIX": "not-a-secret",
     }
     assert secrets_of(env) == {
         "DATABASE_URL password": "app:pw-123456@",
         "NOTIFIER_SMTP_PASSWORD": "smtp-pw-123456",
+        "NOTIFIER_UNSUBSCRIBE_SECRET": "unsubscribe-key-123456",
     }
     assert secrets_of({"DATABASE_URL": "postgresql://127.0.0.1/x"}) == {}
 

@@ -8,7 +8,7 @@ never the needle itself: the report of a leak must not leak it again.
 
 `secrets_of(env)` lists the secrets a service environment configures: the password of
 `DATABASE_URL` (as `user:password@`, the form a URL in a log line would carry; the bare password
-may be a common word), the SMTP password, and the inline token key material. Used by the e2e test
+may be a common word), the SMTP password and the key of the unsubscribe links. Used by the e2e test
 `tests/e2e/test_log_privacy.py`, and meant for the fault run and the soak as well:
 
     python -m closeloop_devtools.logscan LOG_DIR --needle label=value ... [--env]
@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 MIN_NEEDLE_LENGTH = 6  # shorter values match by chance (and are no secret)
-SECRET_SETTINGS = ("NOTIFIER_SMTP_PASSWORD", "AUTH_PUBLIC_KEY")
+SECRET_SETTINGS = ("NOTIFIER_SMTP_PASSWORD", "NOTIFIER_UNSUBSCRIBE_SECRET")
 
 
 @dataclass(frozen=True, slots=True)
