@@ -6,12 +6,16 @@ Besides a record's own `extra`, a JSON line names what the code was working on:
 - the fields of the log context (`bind_log_context`): the consumer binds each event it hands to a
   handler (`event_id`, `event_type`, `tenant_id`, and `response_id`/`case_id` when the event has
   them), the notifier each message it sends. A record's own `extra` wins over both.
+
+The password of a URL (`scheme://user:password@host`) never leaves in a line, whatever carried it
+(a message, an exception, an `extra` value): it is written as `***`, in JSON and plain text.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -60,6 +64,19 @@ def log_context(**fields: object) -> Iterator[None]:
         reset_log_context(token)
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"']*):[^\s/@\"']+@")
+
+
+def redact_url_passwords(text: str) -> str:
+    """`text` with the password of every URL in it written as `***`."""
+    return _URL_PASSWORD.sub(r"\g<head>:***@", text)
+
+
+class PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url_passwords(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -85,7 +102,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact_url_passwords(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
@@ -95,7 +112,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+            PlainFormatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
