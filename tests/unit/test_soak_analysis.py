@@ -11,6 +11,7 @@ from closeloop_devtools.soak_analysis import (
     E2E_OP,
     LAG_PREFIX,
     LOG_ERRORS,
+    NOT_SENT,
     OUTBOX_AGE,
     RSS,
     RequestRecord,
@@ -157,12 +158,13 @@ def test_unexpected_answers_and_error_log_lines_fail_but_expected_races_do_not()
             *races,
             RequestRecord(3, "webhook", 500, "error", 9),
             RequestRecord(4, "nps", 0, "error", 0),
+            RequestRecord(5, "nps", NOT_SENT, "error", 0),
         ],
         [Sample(5, "orchestrator", LOG_ERRORS, 1), Sample(10, "orchestrator", LOG_ERRORS, 2)],
     )
     assert failed.status == "fail"
     assert failed.detail == (
-        "1 x webhook 500; 1 x nps no answer; 2 error lines in orchestrator's log"
+        "1 x webhook 500; 1 x nps no answer; 1 x nps not sent; 2 error lines in orchestrator's log"
     )
 
 

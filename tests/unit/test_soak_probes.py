@@ -8,6 +8,7 @@ from closeloop_devtools.soak_probes import (
     LogCounter,
     load_average,
     read_metrics,
+    rss_mib,
     severity,
     tree_rss_mib,
     vm_rss_kib,
@@ -67,6 +68,8 @@ def test_rss_counts_the_process_and_every_descendant_only(tmp_path: Path) -> Non
     )
     assert tree_rss_mib(10, proc=proc) == 3.5
     assert tree_rss_mib(99, proc=proc) == 0.0
+    assert rss_mib(10, proc=proc) == 1.0
+    assert rss_mib(99, proc=proc) == 0.0
     assert load_average(proc=proc) == 3.25
     assert vm_rss_kib(status(777)) == 777
 

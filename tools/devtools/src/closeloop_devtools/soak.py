@@ -66,7 +66,13 @@ from closeloop_devtools.soak_analysis import (
     write_windows_csv,
 )
 from closeloop_devtools.soak_load import Endpoints, MixedLoad, probe_case_opening
-from closeloop_devtools.soak_probes import LogCounter, load_average, read_metrics, tree_rss_mib
+from closeloop_devtools.soak_probes import (
+    LogCounter,
+    load_average,
+    read_metrics,
+    rss_mib,
+    tree_rss_mib,
+)
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
 # Mixed requests/s the stack holds on a 2-core machine with everything on it (calibrated with
@@ -104,7 +110,7 @@ class Sampler:
             self.samples.append(Sample(at, name, LOG_ERRORS, counter.errors))
             self.samples.append(Sample(at, name, LOG_WARNINGS, counter.warnings))
         for name, pid in self.helpers.items():  # shown, not judged: they share the machine
-            self.samples.append(Sample(at, name, RSS, tree_rss_mib(pid)))
+            self.samples.append(Sample(at, name, RSS, rss_mib(pid)))  # the services are children
             self.samples.append(Sample(at, name, CPU, cpu_seconds(pid)))
 
     def drained(self) -> bool:

@@ -37,14 +37,15 @@ LOG_WARNINGS = "log_warnings"
 CPU = "cpu_s"  # CPU seconds (user + system) used so far
 LOAD = "load1"  # the machine's 1-minute load average (service `machine`): neighbours show here
 MACHINE = "machine"
-LAG_PREFIX = "lag:"  # measure `lag:<group>`: that group's records not handled yet
+LAG_PREFIX = "lag:"
+NOT_SENT = -1  # the status of a request not sent: too many were in flight (the rate is not held)  # measure `lag:<group>`: that group's records not handled yet
 
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     at: float  # seconds from the start of the load at which the request was due
     op: str
-    status: int  # HTTP status; 0 when there was no answer (timeout, refused, dropped)
+    status: int  # HTTP status; 0 when there was no answer (timeout, refused), NOT_SENT
     outcome: Outcome  # expected: an answer the API defines for a race (412, 409)
     latency_ms: float  # from when it was due (not when it was sent) to the answer
 
@@ -270,6 +271,10 @@ def lag_verdict(samples: Sequence[Sample], limits: Thresholds) -> Verdict:
     return Verdict("lag bounded", "pass", detail)
 
 
+def _status(status: int) -> str:
+    return "not sent" if status == NOT_SENT else "no answer" if status == 0 else str(status)
+
+
 def errors_verdict(records: Sequence[RequestRecord], samples: Sequence[Sample]) -> Verdict:
     failed: dict[tuple[str, int], int] = defaultdict(int)
     for r in records:
@@ -277,7 +282,7 @@ def errors_verdict(records: Sequence[RequestRecord], samples: Sequence[Sample]) 
             failed[(r.op, r.status)] += 1
     end = last_values(samples)
     logged = {svc: int(v) for (svc, m), v in sorted(end.items()) if m == LOG_ERRORS and v > 0}
-    problems = [f"{n} x {op} {status or 'no answer'}" for (op, status), n in failed.items()]
+    problems = [f"{n} x {op} {_status(status)}" for (op, status), n in failed.items()]
     problems += [f"{n} error lines in {svc}'s log" for svc, n in logged.items()]
     if problems:
         return Verdict("no errors", "fail", "; ".join(problems))

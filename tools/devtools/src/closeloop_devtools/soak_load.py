@@ -33,7 +33,7 @@ import orjson
 
 from closeloop_devtools.bench import response
 from closeloop_devtools.demo_outer_loop import AGENTS
-from closeloop_devtools.soak_analysis import E2E_OP, Outcome, RequestRecord
+from closeloop_devtools.soak_analysis import E2E_OP, NOT_SENT, Outcome, RequestRecord
 from closeloop_devtools.typeform_bodies import SCORES, SIGNATURE_HEADER, sign, typeform_payload
 
 # One cycle of 20 arrivals: 8 responses in (40 %), 9 reads (45 %), 3 case updates (15 %).
@@ -115,7 +115,7 @@ class MixedLoad:
                 await asyncio.sleep(delay)
             op = MIX[n % len(MIX)]
             if len(in_flight) >= max_in_flight:
-                self.records.append(RequestRecord(due, op, 0, "error", 0.0))
+                self.records.append(RequestRecord(due, op, NOT_SENT, "error", 0.0))
             else:
                 task = asyncio.create_task(self._timed(op, due, start + due, clock))
                 in_flight.add(task)

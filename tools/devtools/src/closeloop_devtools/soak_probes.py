@@ -55,6 +55,14 @@ def vm_rss_kib(status: str) -> int:
     return 0
 
 
+def rss_mib(pid: int, *, proc: Path = Path("/proc")) -> float:
+    """Resident memory of `pid` alone, in MiB (0 when it is gone)."""
+    try:
+        return vm_rss_kib((proc / str(pid) / "status").read_text()) / 1024
+    except OSError:
+        return 0.0
+
+
 def tree_rss_mib(pid: int, *, proc: Path = Path("/proc")) -> float:
     """Resident memory of `pid` and its descendants, in MiB (0 when it is gone)."""
     tree = _children(proc)
