@@ -21,14 +21,16 @@ from closeloop_devtools.soak_analysis import (
     lag_verdict,
     latency_verdict,
     memory_verdict,
-    operation_table,
     passed,
-    service_table,
     slope_per_hour,
     stability,
     verdicts,
     window_seconds,
     windows,
+)
+from closeloop_devtools.soak_report import (
+    operation_table,
+    service_table,
     write_samples_csv,
     write_windows_csv,
 )
@@ -111,7 +113,7 @@ def test_p99_doubling_beyond_the_slack_is_unstable() -> None:
     assert not compared["nps"].stable
     assert compared["webhook"].stable  # exactly twice
     assert compared["cases_list"].stable  # +10 ms: within the slack
-    verdict = latency_verdict(compared, LIMITS)
+    verdict = latency_verdict(compared, 1800, LIMITS)
     assert verdict.status == "fail"
     assert "2 of 3 operations" in verdict.detail
     assert "nps 40→81 ms" in verdict.detail
@@ -121,14 +123,23 @@ def test_the_warm_up_and_one_slow_minute_do_not_decide_stability() -> None:
     records = [ok(float(t), "nps", 900 if t < 60 or 1700 <= t < 1760 else 20) for t in range(1800)]
     compared = stability(windows(records, 60), 1800, LIMITS)
     assert (compared["nps"].first_p99_ms, compared["nps"].last_p99_ms) == (20, 20)
-    assert latency_verdict(compared, LIMITS).status == "pass"
+    assert latency_verdict(compared, 1800, LIMITS).status == "pass"
+
+
+def test_a_short_run_reports_stability_without_judging_it() -> None:
+    records = steady("nps", 10, 500, 300)
+    compared = stability(windows(records, window_seconds(300)), 300, LIMITS)
+    assert not compared["nps"].stable
+    verdict = latency_verdict(compared, 300, LIMITS)
+    assert verdict.status == "not judged"
+    assert "unstable: nps 10→500 ms" in verdict.detail
 
 
 def test_rare_operations_are_not_judged() -> None:
     records = [ok(float(t), E2E_OP, 100) for t in range(0, 1800, 100)]
     compared = stability(windows(records, 60), 1800, LIMITS)
     assert not compared[E2E_OP].judged
-    assert latency_verdict(compared, LIMITS).status == "not judged"
+    assert latency_verdict(compared, 1800, LIMITS).status == "not judged"
 
 
 def lag(at: float, value: float, service: str = "scoring", group: str = "g.scoring") -> Sample:
@@ -173,7 +184,7 @@ def test_a_run_passes_when_no_verdict_fails() -> None:
     records = steady("nps", 10, 10, 180)
     samples = [*rss("ingest", [(t, 100) for t in range(0, 181, 10)]), lag(0, 1), lag(190, 0)]
     found = verdicts(records, samples, services, 180, LIMITS)
-    assert [v.status for v in found] == ["not judged", "pass", "pass", "pass"]
+    assert [v.status for v in found] == ["not judged", "not judged", "pass", "pass"]
     assert passed(found)
     assert not passed([*found[:3], errors_verdict([RequestRecord(1, "nps", 503, "error", 1)], [])])
 

@@ -10,8 +10,9 @@ its work folder. Then, for `--minutes`:
 - every `--sample-seconds`, per service: RSS (with children), consumer lag per group and outbox
   age (its /metrics), error and warning lines in its log (`soak_probes`).
 After the load, sampling goes on until every lag and outbox age is 0 (at most `--drain-seconds`).
-The verdicts (`soak_analysis`: memory flat, p99 stable, lag bounded, no errors) and the tables go
-to `--out`; the samples and per-window latencies to `<out>-samples.csv` and `<out>-latency.csv`.
+The verdicts (`soak_analysis`: memory flat, p99 stable, lag bounded, no errors) and the tables
+(`soak_report`) go to `--out`; the samples and per-window latencies to `<out>-samples.csv` and
+`<out>-latency.csv`.
 Exits 1 when a verdict fails (the work folder, with the services' logs, is then kept).
 """
 
@@ -53,17 +54,11 @@ from closeloop_devtools.soak_analysis import (
     RequestRecord,
     Sample,
     Thresholds,
-    machine_line,
-    operation_table,
     passed,
-    service_table,
     stability,
-    verdict_rows,
     verdicts,
     window_seconds,
     windows,
-    write_samples_csv,
-    write_windows_csv,
 )
 from closeloop_devtools.soak_load import Endpoints, MixedLoad, probe_case_opening
 from closeloop_devtools.soak_probes import (
@@ -73,10 +68,19 @@ from closeloop_devtools.soak_probes import (
     rss_mib,
     tree_rss_mib,
 )
+from closeloop_devtools.soak_report import (
+    machine_line,
+    operation_table,
+    service_table,
+    verdict_rows,
+    write_samples_csv,
+    write_windows_csv,
+)
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
-# Mixed requests/s the stack holds on a 2-core machine with everything on it (calibrated with
-# short runs; see docs/RELIABILITY.md).
+# Mixed requests/s the stack holds on a 2-core machine with everything on it: at 20/s the four
+# services use about 30 % of one core together; 40/s was not held while the machine was shared
+# (calibration runs in docs/RELIABILITY.md).
 DEFAULT_RATE = 20.0
 SCOPES = ("responses:write", "read", "cases:write", "admin")
 
@@ -93,6 +97,10 @@ class Sampler:
         at = time.monotonic() - self.started
         self.samples.append(Sample(at, MACHINE, LOAD, load_average()))
         for name, proc in self.stack.processes.items():
+            if proc.poll() is not None:  # a crash ends the soak: no verdict could pass
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}:\n{self.stack.tail(name)}"
+                )
             self.samples.append(Sample(at, name, RSS, tree_rss_mib(proc.pid)))
             self.samples.append(Sample(at, name, CPU, cpu_seconds(proc.pid)))
             try:
