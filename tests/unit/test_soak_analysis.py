@@ -14,6 +14,7 @@ from closeloop_devtools.soak_analysis import (
     NOT_SENT,
     OUTBOX_AGE,
     RSS,
+    UNREADABLE,
     RequestRecord,
     Sample,
     Thresholds,
@@ -170,12 +171,14 @@ def test_unexpected_answers_and_error_log_lines_fail_but_expected_races_do_not()
             RequestRecord(3, "webhook", 500, "error", 9),
             RequestRecord(4, "nps", 0, "error", 0),
             RequestRecord(5, "nps", NOT_SENT, "error", 0),
+            RequestRecord(6, "case_read", UNREADABLE, "error", 4),
         ],
         [Sample(5, "orchestrator", LOG_ERRORS, 1), Sample(10, "orchestrator", LOG_ERRORS, 2)],
     )
     assert failed.status == "fail"
     assert failed.detail == (
-        "1 x webhook 500; 1 x nps no answer; 1 x nps not sent; 2 error lines in orchestrator's log"
+        "1 x webhook 500; 1 x nps no answer; 1 x nps not sent; 1 x case_read unreadable answer; "
+        "2 error lines in orchestrator's log"
     )
 
 

@@ -39,6 +39,7 @@ LOAD = "load1"  # the machine's 1-minute load average (service `machine`): neigh
 MACHINE = "machine"
 LAG_PREFIX = "lag:"  # measure `lag:<group>`: that group's records not handled yet
 NOT_SENT = -1  # the status of a request not sent: too many were in flight (the rate is not held)
+UNREADABLE = -2  # the status of an answer the load could not read (not the documented shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +280,8 @@ def lag_verdict(samples: Sequence[Sample], limits: Thresholds) -> Verdict:
 
 
 def _status(status: int) -> str:
-    return "not sent" if status == NOT_SENT else "no answer" if status == 0 else str(status)
+    named = {NOT_SENT: "not sent", UNREADABLE: "unreadable answer", 0: "no answer"}
+    return named.get(status, str(status))
 
 
 def errors_verdict(records: Sequence[RequestRecord], samples: Sequence[Sample]) -> Verdict:

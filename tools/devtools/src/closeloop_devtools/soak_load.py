@@ -33,7 +33,13 @@ import orjson
 
 from closeloop_devtools.bench import response
 from closeloop_devtools.demo_outer_loop import AGENTS
-from closeloop_devtools.soak_analysis import E2E_OP, NOT_SENT, Outcome, RequestRecord
+from closeloop_devtools.soak_analysis import (
+    E2E_OP,
+    NOT_SENT,
+    UNREADABLE,
+    Outcome,
+    RequestRecord,
+)
 from closeloop_devtools.typeform_bodies import SCORES, SIGNATURE_HEADER, sign, typeform_payload
 
 # One cycle of 20 arrivals: 8 responses in (40 %), 9 reads (45 %), 3 case updates (15 %).
@@ -131,6 +137,8 @@ class MixedLoad:
             status = reply.status_code
         except httpx.HTTPError:
             status = 0
+        except (KeyError, ValueError, TypeError):  # a 2xx not shaped as the API documents
+            status = UNREADABLE
         latency_ms = 1000 * (clock() - due_clock)
         outcome: Outcome = (
             "ok"
@@ -269,6 +277,6 @@ async def _one_probe(load: MixedLoad, n: int, at: float, timeout_s: float) -> No
                 load.records.append(RequestRecord(at, E2E_OP, 200, "ok", delay_ms))
                 return
             await asyncio.sleep(0.25)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, KeyError, ValueError):  # no answer, or not the documented one
         pass
     load.records.append(RequestRecord(at, E2E_OP, 0, "error", 1000 * timeout_s))
