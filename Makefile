@@ -185,6 +185,10 @@ bench-orchestrator: infra-up ## cases opened/s from a pre-filled topic, SLA time
 bench-notifier: infra-up ## emails/s over real SMTP to a local sink, a 100,000-recipient campaign's time; writes bench/notifier.md
 	$(BIN)/python -m closeloop_devtools.bench_notifier --out bench/notifier.md
 
+.PHONY: soak
+soak: infra-up ## 30 minutes of mixed load at a steady rate: memory flat, p99 stable, lag bounded, no errors; writes bench/soak.md (not in CI)
+	$(BIN)/python -m closeloop_devtools.soak --out bench/soak.md $(SOAK_ARGS)
+
 .PHONY: clean
 clean: infra-down ## stop everything and remove the virtualenv and local infra data
 	rm -rf $(VENV) .infra

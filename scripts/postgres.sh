@@ -12,7 +12,7 @@
 #   `postgres` (peer); over TCP every role needs its password (SCRAM).
 # Then the role `closeloop` (password `closeloop`, local use only) and the databases `closeloop`
 # (make run), `closeloop_test` (make test), `closeloop_bench` (make bench-ingest) and those of
-# bench-scoring, bench-orchestrator and bench-notifier are created if missing. Idempotent.
+# bench-scoring, bench-orchestrator, bench-notifier and soak are created if missing. Idempotent.
 #
 # Values never become shell or SQL code: other users' commands get them as arguments, SQL gets
 # them as psql variables (:'name'), and the private server reads its settings from a file.
@@ -24,7 +24,7 @@ port=${PGPORT:-5432}
 role=closeloop
 password=closeloop
 databases=(closeloop closeloop_test closeloop_bench closeloop_bench_scoring closeloop_bench_scoring_baseline
-  closeloop_bench_orchestrator closeloop_bench_notifier)
+  closeloop_bench_orchestrator closeloop_bench_notifier closeloop_soak)
 
 say() { echo "[postgres] $*"; }
 
