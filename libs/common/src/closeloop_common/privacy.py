@@ -9,13 +9,14 @@
   `ERASED`, a customer id `pseudonym_of(erasure id)`, names and addresses become null.
 - `keyed_hash` (HMAC-SHA256 under a service's secret) remembers an address without keeping it:
   the notifier suppresses every future message to an erased address by it.
-Nothing here logs: an erasure's log lines name its id, tenant and counts only.
+An erasure's log lines (`report_erasure`) name its id, the tenant, the service and counts only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Annotated, Any
@@ -23,7 +24,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from closeloop_common.emails import InvalidEmailAddress, normalize_email
-from closeloop_common.events import EMAIL_PATTERN, ErasureRequestedV1
+from closeloop_common.events import (
+    EMAIL_PATTERN,
+    ErasureCompletedV1,
+    ErasureRequestedV1,
+    PrivacyService,
+)
+from closeloop_common.handlers import HandlerContext
+
+log = logging.getLogger(__name__)
 
 ERASED = "[erased]"
 """What replaces erased free text (comments, notes, bodies) where the column must keep a value."""
@@ -114,3 +123,28 @@ def keyed_hash(secret: bytes, value: str) -> str:
 def anonymised_customer(pseudonym: str) -> dict[str, Any]:
     """A contract's `customer` object with nothing left but the pseudonym."""
     return {"id": pseudonym}
+
+
+async def report_erasure(
+    ctx: HandlerContext,
+    data: ErasureRequestedV1,
+    *,
+    service: PrivacyService,
+    rows: dict[str, int],
+) -> None:
+    """Emit `service`'s `privacy.erasure_completed.v1` (same transaction as its erasure) and log
+    it, naming the erasure, the tenant and the counts: never an identifier of the person."""
+    await ctx.emit(
+        ErasureCompletedV1(
+            erasure_id=data.erasure_id, service=service, rows=rows, completed_at=ctx.clock.now()
+        )
+    )
+    log.info(
+        "erasure done",
+        extra={
+            "erasure_id": str(data.erasure_id),
+            "tenant_id": ctx.tenant_id,
+            "service": service,
+            "rows": rows,
+        },
+    )
