@@ -218,9 +218,11 @@ def test_dev_runs_one_replica_without_autoscaling_and_sends_mail_to_mailpit() ->
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_topics_are_strimzi_kafka_topics_with_six_partitions(overlay: str) -> None:
     topics = of_kind(overlay, "KafkaTopic")
-    assert len(topics) == 6
+    assert len(topics) == 7
     assert {t["spec"]["partitions"] for t in topics.values()} == {PARTITIONS}
     assert topics["closeloop-changes"]["spec"]["config"]["retention.ms"] == -1
+    # Erasure requests name the person: kept 14 days, not forever (docs/privacy.md).
+    assert topics["closeloop-privacy"]["spec"]["config"]["retention.ms"] == 14 * 24 * 3600 * 1000
     config = of_kind(overlay, "ConfigMap")["closeloop-config"]["data"]
     assert int(config["KAFKA_TOPIC_PARTITIONS"]) == PARTITIONS
 
