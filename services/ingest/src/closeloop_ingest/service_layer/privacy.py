@@ -234,13 +234,13 @@ def _completion(rows: dict[str, int], at: datetime) -> dict[str, Any]:
 async def record_completion(ctx: HandlerContext, event: CloudEvent[ErasureCompletedV1]) -> None:
     """Keep a service's report on an erasure (the same report again changes nothing)."""
     data = event.data
-    entry = orjson.dumps(_completion(data.rows, data.completed_at)).decode()
+    entry = sa.literal(_completion(data.rows, data.completed_at), type_=erasures.c.services.type)
     await ctx.session.execute(
         sa.update(erasures)
         .where(erasures.c.tenant_id == ctx.tenant_id, erasures.c.erasure_id == data.erasure_id)
         .values(
             services=erasures.c.services.op("||")(
-                sa.func.jsonb_build_object(data.service, sa.cast(entry, erasures.c.services.type))
+                sa.func.jsonb_build_object(data.service, entry)
             )
         )
     )
