@@ -18,12 +18,13 @@ from closeloop_common.events import (
     ErasureRequestedV1,
     ResponseReceivedV1,
     categorize,
+    new_event,
 )
 from closeloop_common.privacy import ERASED, pseudonym_of
 from closeloop_orchestrator.adapters.tables import case_history, cases, responses
 from closeloop_orchestrator.service_layer.privacy import on_erasure_requested
 
-from .support import NOW, command, emitted, event_of, feed, put_setup, runtime_of, team
+from .support import NOW, command, emitted, feed, put_setup, runtime_of, team
 
 ORGANISATION: dict[str, Any] = {"teams": [team("support", [("anna", ["pl"])], lead="anna")]}
 RULES = {"defaults": {"assignment": ["round_robin"], "team_id": "support"}}
@@ -49,7 +50,8 @@ def response(response_id: str, customer_id: str, email: str, name: str) -> Respo
 async def erase(app: FastAPI, tenant: str, data: ErasureRequestedV1) -> None:
     runtime = runtime_of(app)
     async with runtime.transaction() as tx:
-        await on_erasure_requested(tx.context(tenant), event_of(tenant, data, runtime.clock))
+        event = new_event(data, tenant_id=tenant, source="/closeloop/ingest", clock=runtime.clock)
+        await on_erasure_requested(tx.context(tenant), event)
 
 
 def erasure_of_anna() -> ErasureRequestedV1:
@@ -150,7 +152,8 @@ async def test_erasure_anonymises_the_customers_cases_and_keeps_their_count(
     )
     [anonymous] = by_pseudonym.json()["cases"]
     assert anonymous["comment"] == ERASED
-    assert ANNA not in by_pseudonym.text and "Kowalska" not in by_pseudonym.text
+    assert ANNA not in by_pseudonym.text
+    assert "Kowalska" not in by_pseudonym.text
 
 
 async def test_export_and_erasure_are_refused_without_the_admin_scope(
