@@ -226,12 +226,15 @@ async def test_erasure_by_address_erases_ingests_copy_and_asks_every_service(
 async def test_status_becomes_completed_when_every_service_reported(
     app: FastAPI,
     client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
     bearer: Callable[..., dict[str, str]],
 ) -> None:
     tenant = f"it-privacy-{uuid.uuid4().hex[:10]}"
     admin = bearer(tenant, "admin")
     asked = await client.post("/v1/privacy/erasures", json={"customer_id": "c-x"}, headers=admin)
     erasure_id = uuid.UUID(asked.json()["erasure_id"])
+    await relayed(sessions, tenant)
+    assert len(await events(sessions, tenant, ErasureRequestedV1.EVENT_TYPE)) == 1
     runtime = runtime_of(app)
     for service, rows in (("scoring", {}), ("orchestrator", {"cases": 1}), ("notifier", {})):
         report: CloudEvent[ErasureCompletedV1] = new_event(
@@ -251,6 +254,8 @@ async def test_status_becomes_completed_when_every_service_reported(
     assert status["status"] == "completed"
     assert status["services"]["orchestrator"]["rows"] == {"cases": 1}
     assert {s["status"] for s in status["services"].values()} == {"completed"}
+    # The published request names the person: it leaves the outbox once every part is done.
+    assert await events(sessions, tenant, ErasureRequestedV1.EVENT_TYPE) == []
     other_tenant = await client.get(
         f"/v1/privacy/erasures/{erasure_id}", headers=bearer(f"{tenant}-x", "admin")
     )

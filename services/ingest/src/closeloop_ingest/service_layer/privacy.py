@@ -13,7 +13,8 @@ and emits `privacy.erasure_requested.v1` (for the other services) and ingest's o
   responses (a batch delivery loses the others' raw copy too: it is an audit copy, not a record).
 - `outbox`: published rows keyed by the customer (retention deletes them after 7 days anyway).
   Rows not yet published are left: they must reach the broker (see docs/privacy.md, "Window").
-`record_completion` keeps what each service reported, for `erasure_status`.
+`record_completion` keeps what each service reported, for `erasure_status`; once all four have,
+it deletes the published request event from the outbox (it names the person).
 Nothing here logs an identifier: the log line names the erasure id, the tenant and counts.
 """
 
@@ -44,7 +45,9 @@ from closeloop_common.privacy import (
     anonymised_customer,
     pseudonym_of,
 )
-from closeloop_ingest.adapters.tables import erasures
+from closeloop_ingest.adapters.tables import erasures, metadata
+
+outbox = metadata.tables["ingest.outbox"]
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,22 @@ async def record_completion(ctx: HandlerContext, event: CloudEvent[ErasureComple
         "erasure completed by a service",
         extra={"erasure_id": str(data.erasure_id), "service": data.service, "rows": data.rows},
     )
+    reported = await ctx.session.scalar(
+        sa.select(erasures.c.services).where(
+            erasures.c.tenant_id == ctx.tenant_id, erasures.c.erasure_id == data.erasure_id
+        )
+    )
+    if reported is not None and set(SERVICES) <= set(reported):
+        # Every service has done its part: the request event, which names the person, need not
+        # wait in the outbox for its retention (the topic keeps it for its own; docs/privacy.md).
+        await ctx.session.execute(
+            sa.delete(outbox).where(
+                outbox.c.tenant_id == ctx.tenant_id,
+                outbox.c.key == f"{ctx.tenant_id}:erasure:{data.erasure_id}",
+                outbox.c.event_type == ErasureRequestedV1.EVENT_TYPE,
+                outbox.c.published_at.is_not(None),
+            )
+        )
 
 
 async def erasure_status(
