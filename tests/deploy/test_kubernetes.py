@@ -244,6 +244,12 @@ def test_network_policies_deny_by_default_and_allow_the_known_paths(overlay: str
     assert egress_ports("closeloop-egress-kafka") == {("TCP", 9092)}
     assert egress_ports("closeloop-egress-postgres") == {("TCP", 5432)}
     assert egress_ports("loop-orchestrator-egress-scoring") == {("TCP", 8002)}
+    # Privacy exports: ingest asks the three other APIs.
+    assert egress_ports("ingest-egress-privacy-exports") == {
+        ("TCP", 8002),
+        ("TCP", 8003),
+        ("TCP", 8004),
+    }
     smtp = {("TCP", 1025)} if overlay == "dev" else {("TCP", 25), ("TCP", 465), ("TCP", 587)}
     assert egress_ports("notifier-egress-smtp") == smtp
     scoring_in = policies["scoring-ingress-loop-orchestrator"]["spec"]["ingress"][0]
