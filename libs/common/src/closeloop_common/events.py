@@ -888,7 +888,8 @@ class ErasureCompletedV1(EventData):
     erasure_id: uuid.UUID
     service: PrivacyService
     rows: dict[
-        Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,63}$")], Annotated[int, Field(ge=0)]
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
+        Annotated[int, Field(ge=0)],
     ] = Field(max_length=50, description="table -> rows erased or anonymised")
     completed_at: Instant
 
