@@ -11,19 +11,44 @@ The person is named in POST bodies only, never in a URL: URLs reach access logs.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from closeloop_common.events import PrivacyService
 from closeloop_common.privacy import ErasureSubject, ExportRequest, SubjectIdentifiers
 from closeloop_common.web import AdminTenant, Problem, actor_of
 from closeloop_ingest.adapters.privacy_peers import PeerExports
 from closeloop_ingest.service_layer import privacy
 from closeloop_ingest.service_layer.service import Ingest
 
+
+class ErasureAccepted(BaseModel):
+    erasure_id: uuid.UUID
+    status: Literal["in_progress"]
+
+
+class ServicePart(BaseModel):
+    status: Literal["pending", "completed"]
+    rows: dict[str, int] | None = Field(None, description="table -> rows erased or anonymised")
+    completed_at: datetime | None = None
+
+
+class ErasureStatus(BaseModel):
+    erasure_id: uuid.UUID
+    requested_at: datetime
+    status: Literal["in_progress", "completed"]
+    services: dict[PrivacyService, ServicePart]
+
+
 ERASURE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Ingest's part is done; the other services follow through the broker"}
+    202: {
+        "description": "Ingest's part is done; the other services follow through the broker",
+        "model": ErasureAccepted,
+    }
 }
 
 
@@ -56,6 +81,8 @@ def build_router(ingest: Ingest, peers: PeerExports) -> APIRouter:
 
     @router.get(
         "/erasures/{erasure_id}",
+        response_model=ErasureStatus,
+        response_model_exclude_none=True,
         summary="An erasure's progress: each service's part and the rows it touched",
         responses={404: {"description": "No such erasure for this tenant"}},
     )

@@ -242,9 +242,7 @@ async def record_completion(ctx: HandlerContext, event: CloudEvent[ErasureComple
         sa.update(erasures)
         .where(erasures.c.tenant_id == ctx.tenant_id, erasures.c.erasure_id == data.erasure_id)
         .values(
-            services=erasures.c.services.op("||")(
-                sa.func.jsonb_build_object(data.service, entry)
-            )
+            services=erasures.c.services.op("||")(sa.func.jsonb_build_object(data.service, entry))
         )
     )
     log.info(
