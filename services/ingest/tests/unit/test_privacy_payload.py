@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from closeloop_ingest.service_layer.privacy import anonymised_payload
+from closeloop_common.privacy import SubjectIdentifiers
+from closeloop_ingest.service_layer.privacy import anonymised_payload, too_many
 
 
 def test_an_anonymised_request_keeps_what_counts_and_nothing_that_names_the_person() -> None:
@@ -26,3 +27,12 @@ def test_an_anonymised_request_keeps_what_counts_and_nothing_that_names_the_pers
         "segments": {"region": "mazowieckie"},
     }
     assert "comment" not in anonymised_payload({"customer": {"id": "c"}}, "erased:x")
+
+
+def test_an_erasure_names_at_most_ten_thousand_records_of_a_kind() -> None:
+    at_most = SubjectIdentifiers(response_ids=tuple(f"r-{i}" for i in range(10_000)))
+    beyond = SubjectIdentifiers.model_construct(
+        customer_ids=(), emails=(), response_ids=(*at_most.response_ids, "r-x"), invitation_ids=()
+    )
+    assert too_many(at_most) is False
+    assert too_many(beyond) is True

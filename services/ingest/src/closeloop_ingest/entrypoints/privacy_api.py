@@ -48,7 +48,8 @@ ERASURE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
         "description": "Ingest's part is done; the other services follow through the broker",
         "model": ErasureAccepted,
-    }
+    },
+    422: {"description": "Not valid, or more records than one erasure may name"},
 }
 
 
@@ -69,10 +70,18 @@ def build_router(ingest: Ingest, peers: PeerExports) -> APIRouter:
     async def post_erasure(
         body: ErasureSubject, request: Request, tenant: AdminTenant
     ) -> JSONResponse:
-        async with runtime.transaction() as tx:
-            erasure_id = await privacy.request_erasure(
-                tx, tenant_id=tenant, subject=body, requested_by=actor_of(request)
-            )
+        try:
+            async with runtime.transaction() as tx:
+                erasure_id = await privacy.request_erasure(
+                    tx, tenant_id=tenant, subject=body, requested_by=actor_of(request)
+                )
+        except privacy.TooManyIdentifiers:
+            raise Problem(
+                422,
+                "too-many-identifiers",
+                "Too many records for one erasure",
+                "the person has more than 10,000 responses or invitations; nothing was erased",
+            ) from None
         return JSONResponse(
             {"erasure_id": str(erasure_id), "status": "in_progress"},
             status_code=202,

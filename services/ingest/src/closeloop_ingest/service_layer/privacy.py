@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.events import (
+    MAX_ERASURE_IDENTIFIERS,
     CloudEvent,
     ErasureCompletedV1,
     ErasureRequestedV1,
@@ -132,6 +133,18 @@ async def resolve(
     )
 
 
+class TooManyIdentifiers(Exception):
+    """The person has more responses or invitations than one erasure event may name."""
+
+
+def too_many(ids: SubjectIdentifiers) -> bool:
+    """Whether `ids` is beyond what `privacy.erasure_requested.v1` carries (10,000 of a kind)."""
+    return any(
+        len(found) > MAX_ERASURE_IDENTIFIERS
+        for found in (ids.customer_ids, ids.emails, ids.response_ids, ids.invitation_ids)
+    )
+
+
 def anonymised_payload(payload: dict[str, Any], pseudonym: str) -> dict[str, Any]:
     """A stored response or invitation request with nothing left that names the person."""
     kept = {k: v for k, v in payload.items() if k not in ("user_agent",)}
@@ -196,6 +209,8 @@ async def request_erasure(
     erasure_id = uuid.uuid4()
     pseudonym = pseudonym_of(erasure_id)
     ids = await resolve(session, tenant_id=tenant_id, subject=subject)
+    if too_many(ids):
+        raise TooManyIdentifiers()
     now = tx.clock.now()
     rows = await erase_own(session, tenant_id=tenant_id, ids=ids, pseudonym=pseudonym)
     await session.execute(
