@@ -218,9 +218,11 @@ def test_dev_runs_one_replica_without_autoscaling_and_sends_mail_to_mailpit() ->
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_topics_are_strimzi_kafka_topics_with_six_partitions(overlay: str) -> None:
     topics = of_kind(overlay, "KafkaTopic")
-    assert len(topics) == 6
+    assert len(topics) == 7
     assert {t["spec"]["partitions"] for t in topics.values()} == {PARTITIONS}
     assert topics["closeloop-changes"]["spec"]["config"]["retention.ms"] == -1
+    # Erasure requests name the person: kept 14 days, not forever (docs/privacy.md).
+    assert topics["closeloop-privacy"]["spec"]["config"]["retention.ms"] == 14 * 24 * 3600 * 1000
     config = of_kind(overlay, "ConfigMap")["closeloop-config"]["data"]
     assert int(config["KAFKA_TOPIC_PARTITIONS"]) == PARTITIONS
 
@@ -242,6 +244,12 @@ def test_network_policies_deny_by_default_and_allow_the_known_paths(overlay: str
     assert egress_ports("closeloop-egress-kafka") == {("TCP", 9092)}
     assert egress_ports("closeloop-egress-postgres") == {("TCP", 5432)}
     assert egress_ports("loop-orchestrator-egress-scoring") == {("TCP", 8002)}
+    # Privacy exports: ingest asks the three other APIs.
+    assert egress_ports("ingest-egress-privacy-exports") == {
+        ("TCP", 8002),
+        ("TCP", 8003),
+        ("TCP", 8004),
+    }
     smtp = {("TCP", 1025)} if overlay == "dev" else {("TCP", 25), ("TCP", 465), ("TCP", 587)}
     assert egress_ports("notifier-egress-smtp") == smtp
     scoring_in = policies["scoring-ingress-loop-orchestrator"]["spec"]["ingress"][0]

@@ -18,6 +18,7 @@ from typing import TypeVar
 import pytest
 
 from closeloop_common.kafka.topics import delete_topics, ensure_topics
+from closeloop_common.services import service
 from closeloop_common.settings import CommonSettings
 from closeloop_devtools.mailsink import MailSink
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
@@ -101,6 +102,11 @@ def stack(
             # A notifier killed mid-send leaves its claim until the lease ends (see
             # docs/architecture.md): short here, so the crash test sees that message go out.
             "NOTIFIER_SEND_LEASE_SECONDS": "10",
+            # Ingest's combined privacy export asks the other services on this run's ports.
+            **{
+                f"INGEST_{name.upper()}_URL": f"http://127.0.0.1:{service(name).port + PORT_OFFSET}"
+                for name in ("scoring", "orchestrator", "notifier")
+            },
             # Replies at once, day and night: these tests wait for the emails.
             "NOTIFIER_DEFAULT_MESSAGING": DEMO_MESSAGING,
         },

@@ -94,6 +94,8 @@ def test_kafka_topics_keep_the_record_topics_forever() -> None:
         "closeloop.changes": -1,
         "closeloop.nps": 14 * 24 * 3600 * 1000,
         "closeloop.notifications": 14 * 24 * 3600 * 1000,
+        # Erasure requests name the person: not forever (docs/privacy.md).
+        "closeloop.privacy": 14 * 24 * 3600 * 1000,
         "closeloop.deadletter": 30 * 24 * 3600 * 1000,
     }
     assert {(s["partitions"], s["replicas"]) for s in topics.values()} == {(6, 3)}

@@ -41,6 +41,11 @@ TOPIC_DESCRIPTIONS = {
         "Structural issues done or rejected, with whom to tell and what (`change.summary`). "
         "Producer: loop-orchestrator (the outer loop)."
     ),
+    Topic.PRIVACY: (
+        "Erasure requests (GDPR article 17) and each service's completion; they carry the "
+        "subject's identifiers, so this topic keeps 14 days only. Producers: ingest (requests), "
+        "every service (completions)."
+    ),
     Topic.DEADLETTER: (
         "Records a consumer could not handle: the original key and value, with headers "
         "closeloop.dlq.{topic,partition,offset,group,reason,error,failed_at}."
@@ -52,6 +57,7 @@ PRODUCERS = {
     Topic.CASES: "loop-orchestrator",
     Topic.NOTIFICATIONS: "notifier",
     Topic.CHANGES: "loop-orchestrator",
+    Topic.PRIVACY: "every service",
 }
 
 

@@ -90,6 +90,7 @@ class Topic(StrEnum):
     CASES = "cases"
     NOTIFICATIONS = "notifications"
     CHANGES = "changes"
+    PRIVACY = "privacy"
     DEADLETTER = "deadletter"
 
     def address(self, prefix: str) -> str:
@@ -838,6 +839,64 @@ class NotificationFailedV2(_NotificationV2):
     failed_at: Instant
 
 
+PrivacyService = Literal["ingest", "scoring", "orchestrator", "notifier"]
+"""The services that hold data about a respondent and answer an erasure (their short names)."""
+Identifier = Annotated[str, Field(min_length=1, max_length=320)]
+MAX_ERASURE_IDENTIFIERS = 10_000
+
+
+class ErasureRequestedV1(EventData):
+    """An admin asked to erase a respondent (GDPR article 17). Ingest resolved what it holds for
+    the tenant (the customer ids and addresses linked to the one given, their responses and
+    invitations), erased its own copy in the same transaction, and asks every service to erase
+    or anonymise theirs: each answers with `privacy.erasure_completed.v1`.
+    This event carries the identifiers it names, so the `privacy` topic keeps them only for its
+    retention (14 days), unlike `responses`, which keeps everything (see docs/privacy.md)."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.privacy.erasure_requested.v1"
+    TOPIC: ClassVar[Topic] = Topic.PRIVACY
+    KEY_DESCRIPTION: ClassVar[str] = "<tenant id>:erasure:<erasure id>"
+
+    erasure_id: uuid.UUID
+    customer_ids: tuple[Identifier, ...] = Field(max_length=MAX_ERASURE_IDENTIFIERS)
+    emails: tuple[Identifier, ...] = Field(
+        max_length=MAX_ERASURE_IDENTIFIERS,
+        description="the respondent's addresses, normalised and lower-cased",
+    )
+    response_ids: tuple[Identifier, ...] = Field(max_length=MAX_ERASURE_IDENTIFIERS)
+    invitation_ids: tuple[Identifier, ...] = Field(max_length=MAX_ERASURE_IDENTIFIERS)
+    pseudonym: str = Field(
+        min_length=1,
+        max_length=100,
+        description="what replaces the customer id where a row must keep one "
+        "(`erased:<erasure id>`)",
+    )
+    requested_at: Instant
+
+    def customer_key(self) -> str:
+        return f"erasure:{self.erasure_id}"
+
+
+class ErasureCompletedV1(EventData):
+    """A service erased or anonymised what it held about the subject of an erasure. `rows`
+    counts the rows touched per table; it names no person."""
+
+    EVENT_TYPE: ClassVar[str] = "dev.closeloop.privacy.erasure_completed.v1"
+    TOPIC: ClassVar[Topic] = Topic.PRIVACY
+    KEY_DESCRIPTION: ClassVar[str] = "<tenant id>:erasure:<erasure id>"
+
+    erasure_id: uuid.UUID
+    service: PrivacyService
+    rows: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
+        Annotated[int, Field(ge=0)],
+    ] = Field(max_length=50, description="table -> rows erased or anonymised")
+    completed_at: Instant
+
+    def customer_key(self) -> str:
+        return f"erasure:{self.erasure_id}"
+
+
 CONTRACTS: tuple[type[EventData], ...] = (
     ResponseReceivedV1,
     ResponseCorrectedV1,
@@ -856,6 +915,8 @@ CONTRACTS: tuple[type[EventData], ...] = (
     NotificationSentV2,
     NotificationFailedV2,
     ChangeSummaryV1,
+    ErasureRequestedV1,
+    ErasureCompletedV1,
 )
 CONTRACTS_BY_TYPE: dict[str, type[EventData]] = {c.EVENT_TYPE: c for c in CONTRACTS}
 

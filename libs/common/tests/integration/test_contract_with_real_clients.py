@@ -30,6 +30,8 @@ from closeloop_common.events import (
     CloudEvent,
     ContactAttempt,
     Customer,
+    ErasureCompletedV1,
+    ErasureRequestedV1,
     EventData,
     HeadlineWindow,
     InvitationSentV1,
@@ -60,7 +62,7 @@ SCHEMAS = Path(__file__).resolve().parents[4] / "contracts" / "schemas"
 def one_of_each(run: str) -> list[EventData]:
     now = datetime.now(UTC)
     customer = Customer(id=f"kcat-{run}", email="ola@example.pl", name="Ola Wrona", locale="pl-PL")
-    case_id, message_id = uuid.uuid4(), uuid.uuid4()
+    case_id, message_id, erasure_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     return [
         ResponseReceivedV1(
             response_id=f"r-{run}",
@@ -342,6 +344,18 @@ def one_of_each(run: str) -> list[EventData]:
             ),
             decided_by="product-owner",
             decided_at=now,
+        ),
+        ErasureRequestedV1(  # keyed by the erasure
+            erasure_id=erasure_id,
+            customer_ids=(f"c-{run}",),
+            emails=(f"anna.{run}@klient.example.pl",),
+            response_ids=(f"r-{run}",),
+            invitation_ids=(),
+            pseudonym=f"erased:{erasure_id}",
+            requested_at=now,
+        ),
+        ErasureCompletedV1(
+            erasure_id=erasure_id, service="notifier", rows={f"t{run}": 1}, completed_at=now
         ),
     ]
 

@@ -74,3 +74,19 @@ class IngestSettings(CommonSettings):
     delivery_retention_days: float = Field(
         30.0, gt=0, description="raw webhook deliveries are deleted after this long"
     )
+
+    # The other services' APIs, asked for their part of a respondent's export (article 15).
+    ingest_scoring_url: str = Field(
+        "http://127.0.0.1:8002", min_length=1, description="scoring's API, for privacy exports"
+    )
+    ingest_orchestrator_url: str = Field(
+        "http://127.0.0.1:8003",
+        min_length=1,
+        description="the orchestrator's API, for privacy exports",
+    )
+    ingest_notifier_url: str = Field(
+        "http://127.0.0.1:8004", min_length=1, description="the notifier's API, for privacy exports"
+    )
+    ingest_privacy_timeout_seconds: float = Field(
+        10, gt=0, le=120, description="how long a service may take to answer its export"
+    )

@@ -11,6 +11,7 @@ from closeloop_common.settings import CommonSettings
 from closeloop_notifier.domain.tenant_settings import MessagingSettings
 
 DEV_UNSUBSCRIBE_SECRET = "closeloop-development-unsubscribe-secret"
+DEV_ERASURE_KEY = "closeloop-development-erasure-key"
 
 
 class NotifierSettings(CommonSettings):
@@ -40,6 +41,11 @@ class NotifierSettings(CommonSettings):
     notifier_unsubscribe_secret: SecretStr = Field(
         SecretStr(DEV_UNSUBSCRIBE_SECRET),
         description="key of the unsubscribe links (keep it: changing it breaks links sent)",
+    )
+    notifier_erasure_key: SecretStr = Field(
+        SecretStr(DEV_ERASURE_KEY),
+        description="key of the hashes that keep erased respondents' addresses suppressed "
+        "(keep it: changing it lets messages reach addresses erased before)",
     )
     notifier_webhook_allow_private: bool = Field(
         False,
@@ -83,4 +89,9 @@ class NotifierSettings(CommonSettings):
             and self.notifier_unsubscribe_secret.get_secret_value() == DEV_UNSUBSCRIBE_SECRET
         ):
             raise ValueError("NOTIFIER_UNSUBSCRIBE_SECRET must be set in production")
+        if (
+            self.environment == "production"
+            and self.notifier_erasure_key.get_secret_value() == DEV_ERASURE_KEY
+        ):
+            raise ValueError("NOTIFIER_ERASURE_KEY must be set in production")
         return self

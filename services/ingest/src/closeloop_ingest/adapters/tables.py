@@ -113,3 +113,15 @@ fetches = sa.Table(
     ),
     sa.Index("fetches_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
 )
+
+# Erasures asked for (GDPR article 17) and what each service reported; no identifier of the
+# person erased (see `service_layer/privacy.py`).
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("erasure_id", postgresql.UUID(as_uuid=True), primary_key=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("services", postgresql.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+)

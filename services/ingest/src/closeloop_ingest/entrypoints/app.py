@@ -9,16 +9,20 @@ from starlette.types import Receive, Scope, Send
 
 from closeloop_common import tracing
 from closeloop_common.clock import Clock
+from closeloop_common.events import ErasureCompletedV1
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import create_app
+from closeloop_ingest.adapters.privacy_peers import PeerExports
 from closeloop_ingest.adapters.tables import metadata
 from closeloop_ingest.config import IngestSettings
 from closeloop_ingest.entrypoints import (
     invitations_api,
+    privacy_api,
     responses_api,
     sources_api,
     webhooks_api,
 )
+from closeloop_ingest.service_layer import privacy
 from closeloop_ingest.service_layer.fetcher import Fetcher
 from closeloop_ingest.service_layer.service import Ingest
 
@@ -66,6 +70,17 @@ def create_ingest_app(
     fetcher = Fetcher(ingest)
     runtime.add_worker("vendor-fetches", fetcher.run)
     webhooks = webhooks_api.WebhookHandler(ingest, on_fetch_queued=fetcher.wake.set)
+    # Ingest's one consumer: the services' reports on erasures (docs/privacy.md).
+    runtime.on(ErasureCompletedV1, privacy.record_completion)
+    peers = PeerExports(
+        {
+            "scoring": settings.ingest_scoring_url,
+            "orchestrator": settings.ingest_orchestrator_url,
+            "notifier": settings.ingest_notifier_url,
+        },
+        timeout=settings.ingest_privacy_timeout_seconds,
+    )
+    runtime.on_stop(peers.aclose)
     app = create_app(
         app_class=IngestApp,
         title="Closeloop ingest",
@@ -75,6 +90,7 @@ def create_ingest_app(
             webhooks_api.build_router(webhooks),
             sources_api.build_router(ingest),
             invitations_api.build_router(ingest),
+            privacy_api.build_router(ingest, peers),
         ],
     )
     assert isinstance(app, IngestApp)

@@ -14,20 +14,13 @@ Which responses open which case, with what priority, owner and deadlines: `case_
 
 from __future__ import annotations
 
-import uuid
-
 from closeloop_common.events import Category, Playbook
+from closeloop_common.identifiers import CASE_ID_NAMESPACE, case_id_for
 
-# uuid5(NAMESPACE_URL, "urn:closeloop:case-id"), written out: it must never change.
-CASE_ID_NAMESPACE = uuid.UUID("d5279309-5e49-5d08-859c-ec59de98b00f")
+__all__ = ["CASE_ID_NAMESPACE", "PLAYBOOKS", "case_id_for"]
 
 PLAYBOOKS: dict[Category, Playbook] = {
     Category.DETRACTOR: Playbook.APOLOGY_CALLBACK,
     Category.PASSIVE: Playbook.IMPROVEMENT_ASK,
     Category.PROMOTER: Playbook.THANKS_REFERRAL,
 }
-
-
-def case_id_for(*, tenant_id: str, response_id: str) -> uuid.UUID:
-    """The id of the follow-up case of a response: the same for the same tenant and response."""
-    return uuid.uuid5(CASE_ID_NAMESPACE, f"{tenant_id}:{response_id}")

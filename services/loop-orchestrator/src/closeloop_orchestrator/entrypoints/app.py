@@ -9,7 +9,13 @@ import httpx
 from fastapi import FastAPI
 
 from closeloop_common.clock import Clock
-from closeloop_common.events import InvitationSentV1, ResponseCorrectedV1, ResponseReceivedV1
+from closeloop_common.events import (
+    ErasureRequestedV1,
+    InvitationSentV1,
+    ResponseCorrectedV1,
+    ResponseReceivedV1,
+)
+from closeloop_common.privacy_api import build_export_router
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
 from closeloop_common.web import create_app
@@ -21,7 +27,7 @@ from closeloop_orchestrator.entrypoints.admin_api import build_admin_router
 from closeloop_orchestrator.entrypoints.backlog_api import build_backlog_router
 from closeloop_orchestrator.entrypoints.cases_api import build_cases_router
 from closeloop_orchestrator.entrypoints.impact_api import build_impact_router
-from closeloop_orchestrator.service_layer import impact_gauges
+from closeloop_orchestrator.service_layer import impact_gauges, privacy
 from closeloop_orchestrator.service_layer.opening import ResponseHandler
 from closeloop_orchestrator.service_layer.setup_store import SetupStore
 from closeloop_orchestrator.service_layer.silence import InvitationHandler, SilenceWatcher
@@ -59,6 +65,8 @@ def create_orchestrator_app(
         interval=settings.orchestrator_silence_interval_seconds,
     )
     runtime.add_worker("silence-watcher", silence.run)
+    # Erasures (GDPR article 17): once each, through the inbox (docs/privacy.md).
+    runtime.on(ErasureRequestedV1, privacy.on_erasure_requested)
 
     async def gauges() -> None:
         await run_gauges(runtime, settings.orchestrator_gauge_interval_seconds)
@@ -85,6 +93,7 @@ def create_orchestrator_app(
             build_backlog_router(runtime, scoring),
             build_accounts_router(runtime, store, scoring, settings.review_time_zone),
             build_impact_router(runtime, scoring),
+            build_export_router(runtime, service="orchestrator", export=privacy.export),
         ],
     )
     app.state.scoring = scoring

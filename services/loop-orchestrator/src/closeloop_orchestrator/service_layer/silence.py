@@ -40,6 +40,7 @@ from closeloop_common.events import (
     Owner,
 )
 from closeloop_common.handlers import Transaction
+from closeloop_common.identifiers import NO_RESPONSE_CASE_NAMESPACE
 from closeloop_common.loop import repeat
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_orchestrator.adapters import bulk
@@ -62,7 +63,7 @@ from closeloop_orchestrator.service_layer.setup_store import SetupStore
 log = logging.getLogger(__name__)
 SYSTEM = "system"
 # Case ids are derived, so a case opened again for the same invitation has the same id.
-CASE_NAMESPACE = uuid.UUID("6f1d7b0e-3c55-4f4e-9a52-0b6f2b0c51d4")
+CASE_NAMESPACE = NO_RESPONSE_CASE_NAMESPACE
 
 _INSERT_INVITATIONS = bulk.insert_rows(
     invitations, then="ON CONFLICT (tenant_id, invitation_id) DO NOTHING"

@@ -89,6 +89,16 @@ opt_outs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Erased respondents' addresses as keyed hashes (HMAC-SHA256 of the opt-out key under
+# NOTIFIER_ERASURE_KEY): the address is gone, yet no message is ever sent to it again.
+erased_recipients = sa.Table(
+    "erased_recipients",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("key_hash", sa.Text, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # A tenant's own template of a kind in a language (built-in ones are files in the package).
 templates = sa.Table(
     "templates",

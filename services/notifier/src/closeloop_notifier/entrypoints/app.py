@@ -26,11 +26,13 @@ from closeloop_common.events import (
     CaseUpdatedV1,
     ChangeSummaryV1,
     CloudEvent,
+    ErasureRequestedV1,
     NoResponseCaseOpenedV1,
     NoResponseCaseUpdatedV1,
 )
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.loop import repeat
+from closeloop_common.privacy_api import build_export_router
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
 from closeloop_common.web import create_app
@@ -43,6 +45,7 @@ from closeloop_notifier.entrypoints.campaigns_api import build_campaigns_router
 from closeloop_notifier.entrypoints.messages_api import build_messages_router
 from closeloop_notifier.entrypoints.templates_api import build_templates_router
 from closeloop_notifier.entrypoints.unsubscribe_api import build_unsubscribe_router
+from closeloop_notifier.service_layer import privacy
 from closeloop_notifier.service_layer.audience import AUDIENCE_CONTRACTS, keep_audience
 from closeloop_notifier.service_layer.campaign_worker import CampaignExpander
 from closeloop_notifier.service_layer.campaigns import open_campaign
@@ -93,6 +96,7 @@ def create_notifier_app(
         allow_private=settings.notifier_webhook_allow_private,
         clock=runtime.clock,
     )
+    erasure_key = settings.notifier_erasure_key.get_secret_value().encode()
     dispatcher = Dispatcher(
         sessions=runtime.worker_sessions,
         outbox=runtime.outbox,
@@ -105,6 +109,7 @@ def create_notifier_app(
             max_attempts=settings.notifier_max_attempts,
             first_retry_after=timedelta(seconds=settings.notifier_first_retry_seconds),
             send_lease=timedelta(seconds=settings.notifier_send_lease_seconds),
+            erasure_key=erasure_key,
         ),
         batch_size=settings.notifier_batch_size,
         concurrency={"email": settings.notifier_smtp_pool_size, "webhook": 20},
@@ -144,6 +149,8 @@ def create_notifier_app(
     runtime.on(CaseSlaAlertV1, cases.on_sla_alert)
     runtime.on(NoResponseCaseOpenedV1, cases.on_no_response_opened)
     runtime.on(NoResponseCaseUpdatedV1, cases.on_no_response_updated)
+    # Erasures (GDPR article 17): once each, through the inbox (docs/privacy.md).
+    runtime.on(ErasureRequestedV1, privacy.Erasure(erasure_key).on_requested)
     runtime.add_worker("dispatcher", dispatcher.run)
     runtime.add_worker("overdue-digest", digest.run)
     runtime.add_worker("campaign-expander", expander.run)
@@ -168,5 +175,6 @@ def create_notifier_app(
             build_campaigns_router(runtime),
             build_templates_router(runtime, renderer, cache=composer.templates),
             build_unsubscribe_router(runtime, secret),
+            build_export_router(runtime, service="notifier", export=privacy.export),
         ],
     )

@@ -94,6 +94,8 @@ class DeliveryPolicy:
     send_lease: timedelta = timedelta(minutes=5)
     first_hold: timedelta = timedelta(seconds=1)
     max_hold: timedelta = timedelta(minutes=1)
+    # Key of the erased respondents' address hashes (`policy.opted_out`); None: not checked.
+    erasure_key: bytes | None = None
 
     def retry_after(self, attempts: int, rng: random.Random) -> timedelta:
         """The wait before the next attempt of a message that failed `attempts` times."""
@@ -291,7 +293,9 @@ class Dispatcher:
     ) -> list[_Decision]:
         customers = [m for m in due if m.audience == "customer" and m.recipient_key]
         opted_out = await policy.opted_out(
-            session, [(m.tenant_id, m.recipient_key) for m in customers]
+            session,
+            [(m.tenant_id, m.recipient_key) for m in customers],
+            erasure_key=self._policy.erasure_key,
         )
         counts = await self._recent_counts(session, customers, now)
         decisions: list[_Decision] = []
