@@ -31,6 +31,7 @@ PORT_OFFSET = int(os.environ.get("E2E_PORT_OFFSET", "10000"))
 # sink asks no login, so the SMTP password is configured but never sent).
 SMTP_PASSWORD = f"smtp-password-{uuid.uuid4().hex}"
 UNSUBSCRIBE_SECRET = f"unsubscribe-secret-{uuid.uuid4().hex}"
+ERASURE_KEY = f"erasure-key-{uuid.uuid4().hex}"
 
 T = TypeVar("T")
 
@@ -98,6 +99,7 @@ def stack(
             "NOTIFIER_SMTP_PORT": str(SMTP_PORT),
             "NOTIFIER_SMTP_PASSWORD": SMTP_PASSWORD,
             "NOTIFIER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+            "NOTIFIER_ERASURE_KEY": ERASURE_KEY,
             "TENANTS_FILE": str(tenants_file),
             # A notifier killed mid-send leaves its claim until the lease ends (see
             # docs/architecture.md): short here, so the crash test sees that message go out.

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from closeloop_devtools.logscan import scan, secrets_of
 from closeloop_devtools.stack import Stack
-from tests.e2e.conftest import SMTP_PASSWORD, UNSUBSCRIBE_SECRET, eventually
+from tests.e2e.conftest import ERASURE_KEY, SMTP_PASSWORD, UNSUBSCRIBE_SECRET, eventually
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -117,8 +117,19 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
             posted["customer"]["email"],
             hooked["customer"]["email"],
         }
-        # Erasure (issue 12, helper h12b): once `POST /v1/erasures` lands, erase `posted`'s
-        # customer here, before the scan, so the erasure's own log lines are scanned too.
+        # Erasing one of them by address: the request and every service's part of it are
+        # logged (erasure id, tenant, counts), and the scan below reads those lines too.
+        asked = client.post(
+            f"{ingest}/v1/privacy/erasures", json={"email": posted["customer"]["email"]}
+        )
+        assert asked.status_code == 202, asked.text
+
+        def erased() -> dict[str, Any] | None:
+            status: dict[str, Any] = client.get(ingest + asked.headers["location"]).json()
+            return status if status["status"] == "completed" else None
+
+        done = eventually(erased, what="every service's part of the erasure")
+        assert done["services"]["ingest"]["rows"]["responses"] == 1
 
     personal = {
         f"{who} {field}": value
@@ -144,11 +155,13 @@ def test_a_full_flow_leaves_no_secret_and_no_personal_data_in_the_logs(
         "DATABASE_URL password",
         "NOTIFIER_SMTP_PASSWORD",
         "NOTIFIER_UNSUBSCRIBE_SECRET",
+        "NOTIFIER_ERASURE_KEY",
     }
-    assert (configured["NOTIFIER_SMTP_PASSWORD"], configured["NOTIFIER_UNSUBSCRIBE_SECRET"]) == (
-        SMTP_PASSWORD,
-        UNSUBSCRIBE_SECRET,
-    )
+    assert (
+        configured["NOTIFIER_SMTP_PASSWORD"],
+        configured["NOTIFIER_UNSUBSCRIBE_SECRET"],
+        configured["NOTIFIER_ERASURE_KEY"],
+    ) == (SMTP_PASSWORD, UNSUBSCRIBE_SECRET, ERASURE_KEY)
     logs = sorted(stack.log_dir.glob("*.log"))
     assert [p.stem for p in logs] == ["ingest", "notifier", "orchestrator", "scoring"]
     assert all(p.stat().st_size > 0 for p in logs)

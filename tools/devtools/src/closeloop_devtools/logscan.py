@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 MIN_NEEDLE_LENGTH = 6  # shorter values match by chance (and are no secret)
-SECRET_SETTINGS = ("NOTIFIER_SMTP_PASSWORD", "NOTIFIER_UNSUBSCRIBE_SECRET")
+SECRET_SETTINGS = ("NOTIFIER_SMTP_PASSWORD", "NOTIFIER_UNSUBSCRIBE_SECRET", "NOTIFIER_ERASURE_KEY")
 
 
 @dataclass(frozen=True, slots=True)
