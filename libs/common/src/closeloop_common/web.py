@@ -42,6 +42,7 @@ from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from closeloop_common.openapi import Link, completed_openapi
 from closeloop_common.runtime import ServiceRuntime, is_ready
 from closeloop_common.storable import (
     NUL,
@@ -407,8 +408,10 @@ def create_app(
     routers: Sequence[APIRouter],
     version: str = "0.1.0",
     app_class: type[FastAPI] = FastAPI,
+    links: Sequence[Link] = (),
 ) -> FastAPI:
-    """A FastAPI app (of `app_class`) whose lifespan starts and stops the service runtime."""
+    """A FastAPI app (of `app_class`) whose lifespan starts and stops the service runtime; its
+    OpenAPI states the shared answers and `links` (`closeloop_common.openapi`)."""
 
     settings = runtime.settings
     authenticator = Authenticator.from_settings(settings)
@@ -489,6 +492,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    app.openapi = completed_openapi(app.openapi, list(links))  # type: ignore[method-assign]
     return app
 
 

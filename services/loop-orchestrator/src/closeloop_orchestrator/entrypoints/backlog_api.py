@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field, StringConstraints, model_validator
 
 from closeloop_common.events import LOCALE_PATTERN
+from closeloop_common.openapi import CONFLICT, UPSTREAM_UNAVAILABLE
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
@@ -168,7 +169,11 @@ def _decision(body: DecisionBody, reason: str | None = None) -> Decision:
 
 
 def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> APIRouter:
-    router = APIRouter(prefix="/v1/issues", tags=["structural issues"])
+    router = APIRouter(
+        prefix="/v1/issues",
+        tags=["structural issues"],
+        responses={**CONFLICT, **UPSTREAM_UNAVAILABLE},
+    )
 
     async def estimate(
         request: Request, theme: str | None, filters: dict[str, str], window: str

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from closeloop_common.events import SEGMENT_ATTRIBUTES
+from closeloop_common.openapi import BAD_REQUEST, CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
@@ -113,7 +114,7 @@ class ReopenBody(_Body):
 
 
 def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
-    router = APIRouter(prefix="/v1/cases", tags=["cases"])
+    router = APIRouter(prefix="/v1/cases", tags=["cases"], responses={**BAD_REQUEST, **CONFLICT})
 
     @router.get("", summary="Cases, key accounts and the nearest first-contact deadline first")
     async def get_cases(

@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from closeloop_common.db import transaction
 from closeloop_common.emails import normalize_email
+from closeloop_common.openapi import CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     AdminTenant,
@@ -66,7 +67,7 @@ def _draft_problem(exc: Exception) -> Problem:
 
 
 def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["messages"])
+    router = APIRouter(prefix="/v1", tags=["messages"], responses={**CONFLICT})
 
     @router.get("/messages", summary="Messages, newest first")
     async def get_messages(
