@@ -8,7 +8,7 @@ thread: their database engines stay on that loop from the first request to their
 
 `fuzz` reads the OpenAPI the app serves, so a route added later is fuzzed without editing the
 tests. For each operation it draws `examples` requests from Schemathesis' strategy (valid data, and
-with `negative` data that breaks the schema too), sends them with the given headers and runs the
+`negative` requests whose data breaks the schema), sends them with the given headers and runs the
 checks; failures are collected (one per operation and check), not raised at the first, so a run
 reports everything it found. `Tally` counts answers by status class, for the rejection share.
 """
@@ -119,28 +119,36 @@ def _bound_socket() -> socket.socket:
 
 @dataclass
 class Tally:
-    """Answers by status class, per operation; the failures found."""
+    """Answers by status class (400 and 422 counted apart, as `refused`), per operation and
+    generation mode; the failures found; the first 4xx answer of each operation."""
 
     statuses: dict[GenerationMode, Counter[str]] = field(default_factory=dict)
     by_operation: dict[str, Counter[str]] = field(default_factory=dict)
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
+    rejections: dict[str, str] = field(default_factory=dict)
+
+    def sample(self, operation: str, status: int, text: str) -> None:
+        """Keep the first 4xx answer of each operation (to see what is rejected, and why)."""
+        if 400 <= status < 500:
+            self.rejections.setdefault(operation, f"{status} {text[:300]}")
 
     def count(self, operation: str, mode: GenerationMode, status: int) -> None:
-        kind = f"{status // 100}xx"
+        # A refused body or parameters (400, 422) apart from other 4xx (404: a random id).
+        kind = "refused" if status in (400, 422) else f"{status // 100}xx"
         self.statuses.setdefault(mode, Counter())[kind] += 1
         self.by_operation.setdefault(f"{operation} ({mode.value})", Counter())[kind] += 1
 
     def rejected_share(self, mode: GenerationMode = GenerationMode.POSITIVE) -> float:
-        """The share of `mode`'s requests answered 4xx."""
+        """The share of `mode`'s requests refused as invalid (400, 422)."""
         counts = self.statuses.get(mode, Counter())
         total = sum(counts.values())
-        return counts["4xx"] / total if total else 0.0
+        return counts["refused"] / total if total else 0.0
 
     def summary(self) -> str:
         return "; ".join(
             f"{mode.value} {sum(counts.values())} requests "
             f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; "
-            f"4xx share {self.rejected_share(mode):.0%})"
+            f"refused {self.rejected_share(mode):.0%})"
             for mode, counts in self.statuses.items()
         )
 
@@ -153,6 +161,9 @@ class Tally:
 def load(url: str) -> OpenApiSchema:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     assert isinstance(schema, OpenApiSchema)
+    # Every service refuses a NUL character in any text (the API's description says so): valid
+    # data holds none.
+    schema.config.generation.allow_x00 = False
     return schema
 
 
@@ -161,19 +172,21 @@ def fuzz(
     *,
     headers: dict[str, str],
     examples: int,
-    negative: bool,
+    negative: int = 0,
     tally: Tally,
     checks: Sequence[CheckFunction] = CHECKS,
     skip: Callable[[str], bool] = lambda _: False,
 ) -> None:
-    """Every operation of `schema`, `examples` requests each (deterministic: derandomized)."""
-    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
+    """Every operation of `schema`: `examples` valid requests each and `negative` invalid ones
+    (deterministic: derandomized)."""
+    modes = {GenerationMode.POSITIVE: examples, GenerationMode.NEGATIVE: negative}
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]  # an invalid operation fails here
         if skip(operation.label):
             continue
-        for mode in modes:
-            _fuzz_operation(operation, mode, headers, examples, tally, checks)
+        for mode, count in modes.items():
+            if count:
+                _fuzz_operation(operation, mode, headers, count, tally, checks)
 
 
 def _fuzz_operation(
@@ -196,9 +209,11 @@ def _fuzz_operation(
         report_multiple_bugs=False,
     )
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    def run(case: Case) -> None:
+    def run(case: Case[Any]) -> None:
         response = case.call(headers=headers, timeout=30)
         tally.count(label, mode, response.status_code)
+        if mode is GenerationMode.POSITIVE:
+            tally.sample(label, response.status_code, response.text)
         try:
             case.validate_response(response, checks=list(checks), headers=headers)
         except FailureGroup as group:
@@ -213,3 +228,58 @@ def _fuzz_operation(
     # No invalid request exists for an operation without parameters or body.
     with contextlib.suppress(hypothesis.errors.Unsatisfiable):
         run()
+
+
+# The stateful phase also checks what a chain of calls promises: a resource just created can be
+# read, and one just deleted cannot.
+STATEFUL_CHECKS: tuple[CheckFunction, ...] = (
+    *CHECKS,
+    schemathesis.checks.use_after_free,
+    schemathesis.checks.ensure_resource_availability,
+)
+
+
+def fuzz_stateful(
+    schema: OpenApiSchema, *, headers: dict[str, str], scenarios: int, steps: int, tally: Tally
+) -> None:
+    """Schemathesis' state machine over the document's links: `scenarios` chains of at most
+    `steps` calls (create → read → update ...); raises at the first failure (shrunk)."""
+    # Invalid data is the first phase's business: chains are built of valid calls.
+    schema.config.generation.modes = [GenerationMode.POSITIVE]
+    base = schema.as_state_machine()
+
+    class Chains(base):  # type: ignore[valid-type,misc]
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+            return {"headers": headers, "timeout": 30}
+
+        def after_call(self, response: Any, case: Case[Any]) -> None:
+            super().after_call(response, case)
+            tally.count(case.operation.label, GenerationMode.POSITIVE, response.status_code)
+            tally.sample(case.operation.label, response.status_code, response.text)
+
+        def validate_response(
+            self,
+            response: Any,
+            case: Case[Any],
+            additional_checks: list[CheckFunction] | None = None,
+            **kwargs: Any,
+        ) -> None:
+            case.validate_response(
+                response,
+                checks=list(STATEFUL_CHECKS),
+                headers=headers,
+                recorder=self.recorder,
+            )
+
+    Chains.run(
+        settings=hypothesis.settings(
+            max_examples=scenarios,
+            stateful_step_count=steps,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+        )
+    )

@@ -4,8 +4,8 @@ documented status codes, content types or response schemas.
 
 The apps are served in this process (`fuzzing.ServedApps`) against the test database and this
 run's topics; each test reads the OpenAPI the app serves, so new routes are fuzzed without an edit
-here. Deterministic: hypothesis derandomized, no example database. `FUZZ_EXAMPLES` (the `make fuzz`
-target) raises the examples per operation.
+here. Deterministic: hypothesis derandomized, no example database. `FUZZ_SCALE` (the `make fuzz`
+target) multiplies the examples per operation and the chains.
 """
 
 from __future__ import annotations
@@ -30,10 +30,17 @@ from closeloop_orchestrator.entrypoints.app import create_orchestrator_app
 from closeloop_scoring.config import ScoringSettings
 from closeloop_scoring.entrypoints.app import create_scoring_app
 
-from .fuzzing import ServedApps, Tally, fuzz, load
+from .fuzzing import ServedApps, Tally, fuzz, fuzz_stateful, load
 
 ALL_SCOPES = ("responses:write", "read", "cases:write", "admin")
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+# Per operation: valid requests with a token, invalid ones, requests without a token; chains of
+# calls per service. `make fuzz` multiplies them by FUZZ_SCALE; `make test` keeps the run at
+# about a minute on a 2-core machine.
+SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
+EXAMPLES = 6 * SCALE
+NEGATIVE_EXAMPLES = 3 * SCALE
+ANONYMOUS_EXAMPLES = 1 * SCALE  # the token is checked before anything else
+STATEFUL_SCENARIOS = 8 * SCALE
 SERVICE_NAMES = ("ingest", "scoring", "orchestrator", "notifier")
 SERVED_WITH_LIFESPAN = ("ingest", "notifier")
 
@@ -118,14 +125,16 @@ def test_no_server_error_with_a_token_of_every_scope(
     fuzz(
         load(served.urls[service]),
         headers=bearer(tenant, *ALL_SCOPES, subject="fuzzer", ttl_seconds=3600),
-        examples=EXAMPLES or 10,
-        negative=True,
+        examples=EXAMPLES,
+        negative=NEGATIVE_EXAMPLES,
         tally=tally,
         skip=_unready_probe(service),
     )
     print(f"\n{service} with a token: {tally.summary()}")
     for operation, counts in sorted(tally.by_operation.items()):
         print(f"  {operation}: {dict(counts)}")
+    for operation, text in sorted(tally.rejections.items()):
+        print(f"  {operation} REJECTED {text}")
     assert tally.failures == {}, tally.report()
 
 
@@ -135,10 +144,30 @@ def test_no_server_error_without_a_token(served: ServedApps, service: str) -> No
     fuzz(
         load(served.urls[service]),
         headers={},
-        examples=EXAMPLES or 3,
-        negative=False,
+        examples=ANONYMOUS_EXAMPLES,
         tally=tally,
         skip=_unready_probe(service),
     )
     print(f"\n{service} without a token: {tally.summary()}")
     assert tally.failures == {}, tally.report()
+
+
+@pytest.mark.parametrize("service", ["ingest", "orchestrator", "notifier"])
+def test_chains_of_calls_along_the_links_find_no_error(
+    served: ServedApps, service: str, tenant: str, bearer: Callable[..., dict[str, str]]
+) -> None:
+    """Create, then read and change what was created (the OpenAPI links), with the answers'
+    ids and ETags; a deleted resource is gone."""
+    tally = Tally()
+    fuzz_stateful(
+        load(served.urls[service]),
+        headers=bearer(tenant, *ALL_SCOPES, subject="fuzzer", ttl_seconds=3600),
+        scenarios=STATEFUL_SCENARIOS,
+        steps=8,
+        tally=tally,
+    )
+    print(f"\n{service} chains: {tally.summary()}")
+    for operation, counts in sorted(tally.by_operation.items()):
+        print(f"  {operation}: {dict(counts)}")
+    for operation, text in sorted(tally.rejections.items()):
+        print(f"  {operation} REJECTED {text}")

@@ -37,6 +37,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
+NO_NUL = (
+    "No text may hold the NUL character (U+0000), in a path, query or body: such a request is a "
+    "422 validation problem."
+)
 _SHARED_ANSWERS = {
     "400": "The body is not JSON (or not UTF-8)",
     "401": "No token, or a token that is not valid (WWW-Authenticate says why)",
@@ -48,6 +52,9 @@ _SHARED_ANSWERS = {
     "428": "If-Match is required: a change is made only to the version you saw",
     "503": "Not ready or a worker died (the problem says which)",
 }
+# A parameter's schema mark: the document lists the parameter as required, though the route takes
+# its absence itself (to answer with a more precise status than 422).
+REQUIRED_IN_DOCUMENT = "x-closeloop-required"
 # The ETags the services give (`web.expected_version` also takes them bare or padded).
 ETAG_PATTERN = r'^(W/)?"[0-9]{1,9}"$'
 
@@ -68,6 +75,9 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     """Add the shared answers (module docstring) to `document`, in place; return it."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
+    _closed_pattern_maps(document)
+    info = document.setdefault("info", {})
+    info["description"] = (info.get("description", "") + "\n\n" + NO_NUL).strip()
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if method in _METHODS:
@@ -91,6 +101,10 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
     for parameter in if_match:
         wanted += ["412", "428"]
         _pattern(parameter.get("schema", {}), ETAG_PATTERN)
+    for parameter in parameters:
+        if parameter.get("schema", {}).pop(REQUIRED_IN_DOCUMENT, False):
+            parameter["required"] = True
+            parameter["schema"] = _without_null(parameter["schema"])
     if path in ("/healthz", "/readyz"):
         wanted.append("503")
     for status in wanted:
@@ -100,6 +114,28 @@ def _complete_operation(path: str, operation: dict[str, Any]) -> None:
             _as_problem(response)
     if path == "/metrics":
         responses["200"]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _closed_pattern_maps(node: Any) -> None:
+    """A pydantic `dict[Key, V]` with a key pattern is `patternProperties`, which JSON Schema
+    leaves open to other keys; the model refuses them, so the document says so."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _closed_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_pattern_maps(value)
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without its null branch (`str | None` → string)."""
+    branches: list[dict[str, Any]] = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) != 1:
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return rest | branches[0]
 
 
 def _pattern(schema: dict[str, Any], pattern: str) -> None:

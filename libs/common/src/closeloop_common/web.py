@@ -42,7 +42,7 @@ from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from closeloop_common.openapi import Link, completed_openapi
+from closeloop_common.openapi import REQUIRED_IN_DOCUMENT, Link, completed_openapi
 from closeloop_common.runtime import ServiceRuntime, is_ready
 from closeloop_common.storable import (
     NUL,
@@ -505,6 +505,18 @@ IfMatch = Annotated[
     Header(
         description='the resource\'s ETag (its version, `"7"`) as last read',
         max_length=40,
+    ),
+]
+
+
+# Routes that change nothing without it (428): the OpenAPI states it is required
+# (`closeloop_common.openapi`), while the route still answers its absence with 428, not 422.
+RequiredIfMatch = Annotated[
+    str | None,
+    Header(
+        description='the resource\'s ETag (its version, `"7"`) as last read; 428 without it',
+        max_length=40,
+        json_schema_extra={REQUIRED_IN_DOCUMENT: True},
     ),
 ]
 

@@ -27,9 +27,9 @@ from closeloop_common.openapi import CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -187,7 +187,7 @@ def build_accounts_router(
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         expected = expected_version(if_match)
         try:

@@ -20,9 +20,9 @@ from closeloop_common.openapi import BAD_REQUEST, CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -243,7 +243,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         def make() -> Command:
             owner = body.owner_id or request.state.principal.subject
@@ -260,7 +260,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -278,7 +278,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -296,7 +296,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request, response, tenant, case_id, if_match, lambda: AddRootCauses(tags=body.tags)
@@ -309,7 +309,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -327,7 +327,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -345,7 +345,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
