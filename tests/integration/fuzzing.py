@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import threading
 from collections import Counter
@@ -240,17 +241,32 @@ STATEFUL_CHECKS: tuple[CheckFunction, ...] = (
 
 
 def fuzz_stateful(
-    schema: OpenApiSchema, *, headers: dict[str, str], scenarios: int, steps: int, tally: Tally
+    schema: OpenApiSchema,
+    *,
+    headers_for: Callable[[int], dict[str, str]],
+    scenarios: int,
+    steps: int,
+    tally: Tally,
 ) -> None:
     """Schemathesis' state machine over the document's links: `scenarios` chains of at most
-    `steps` calls (create → read → update ...); raises at the first failure (shrunk)."""
+    `steps` calls (create → read → update ...); raises at the first failure (shrunk).
+
+    Each chain runs with `headers_for(n)`, the n-th chain's token, meant for a tenant of its own:
+    the answers then depend on the chain's calls only, never on an earlier chain's, as hypothesis
+    needs to replay a chain (a `PUT` that created a resource in one chain must not find it made
+    already when the chain is replayed)."""
+    counter = itertools.count()
     # Invalid data is the first phase's business: chains are built of valid calls.
     schema.config.generation.modes = [GenerationMode.POSITIVE]
     base = schema.as_state_machine()
 
     class Chains(base):  # type: ignore[valid-type,misc]
+        def setup(self) -> None:
+            super().setup()
+            self.headers = headers_for(next(counter))
+
         def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
-            return {"headers": headers, "timeout": 30}
+            return {"headers": self.headers, "timeout": 30}
 
         def after_call(self, response: Any, case: Case[Any]) -> None:
             super().after_call(response, case)
@@ -267,7 +283,7 @@ def fuzz_stateful(
             case.validate_response(
                 response,
                 checks=list(STATEFUL_CHECKS),
-                headers=headers,
+                headers=self.headers,
                 recorder=self.recorder,
             )
 

@@ -59,6 +59,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApps]:
+    """The four apps as their integration tests create them, served over HTTP in this process;
+    the notifier delivers to an SMTP sink of its own."""
     sink_sock_port = _free_port()
     sink = MailSink(tmp_path_factory.mktemp("fuzz-mail"), port=sink_sock_port)
     sink.start()
@@ -69,7 +71,11 @@ def served(infra: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     apps.start(
         {
             "ingest": (create_ingest_app(), "ingest" in SERVED_WITH_LIFESPAN),
-            "scoring": (create_scoring_app(ScoringSettings()), "scoring" in SERVED_WITH_LIFESPAN),
+            # Scoring the attribute its OpenAPI example names (`plan:gold`).
+            "scoring": (
+                create_scoring_app(ScoringSettings(scoring_attributes=("plan",))),
+                "scoring" in SERVED_WITH_LIFESPAN,
+            ),
             "orchestrator": (
                 create_orchestrator_app(orchestrator_settings),
                 "orchestrator" in SERVED_WITH_LIFESPAN,
@@ -101,9 +107,10 @@ async def _mark_sent(tenant: str) -> None:
                 await conn.execute(
                     sa.text(
                         f"UPDATE {schema}.outbox SET published_at = now() "
-                        "WHERE tenant_id = :tenant AND published_at IS NULL"
+                        "WHERE (tenant_id = :tenant OR tenant_id LIKE :chains) "
+                        "AND published_at IS NULL"
                     ),
-                    {"tenant": tenant},
+                    {"tenant": tenant, "chains": f"{tenant}-%"},
                 )
     finally:
         await engine.dispose()
@@ -161,7 +168,7 @@ def test_chains_of_calls_along_the_links_find_no_error(
     tally = Tally()
     fuzz_stateful(
         load(served.urls[service]),
-        headers=bearer(tenant, *ALL_SCOPES, subject="fuzzer", ttl_seconds=3600),
+        headers_for=lambda n: bearer(f"{tenant}-{n}", *ALL_SCOPES, subject="fuzzer"),
         scenarios=STATEFUL_SCENARIOS,
         steps=8,
         tally=tally,
