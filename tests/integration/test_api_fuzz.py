@@ -32,6 +32,9 @@ from closeloop_scoring.entrypoints.app import create_scoring_app
 
 from .fuzzing import ServedApps, Tally, fuzz, fuzz_stateful, load
 
+# Schemathesis' strategies use `random` inside (its deprecation warning, not ours).
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+
 ALL_SCOPES = ("responses:write", "read", "cases:write", "admin")
 # Per operation: valid requests with a token, invalid ones, requests without a token; chains of
 # calls per service. `make fuzz` multiplies them by FUZZ_SCALE; `make test` keeps the run at
