@@ -79,6 +79,10 @@ test-tools: tools-deploy ## kcat (the contract tests' Kafka client), promtool (c
 test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
 
+.PHONY: fuzz
+fuzz: infra-up ## a longer API fuzz (Schemathesis, 20x the examples of `make test`); not in CI
+	FUZZ_SCALE=$${FUZZ_SCALE:-20} $(PYTEST) tests/integration/test_api_fuzz.py -s --durations=0
+
 .PHONY: demo-feed
 demo-feed: venv ## feed the demo's responses to services already running (docker compose up), Ctrl-C stops
 	$(BIN)/closeloop-demo --attach

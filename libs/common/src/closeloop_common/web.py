@@ -42,6 +42,7 @@ from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from closeloop_common.openapi import REQUIRED_IN_DOCUMENT, Link, completed_openapi
 from closeloop_common.runtime import ServiceRuntime, is_ready
 from closeloop_common.storable import (
     NUL,
@@ -410,8 +411,10 @@ def create_app(
     routers: Sequence[APIRouter],
     version: str = "0.1.0",
     app_class: type[FastAPI] = FastAPI,
+    links: Sequence[Link] = (),
 ) -> FastAPI:
-    """A FastAPI app (of `app_class`) whose lifespan starts and stops the service runtime."""
+    """A FastAPI app (of `app_class`) whose lifespan starts and stops the service runtime; its
+    OpenAPI states the shared answers and `links` (`closeloop_common.openapi`)."""
 
     settings = runtime.settings
     authenticator = Authenticator.from_settings(settings)
@@ -492,6 +495,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    app.openapi = completed_openapi(app.openapi, list(links))  # type: ignore[method-assign]
     return app
 
 
@@ -504,6 +508,18 @@ IfMatch = Annotated[
     Header(
         description='the resource\'s ETag (its version, `"7"`) as last read',
         max_length=40,
+    ),
+]
+
+
+# Routes that change nothing without it (428): the OpenAPI states it is required
+# (`closeloop_common.openapi`), while the route still answers its absence with 428, not 422.
+RequiredIfMatch = Annotated[
+    str | None,
+    Header(
+        description='the resource\'s ETag (its version, `"7"`) as last read; 428 without it',
+        max_length=40,
+        json_schema_extra={REQUIRED_IN_DOCUMENT: True},
     ),
 ]
 

@@ -356,6 +356,40 @@ async def test_the_earliest_answer_time_is_accepted_and_read_back(
     assert stored["response"]["answered_at"] == "0001-01-01T00:00:00Z"
 
 
+@pytest.mark.parametrize(
+    ("offset", "instant"),
+    [
+        ("+19:21", datetime(2026, 2, 8, 8, 8, 44, tzinfo=UTC)),
+        ("-22:12", datetime(2026, 2, 10, 1, 41, 44, tzinfo=UTC)),
+    ],
+)
+async def test_an_answer_time_with_an_offset_over_16_hours_is_stored_at_its_instant(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    bearer: Callable[..., dict[str, str]],
+    offset: str,
+    instant: datetime,
+) -> None:
+    # Found by the API fuzzer: PostgreSQL refuses offsets over 15:59 that ISO 8601 and Python
+    # allow, and ingest passed the answer time to it as text with its offset (a 500).
+    body = a_response(answered_at=f"2026-02-09T03:29:44{offset}")
+    headers = bearer(tenant, "read", "responses:write")
+
+    posted = await client.post("/v1/responses", json=body, headers=headers)
+
+    assert posted.status_code == 202, posted.text
+    read = await client.get(f"/v1/responses/{body['response_id']}", headers=headers)
+    assert read.json()["response"]["answered_at"] == body["answered_at"]
+    async with sessions() as session:
+        stored = await session.scalar(
+            sa.select(RESPONSES.c.answered_at).where(
+                RESPONSES.c.tenant_id == tenant, RESPONSES.c.response_id == body["response_id"]
+            )
+        )
+    assert stored == instant
+
+
 async def test_a_nul_character_in_the_response_id_of_a_read_is_a_validation_problem(
     client: httpx.AsyncClient,
     tenant: str,

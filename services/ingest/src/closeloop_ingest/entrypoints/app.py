@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 from closeloop_common import tracing
 from closeloop_common.clock import Clock
 from closeloop_common.events import ErasureCompletedV1
+from closeloop_common.openapi import Link
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import create_app
 from closeloop_ingest.adapters.privacy_peers import PeerExports
@@ -54,6 +55,27 @@ class IngestApp(FastAPI):
         return self.openapi_schema or super().openapi()
 
 
+SOURCE = "/v1/sources/{name}"
+RESPONSE = "/v1/responses/{response_id}"
+# How resources chain (OpenAPI links, `closeloop_common.openapi`): a source is registered, then
+# read, registered again and removed; a response is accepted, then read and confirmed.
+LINKS = [
+    Link(("put", SOURCE, "201"), ("get", SOURCE), {"name": "$request.path.name"}),
+    Link(("put", SOURCE, "201"), ("put", SOURCE), {"name": "$request.path.name"}),
+    Link(("put", SOURCE, "201"), ("delete", SOURCE), {"name": "$request.path.name"}),
+    Link(
+        ("post", "/v1/responses", "202"),
+        ("get", RESPONSE),
+        {"response_id": "$request.body#/response_id"},
+    ),
+    Link(
+        ("post", "/v1/responses", "202"),
+        ("post", f"{RESPONSE}/confirm"),
+        {"response_id": "$request.body#/response_id"},
+    ),
+]
+
+
 def create_ingest_app(
     settings: IngestSettings | None = None, clock: Clock | None = None
 ) -> IngestApp:
@@ -82,6 +104,7 @@ def create_ingest_app(
     )
     runtime.on_stop(peers.aclose)
     app = create_app(
+        links=LINKS,
         app_class=IngestApp,
         title="Closeloop ingest",
         runtime=runtime,

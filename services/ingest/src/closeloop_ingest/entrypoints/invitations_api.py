@@ -34,6 +34,23 @@ def build_router(ingest: Ingest) -> APIRouter:
         responses={
             200: {"description": "All known already"},
             207: {"description": "Some conflict; see each result"},
+            409: {
+                "description": "One invitation (not a batch) whose id was used for another; "
+                "its result, not a problem",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["status", "invitation_id"],
+                            "properties": {
+                                "status": {"const": "conflict"},
+                                "invitation_id": {"type": "string"},
+                                "event_id": {"type": ["string", "null"]},
+                            },
+                        }
+                    }
+                },
+            },
             422: {"description": "Not valid"},
         },
     )

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from closeloop_common.group_commit import GroupCommitError
 from closeloop_common.web import AdminTenant, Problem, ReadTenant, ResponsesWriteTenant
@@ -31,6 +31,9 @@ MAX_BATCH = 1000
 
 
 class ResponseBatch(BaseModel):
+    # `_post_batch` refuses any other key: the document says so.
+    model_config = ConfigDict(extra="forbid")
+
     responses: list[CanonicalResponse] = Field(min_length=1, max_length=MAX_BATCH)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -241,12 +241,14 @@ async def _one_pass(
             "a": p.response.account_id,
             "sc": p.response.score,
             "cat": p.category.value,
-            "ans": p.response.answered_at,
+            # In UTC: PostgreSQL parses this JSON text and refuses offsets over 15:59, which
+            # ISO 8601 and Python allow (`...+19:21` was a 500); the instant is the same.
+            "ans": p.response.answered_at.astimezone(UTC),
             "src": p.source,
             "fp": p.fingerprint,
             "ev": event.id,
             "p": p.payload,
-            "va": p.version_at,
+            "va": p.version_at.astimezone(UTC),
             "st": "suspected" if p.reasons else "accepted",
             "sus": p.reasons,
         }

@@ -16,18 +16,20 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field, StringConstraints
 
+from closeloop_common.openapi import CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -103,7 +105,9 @@ def build_accounts_router(
     runtime: ServiceRuntime, store: SetupStore, scoring: ScoringClient, zone: ZoneInfo
 ) -> APIRouter:
     """The routes; `zone` is the time zone of the reviews' quarters (local days)."""
-    router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["accounts"])
+    router = APIRouter(
+        prefix="/v1/accounts/{account_id}", tags=["accounts"], responses={**CONFLICT}
+    )
 
     async def answer_action(
         tenant: str, account_id: str, action_id: uuid.UUID, response: Response
@@ -146,7 +150,11 @@ def build_accounts_router(
             raise Problem(422, "unknown-issue", "Unknown structural issue", str(exc)) from exc
         except InvalidAction as exc:
             raise Problem(422, "invalid-action", "The action is not valid", str(exc)) from exc
-        response.headers["Location"] = f"/v1/accounts/{account_id}/actions/{action_id}"
+        # Percent-encoded: a header holds Latin-1 only, an account id any Unicode text (an
+        # account id outside Latin-1 was a 500 after the action had been stored).
+        response.headers["Location"] = (
+            f"/v1/accounts/{quote(account_id, safe='')}/actions/{action_id}"
+        )
         return await answer_action(tenant, account_id, action_id, response)
 
     @router.get("/actions", summary="The account's actions, the earliest agreed first")
@@ -179,7 +187,7 @@ def build_accounts_router(
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         expected = expected_version(if_match)
         try:

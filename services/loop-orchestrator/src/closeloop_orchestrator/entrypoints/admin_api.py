@@ -18,9 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     AdminTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -116,7 +116,7 @@ def build_admin_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: AdminTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await write_part(tenant, "organisation", body, if_match, request, response)
 
@@ -130,7 +130,7 @@ def build_admin_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: AdminTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await write_part(tenant, "rules", body, if_match, request, response)
 

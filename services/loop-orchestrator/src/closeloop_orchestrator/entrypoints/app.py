@@ -15,6 +15,7 @@ from closeloop_common.events import (
     ResponseCorrectedV1,
     ResponseReceivedV1,
 )
+from closeloop_common.openapi import Link
 from closeloop_common.privacy_api import build_export_router
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
@@ -34,6 +35,44 @@ from closeloop_orchestrator.service_layer.silence import InvitationHandler, Sile
 from closeloop_orchestrator.service_layer.watcher import SlaWatcher, run_gauges
 
 RESPONSE_CONTRACTS = (ResponseReceivedV1, ResponseCorrectedV1)
+
+
+ISSUE = "/v1/issues/{issue_id}"
+ACTION = "/v1/accounts/{account_id}/actions/{action_id}"
+NEW_ISSUE = {"issue_id": "$response.body#/issue_id"}
+NEW_ACTION = {"account_id": "$request.path.account_id", "action_id": "$response.body#/action_id"}
+SAME_ISSUE = {"issue_id": "$request.path.issue_id"}
+SAME_ACTION = {"account_id": "$request.path.account_id", "action_id": "$request.path.action_id"}
+ITS_VERSION = {"header.if-match": "$response.header.ETag"}
+# How resources chain (OpenAPI links, `closeloop_common.openapi`): a structural issue or an
+# account action is created, then read and changed with the ETag its answer gave; the settings
+# are read, then written with theirs.
+LINKS = [
+    Link(("post", "/v1/issues", "201"), ("get", ISSUE), NEW_ISSUE),
+    Link(("post", "/v1/issues", "201"), ("patch", ISSUE), NEW_ISSUE | ITS_VERSION),
+    Link(("post", "/v1/issues", "201"), ("post", f"{ISSUE}/estimate"), NEW_ISSUE),
+    Link(("post", "/v1/issues", "201"), ("post", f"{ISSUE}/cases"), NEW_ISSUE),
+    *(
+        Link(("post", "/v1/issues", "201"), ("post", f"{ISSUE}/{step}"), NEW_ISSUE | ITS_VERSION)
+        for step in ("prioritise", "start", "done", "reject")
+    ),
+    Link(("get", ISSUE, "200"), ("patch", ISSUE), SAME_ISSUE | ITS_VERSION),
+    Link(("patch", ISSUE, "200"), ("get", ISSUE), SAME_ISSUE),
+    *(
+        Link(("get", ISSUE, "200"), ("post", f"{ISSUE}/{step}"), SAME_ISSUE | ITS_VERSION)
+        for step in ("prioritise", "start", "done", "reject")
+    ),
+    Link(("post", "/v1/accounts/{account_id}/actions", "201"), ("get", ACTION), NEW_ACTION),
+    Link(
+        ("post", "/v1/accounts/{account_id}/actions", "201"),
+        ("patch", ACTION),
+        NEW_ACTION | ITS_VERSION,
+    ),
+    Link(("get", ACTION, "200"), ("patch", ACTION), SAME_ACTION | ITS_VERSION),
+    Link(("patch", ACTION, "200"), ("get", ACTION), SAME_ACTION),
+    Link(("get", "/v1/setup/rules", "200"), ("put", "/v1/setup/rules"), ITS_VERSION),
+    Link(("get", "/v1/setup/organisation", "200"), ("put", "/v1/setup/organisation"), ITS_VERSION),
+]
 
 
 def create_orchestrator_app(
@@ -85,6 +124,7 @@ def create_orchestrator_app(
     if scoring_http is None:  # ours to close (a test closes its own)
         runtime.on_stop(scoring.aclose)
     app = create_app(
+        links=LINKS,
         title="Closeloop loop orchestrator",
         runtime=runtime,
         routers=[

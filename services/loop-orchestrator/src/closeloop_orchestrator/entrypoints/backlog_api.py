@@ -17,15 +17,16 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
 from closeloop_common.events import LOCALE_PATTERN
+from closeloop_common.openapi import CONFLICT, UPSTREAM_UNAVAILABLE
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -56,6 +57,20 @@ LongText = Annotated[str, StringConstraints(min_length=1, max_length=4000, patte
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=r"\S")]
 Segment = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Locale = Annotated[str, StringConstraints(max_length=35, pattern=LOCALE_PATTERN)]
+# A cost as the API takes it; the document names the forms that always fit (a whole number, or a
+# decimal string with at most 3 places), so generated costs are not refused.
+Cost = Annotated[
+    Decimal,
+    Field(gt=0, le=Decimal("1e9"), max_digits=14, decimal_places=3),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
+                {"type": "string", "pattern": r"^[1-9][0-9]{0,8}(\.[0-9]{1,3})?$"},
+            ]
+        }
+    ),
+]
 Window = Literal[
     "7d", "30d", "90d", "month", "quarter", "previous-month", "previous-quarter", "all"
 ]
@@ -89,9 +104,22 @@ class CreateBody(Body):
         max_length=MAX_AUDIENCE_RESPONSES,
         description="the cases the issue concerns (required when `source` is `cases`)",
     )
-    cost: Decimal = Field(gt=0, le=Decimal("1e9"), max_digits=14, decimal_places=3)
+    cost: Cost
     cost_unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "person-days"
     owner: OwnerBody | None = None
+
+    # What `_source_given` checks, stated in the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"source": {"const": "theme"}}, "required": ["theme"]},
+                {
+                    "properties": {"source": {"const": "cases"}, "case_ids": {"minItems": 1}},
+                    "required": ["case_ids"],
+                },
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _source_given(self) -> CreateBody:
@@ -107,9 +135,13 @@ class EditBody(Body):
 
     title: Title | None = None
     description: LongText | None = None
-    cost: Decimal | None = Field(None, gt=0, le=Decimal("1e9"), max_digits=14, decimal_places=3)
+    cost: Cost | None = None
     cost_unit: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     owner: OwnerBody | None = None
+
+    # What `_something` checks, stated in the document: a field at least, never a null title,
+    # cost or cost unit.
+    model_config = ConfigDict(json_schema_extra=lambda schema: _edit_schema(schema))
 
     @model_validator(mode="after")
     def _something(self) -> EditBody:
@@ -121,9 +153,26 @@ class EditBody(Body):
         return self
 
 
+def _edit_schema(schema: dict[str, Any]) -> None:
+    schema["minProperties"] = 1
+    for name in ("title", "cost", "cost_unit"):
+        field = schema["properties"][name]
+        field["anyOf"] = [b for b in field["anyOf"] if b.get("type") != "null"]
+
+
 class LinkBody(Body):
     add: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
     remove: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_AUDIENCE_RESPONSES)
+
+    # What `_something` checks, stated in the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"add": {"minItems": 1}}, "required": ["add"]},
+                {"properties": {"remove": {"minItems": 1}}, "required": ["remove"]},
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _something(self) -> LinkBody:
@@ -168,7 +217,11 @@ def _decision(body: DecisionBody, reason: str | None = None) -> Decision:
 
 
 def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> APIRouter:
-    router = APIRouter(prefix="/v1/issues", tags=["structural issues"])
+    router = APIRouter(
+        prefix="/v1/issues",
+        tags=["structural issues"],
+        responses={**CONFLICT, **UPSTREAM_UNAVAILABLE},
+    )
 
     async def estimate(
         request: Request, theme: str | None, filters: dict[str, str], window: str
@@ -331,7 +384,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         expected = expected_version(if_match)
         changes = {name: getattr(body, name) for name in body.model_fields_set if name != "owner"}
@@ -409,7 +462,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await move("prioritise", issue_id, tenant, request, response, if_match)
 
@@ -419,7 +472,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await move("start", issue_id, tenant, request, response, if_match)
 
@@ -430,7 +483,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await move("done", issue_id, tenant, request, response, if_match, _decision(body))
 
@@ -441,7 +494,7 @@ def build_backlog_router(runtime: ServiceRuntime, scoring: ScoringClient) -> API
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await move(
             "reject", issue_id, tenant, request, response, if_match, _decision(body, body.reason)

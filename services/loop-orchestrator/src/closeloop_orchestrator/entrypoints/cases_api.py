@@ -16,12 +16,13 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from closeloop_common.events import SEGMENT_ATTRIBUTES
+from closeloop_common.openapi import BAD_REQUEST, CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -113,7 +114,7 @@ class ReopenBody(_Body):
 
 
 def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
-    router = APIRouter(prefix="/v1/cases", tags=["cases"])
+    router = APIRouter(prefix="/v1/cases", tags=["cases"], responses={**BAD_REQUEST, **CONFLICT})
 
     @router.get("", summary="Cases, key accounts and the nearest first-contact deadline first")
     async def get_cases(
@@ -242,7 +243,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         def make() -> Command:
             owner = body.owner_id or request.state.principal.subject
@@ -259,7 +260,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -277,7 +278,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -295,7 +296,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request, response, tenant, case_id, if_match, lambda: AddRootCauses(tags=body.tags)
@@ -308,7 +309,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -326,7 +327,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,
@@ -344,7 +345,7 @@ def build_cases_router(runtime: ServiceRuntime, store: SetupStore) -> APIRouter:
         tenant: CasesWriteTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         return await command(
             request,

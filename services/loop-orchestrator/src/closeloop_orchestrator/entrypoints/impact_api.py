@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from closeloop_common.openapi import BAD_REQUEST
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.statistics import DEFAULT_CONFIDENCE
 from closeloop_common.web import Problem, ReadTenant
@@ -39,7 +40,7 @@ def window_of(first: date | None, end: date | None, *, today: date) -> tuple[dat
 
 
 def build_impact_router(runtime: ServiceRuntime, scoring: ScoringClient) -> APIRouter:
-    router = APIRouter(prefix="/v1/loop", tags=["the loop's impact"])
+    router = APIRouter(prefix="/v1/loop", tags=["the loop's impact"], responses={**BAD_REQUEST})
 
     @router.get(
         "/impact",

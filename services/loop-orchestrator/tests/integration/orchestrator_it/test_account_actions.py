@@ -64,6 +64,24 @@ async def test_an_agreed_action_is_recorded_with_its_etag_location_and_author(
     assert (again.status_code, again.headers["ETag"], again.json()) == (200, '"1"', body)
 
 
+async def test_an_account_id_outside_latin_1_gets_a_percent_encoded_location(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    # Found by the API fuzzer: the Location header was the raw account id, which a header cannot
+    # hold outside Latin-1, so the answer was a 500 after the action had been stored.
+    made = await client.post(
+        "/v1/accounts/hurtownia-łódź-😀/actions", json={"title": "Report"}, headers=headers
+    )
+
+    assert made.status_code == 201, made.text
+    action_id = made.json()["action_id"]
+    location = f"/v1/accounts/hurtownia-%C5%82%C3%B3d%C5%BA-%F0%9F%98%80/actions/{action_id}"
+    assert made.headers["Location"] == location
+    read = await client.get(location, headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["account_id"] == "hurtownia-łódź-😀"
+
+
 async def test_an_action_goes_agreed_in_progress_done_and_is_final_then(
     client: httpx.AsyncClient, headers: dict[str, str], clock: FixedClock
 ) -> None:

@@ -32,6 +32,7 @@ from closeloop_common.events import (
 )
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.loop import repeat
+from closeloop_common.openapi import Link
 from closeloop_common.privacy_api import build_export_router
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.tenants import TenantDirectory
@@ -56,6 +57,27 @@ from closeloop_notifier.service_layer.dispatch import DeliveryPolicy, Dispatcher
 from closeloop_notifier.service_layer.settings_store import SettingsStore
 
 GAUGE_INTERVAL_SECONDS = 30.0
+
+
+TEMPLATE = "/v1/templates/{kind}/{locale}"
+SAME_TEMPLATE = {"kind": "$request.path.kind", "locale": "$request.path.locale"}
+ITS_VERSION = {"header.if-match": "$response.header.ETag"}
+# How resources chain (OpenAPI links, `closeloop_common.openapi`): a template is stored, then
+# read, previewed, stored again and deleted with the ETag its answer gave; an opt-out is
+# recorded, then lifted; the settings are read, then written with their ETag.
+LINKS = [
+    Link(("put", TEMPLATE, "200"), ("get", TEMPLATE), SAME_TEMPLATE),
+    Link(("put", TEMPLATE, "200"), ("put", TEMPLATE), SAME_TEMPLATE | ITS_VERSION),
+    Link(("put", TEMPLATE, "200"), ("delete", TEMPLATE), SAME_TEMPLATE | ITS_VERSION),
+    Link(("put", TEMPLATE, "200"), ("post", f"{TEMPLATE}/preview"), SAME_TEMPLATE),
+    Link(("get", TEMPLATE, "200"), ("put", TEMPLATE), SAME_TEMPLATE | ITS_VERSION),
+    Link(
+        ("post", "/v1/opt-outs", "201"),
+        ("delete", "/v1/opt-outs/{email}"),
+        {"email": "$request.body#/email"},
+    ),
+    Link(("get", "/v1/settings", "200"), ("put", "/v1/settings"), ITS_VERSION),
+]
 
 
 def create_notifier_app(
@@ -168,6 +190,7 @@ def create_notifier_app(
     runtime.on_stop(email.aclose)
     runtime.on_stop(webhook.aclose)
     return create_app(
+        links=LINKS,
         title="Closeloop notifier",
         runtime=runtime,
         routers=[

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from closeloop_common.openapi import BAD_REQUEST, CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import CasesWriteTenant, Problem, ReadTenant
 from closeloop_notifier.campaign_views import BadCursor, campaign_report, list_campaigns
@@ -25,7 +26,9 @@ def _not_found(campaign_id: uuid.UUID) -> Problem:
 
 
 def build_campaigns_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+    router = APIRouter(
+        prefix="/v1/campaigns", tags=["campaigns"], responses={**BAD_REQUEST, **CONFLICT}
+    )
 
     @router.get("", summary="The tenant's campaigns, newest first")
     async def get_campaigns(

@@ -22,13 +22,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from closeloop_common.db import transaction
 from closeloop_common.emails import normalize_email
+from closeloop_common.openapi import CONFLICT
 from closeloop_common.runtime import ServiceRuntime
 from closeloop_common.web import (
     AdminTenant,
     CasesWriteTenant,
-    IfMatch,
     Problem,
     ReadTenant,
+    RequiredIfMatch,
     actor_of,
     expected_version,
 )
@@ -45,7 +46,11 @@ from closeloop_notifier.views import (
     opt_out_view,
 )
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(normalize_email)]
+Email = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(normalize_email),
+]
 
 
 class OptOut(BaseModel):
@@ -66,7 +71,7 @@ def _draft_problem(exc: Exception) -> Problem:
 
 
 def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["messages"])
+    router = APIRouter(prefix="/v1", tags=["messages"], responses={**CONFLICT})
 
     @router.get("/messages", summary="Messages, newest first")
     async def get_messages(
@@ -161,7 +166,10 @@ def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> A
         return message_view(row)
 
     @router.post(
-        "/opt-outs", status_code=status.HTTP_201_CREATED, summary="Stop messages to an address"
+        "/opt-outs",
+        status_code=status.HTTP_201_CREATED,
+        summary="Stop messages to an address",
+        responses={200: {"description": "The address had opted out already"}},
     )
     async def post_opt_out(
         body: OptOut, tenant: CasesWriteTenant, response: Response
@@ -194,7 +202,7 @@ def build_messages_router(runtime: ServiceRuntime, settings: SettingsStore) -> A
         tenant: AdminTenant,
         request: Request,
         response: Response,
-        if_match: IfMatch = None,
+        if_match: RequiredIfMatch = None,
     ) -> dict[str, Any]:
         expected = expected_version(if_match)
         # What the body leaves out takes the service's defaults (NOTIFIER_DEFAULT_MESSAGING).

@@ -116,7 +116,12 @@ def build_unsubscribe_router(runtime: ServiceRuntime, secret: str) -> APIRouter:
         "/{token}",
         response_class=HTMLResponse,
         summary="The unsubscribe page: asks to confirm (a GET changes nothing)",
-        responses={404: {"description": "The token is not valid (an HTML page)"}},
+        responses={
+            404: {
+                "description": "The token is not valid (an HTML page)",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def show(token: str) -> HTMLResponse:
         try:
@@ -129,7 +134,12 @@ def build_unsubscribe_router(runtime: ServiceRuntime, secret: str) -> APIRouter:
         "/{token}",
         response_class=HTMLResponse,
         summary="Unsubscribe (RFC 8058 one-click, or the page's button); idempotent",
-        responses={404: {"description": "The token is not valid (an HTML page)"}},
+        responses={
+            404: {
+                "description": "The token is not valid (an HTML page)",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def unsubscribe(token: str) -> HTMLResponse:
         try:

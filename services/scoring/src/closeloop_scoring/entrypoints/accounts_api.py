@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from closeloop_common.openapi import BAD_REQUEST
 from closeloop_common.web import AdminTenant, ReadTenant
 from closeloop_scoring import views
 from closeloop_scoring.adapters.tables import account_weights
@@ -40,7 +41,7 @@ class AccountWeight(BaseModel):
 
 
 def build_accounts_router(reads: Reads) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["accounts"])
+    router = APIRouter(prefix="/v1", tags=["accounts"], responses={**BAD_REQUEST})
     policy = reads.settings.health_policy()
 
     @router.get("/accounts", tags=["accounts"], summary="NPS per account, optionally weighted")

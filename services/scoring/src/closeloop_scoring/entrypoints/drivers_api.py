@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from closeloop_common.openapi import BAD_REQUEST
 from closeloop_common.web import Problem, ReadTenant
 from closeloop_scoring import views
 from closeloop_scoring.domain import windows
@@ -66,7 +67,7 @@ class WhatIfRequest(BaseModel):
 
 
 def build_drivers_router(reads: Reads) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["drivers"])
+    router = APIRouter(prefix="/v1", tags=["drivers"], responses={**BAD_REQUEST})
 
     @router.get(
         "/drivers",

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from closeloop_common.events import Dimension
+from closeloop_common.openapi import BAD_REQUEST
 from closeloop_common.web import Problem, ReadTenant
 from closeloop_scoring import views
 from closeloop_scoring.domain import windows
@@ -30,7 +31,7 @@ from closeloop_scoring.reports import comparison_json, tally_report
 
 
 def build_nps_router(reads: Reads) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["nps"])
+    router = APIRouter(prefix="/v1", tags=["nps"], responses={**BAD_REQUEST})
 
     @router.get(
         "/nps",
