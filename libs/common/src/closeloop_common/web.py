@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
+from closeloop_common.errors import is_transient
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.runtime import ServiceRuntime, is_ready
 from closeloop_common.storable import (
@@ -106,6 +107,17 @@ def internal_problem() -> Problem:
     )
 
 
+def unavailable_problem() -> Problem:
+    return Problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "the database or broker this request needs is unavailable (or was restarted); the "
+        "request may not have been carried out: send it again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 def problem_body(
     status: int, type_: str, title: str, detail: str | None, *, instance: str, **extensions: Any
 ) -> dict[str, Any]:
@@ -168,6 +180,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):
+            # An outage, or a pooled connection that died with a database restart (it fails
+            # once, then the pool is renewed): the client should retry, as consumers do.
+            log.warning(
+                "infrastructure unavailable",
+                extra={"path": request.url.path, "error": type(exc).__name__},
+            )
+            return await on_problem(request, unavailable_problem())
         log.exception("unhandled error", extra={"path": request.url.path})
         return await on_problem(request, internal_problem())
 
