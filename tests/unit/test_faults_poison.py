@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from closeloop_common.events import Topic, UndecodableEvent, UnknownEventType, decode_event
+from closeloop_devtools.faults_checks import Check, check
 from closeloop_devtools.faults_poison import Poison, expected_dead_letters, poison_values
 from closeloop_devtools.faults_stream import parse_lag
 
@@ -50,3 +51,11 @@ def test_lag_series_are_read_from_the_metrics_text() -> None:
         ("p.scoring", "responses", "0"): 3.0,
         ("p.scoring", "cases", "1"): 0.0,
     }
+
+
+def test_a_long_check_is_shown_by_size_and_first_differences() -> None:
+    expected = [f"r{n}" for n in range(20)]
+    assert check("cases", expected, expected) == Check("cases", "20 items", "20 items", True)
+    found = check("cases", expected, [*expected[1:], "stray"])
+    assert not found.ok
+    assert found.found == "20 items; missing 'r0', unexpected 'stray'"

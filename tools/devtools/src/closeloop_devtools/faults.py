@@ -226,8 +226,10 @@ class Scenario:
         return inject, repair
 
     async def _broker_down(self) -> float:
-        began = time.time()
+        # A controlled shutdown takes seconds, records flowing all along: the outage starts
+        # once the broker is gone.
         await asyncio.to_thread(self.kafka.down)
+        began = time.time()
         await asyncio.sleep(1.0)
         return began
 
@@ -444,7 +446,7 @@ async def run_faults(config: FaultConfig, *, keep_logs: Path | None = None) -> F
                     observer=scenario.observer,
                     poison=scenario.poison,
                     notifier_windows=[
-                        (r.injected, r.repaired + SEND_LEASE_SECONDS + 2)
+                        (r.fault, r.injected, r.repaired + SEND_LEASE_SECONDS + 2)
                         for r in scenario.recoveries
                         if "notifier" in r.fault or "SMTP" in r.fault
                     ],
