@@ -5,8 +5,9 @@ The fault run must not disturb anything else on the machine (other test runs, a 
 temporary folder, on ports of its own, and removes them at the end.
 
 - `PrivateKafka` drives `scripts/kafka.sh` with `CLOSELOOP_INFRA_DIR` pointing into the folder
-  and its own ports. The broker's jars are the ones `make infra-up` fetched (the checkout's
-  `.infra/kafka/libs-<version>`, or `FAULTS_KAFKA_LIBS`), linked in rather than fetched again.
+  and its own ports. The broker's jars are the ones `make infra-up` fetched (`kafka/libs-<version>`
+  under CLOSELOOP_INFRA_DIR or the checkout's `.infra`, or `FAULTS_KAFKA_LIBS`), linked in rather
+  than fetched again.
 - `PrivatePostgres` is an `initdb` cluster (as the `postgres` OS user when run as root), with
   `trust` only on its own Unix socket in the folder; over TCP (loopback only) the role needs its
   password. `restart` is a fast shutdown and a start, as an operator's restart is.
@@ -84,13 +85,14 @@ class PrivateKafka:
         target = self.state_dir / "kafka" / f"libs-{version}"
         if target.exists():
             return
-        source = Path(
-            os.environ.get("FAULTS_KAFKA_LIBS") or ROOT / ".infra" / "kafka" / f"libs-{version}"
-        )
+        # Where `make infra-up` (kafka.sh) keeps them: CLOSELOOP_INFRA_DIR, else .infra.
+        infra = Path(os.environ.get("CLOSELOOP_INFRA_DIR") or ROOT / ".infra")
+        fetched = infra / "kafka" / f"libs-{version}"
+        source = Path(os.environ.get("FAULTS_KAFKA_LIBS") or fetched)
         if not (source / ".complete").exists():
-            # Fetched into the checkout's own .infra (from Maven's cache when it is there).
+            # Fetched there once (from Maven's cache when it is there), as infra-up would.
             subprocess.run([str(KAFKA_SCRIPT), "fetch"], check=True, capture_output=True)
-            source = ROOT / ".infra" / "kafka" / f"libs-{version}"
+            source = fetched
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(source.resolve(), target_is_directory=True)
 
