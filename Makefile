@@ -78,6 +78,12 @@ test-tools: tools-deploy ## kcat (the contract tests' Kafka client), promtool (c
 .PHONY: test
 test: lint infra-up test-tools ## lint, then every test against the real Kafka and PostgreSQL
 	$(PYTEST)
+	$(PYTEST) -m faults tests/faults
+
+.PHONY: test-faults
+test-faults: venv ## faults under a steady stream, on a private broker and database; writes bench/faults.md
+	scripts/kafka.sh fetch
+	FAULTS_REPORT=bench/faults.md $(PYTEST) -m faults tests/faults
 
 .PHONY: fuzz
 fuzz: infra-up ## a longer API fuzz (Schemathesis, 20x the examples of `make test`); not in CI

@@ -76,13 +76,22 @@ def bearer() -> Bearer:
     return header
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    faults: list[pytest.Item] = []
     for item in items:
         parts = Path(str(item.fspath)).parts
         if "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
         elif "integration" in parts:
             item.add_marker(pytest.mark.integration)
+        elif "faults" in parts:
+            faults.append(item)
+    # The fault run (tests/faults, `make test-faults`) brings its own broker and database and
+    # takes minutes: it runs only when asked for by marker (`-m faults`), so `make test`'s plain
+    # `pytest` does not run it a second time.
+    if faults and "faults" not in (config.getoption("markexpr") or ""):
+        config.hook.pytest_deselected(items=faults)
+        items[:] = [item for item in items if item not in faults]
 
 
 @pytest.fixture(scope="session")

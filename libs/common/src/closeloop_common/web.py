@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -35,12 +36,14 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from closeloop_common import tracing
 from closeloop_common.auth import Authenticator, KeysUnavailable, Principal, Unauthorized
 from closeloop_common.auth import Scope as AuthScope
+from closeloop_common.errors import is_transient
 from closeloop_common.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from closeloop_common.openapi import REQUIRED_IN_DOCUMENT, Link, completed_openapi
 from closeloop_common.runtime import ServiceRuntime, is_ready
@@ -104,6 +107,17 @@ def internal_problem() -> Problem:
         "internal",
         "Internal server error",
         "The error was logged; nothing was accepted from this request.",
+    )
+
+
+def unavailable_problem() -> Problem:
+    return Problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        "the database or broker this request needs is unavailable (or was restarted); the "
+        "request may not have been carried out: send it again shortly",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -172,6 +186,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The route's template, not the path: a path can carry an email (DELETE
         # /v1/opt-outs/{email}), and personal data never goes into a log line.
         route = getattr(request.scope.get("route"), "path", "unmatched")
+        if is_transient(exc):
+            # An outage, or a pooled connection that died with a database restart (it fails
+            # once, then the pool is renewed): the client should retry, as consumers do.
+            log.warning(
+                "infrastructure unavailable",
+                extra={"route": route, "error": type(exc).__name__},
+            )
+            return await on_problem(request, unavailable_problem())
         log.exception("unhandled error", extra={"route": route})
         return await on_problem(request, internal_problem())
 
@@ -179,6 +201,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+    # Starlette re-raises what reaches its `Exception` handler (uvicorn then logs a second
+    # traceback, at error level, for an outage the warning above already told). The
+    # infrastructure's own error classes are answered one step earlier, where nothing is
+    # re-raised.
+    for infrastructure_error in (sa_exc.SQLAlchemyError, OSError, KafkaError):
+        app.add_exception_handler(infrastructure_error, on_unexpected)
 
 
 REALM = "closeloop"

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 
 from closeloop_common.web import PROBLEM_CONTENT_TYPE, Problem, install_problem_handlers
 
@@ -25,6 +26,11 @@ def client() -> httpx.AsyncClient:
             raise Problem(409, "unlucky", "Unlucky number", "13 is taken", score=13)
         if body.score == 99:
             raise RuntimeError("boom")
+        if body.score == 57:
+            # What a pooled connection that died with a database restart raises.
+            raise sa_exc.InterfaceError(
+                "SELECT 1", None, Exception("connection is closed"), connection_invalidated=True
+            )
         return {"score": body.score}
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -75,3 +81,31 @@ async def test_method_not_allowed_problem_keeps_the_allow_header(client: httpx.A
     assert reply.status_code == 405
     assert reply.headers["content-type"] == PROBLEM_CONTENT_TYPE
     assert reply.headers["allow"] == "POST"
+
+
+async def test_a_database_outage_is_a_503_to_retry_not_a_500(client: httpx.AsyncClient) -> None:
+    """Found by the fault run: the first request after a PostgreSQL restart met a pooled
+    connection the restart had closed, and its client got a 500 as if the request were wrong."""
+    reply = await client.post("/things", json={"score": 57})
+    assert reply.status_code == 503
+    assert reply.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert reply.headers["retry-after"] == "1"
+    assert reply.json()["type"] == "urn:closeloop:problem:unavailable"
+    assert "SELECT" not in reply.text
+
+
+async def test_an_outage_is_answered_without_being_raised_again(
+    client: httpx.AsyncClient,
+) -> None:
+    """Starlette re-raises whatever reaches the catch-all handler, and the server then logs a
+    second traceback at error level; an outage is answered where nothing is re-raised."""
+    assert isinstance(client._transport, httpx.ASGITransport)
+    raising = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=client._transport.app, raise_app_exceptions=True),
+        base_url="http://test",
+    )
+    async with raising:
+        reply = await raising.post("/things", json={"score": 57})
+        assert reply.status_code == 503
+        with pytest.raises(RuntimeError, match="boom"):
+            await raising.post("/things", json={"score": 99})
