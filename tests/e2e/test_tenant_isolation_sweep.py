@@ -55,6 +55,15 @@ ROUTES: dict[tuple[str, str, str], Call] = {
     ("ingest", "DELETE", "/v1/sources/{name}"): Call("hidden"),
     ("ingest", "GET", "/v1/sources"): Call("own"),
     ("ingest", "POST", "/v1/invitations"): Call("own", "INVITATIONS"),
+    # B erasing or exporting the address of A's customer reaches only B's own (nothing): A's
+    # data is read again once every service has done B's erasure.
+    ("ingest", "POST", "/v1/privacy/erasures"): Call("own", {"email": "{customer_email}"}),
+    ("ingest", "GET", "/v1/privacy/erasures/{erasure_id}"): Call("hidden"),
+    ("ingest", "POST", "/v1/privacy/export"): Call("own", {"email": "{customer_email}"}),
+    ("ingest", "POST", "/v1/privacy/exports"): Call("own", {"customer_id": "{customer_id}"}),
+    ("scoring", "POST", "/v1/privacy/export"): Call("own", {"customer_id": "{customer_id}"}),
+    ("orchestrator", "POST", "/v1/privacy/export"): Call("own", {"email": "{customer_email}"}),
+    ("notifier", "POST", "/v1/privacy/export"): Call("own", {"email": "{customer_email}"}),
     # scoring: aggregates are keyed by values any tenant may use; B reads its own (empty) ones
     ("scoring", "GET", "/v1/nps"): Call("own", query={"account": "{account_id}"}),
     ("scoring", "GET", "/v1/nps/trend"): Call("own", query={"account": "{account_id}"}),
@@ -314,6 +323,9 @@ def seed(stack: Stack, client: httpx.Client, tenant: str) -> Seeded:
         return settled[0] if settled else None
 
     campaign_id = eventually(finished_campaign, what="A's campaign")["campaign_id"]
+    # An erasure of A's (of an address A never had: A's data stays for the sweep).
+    nobody = {"email": f"nobody-{mark}@customers.example.com"}
+    erasure_id = _ok(client.post(f"{ingest}/v1/privacy/erasures", json=nobody))["erasure_id"]
     return Seeded(
         canary=canary,
         secret=secret,
@@ -334,6 +346,9 @@ def seed(stack: Stack, client: httpx.Client, tenant: str) -> Seeded:
             "dimension": "account",
             "theme": "billing",
             "token": f"not-a-token-{mark}",
+            "customer_email": body["customer"]["email"],
+            "customer_id": body["customer"]["id"],
+            "erasure_id": erasure_id,
         },
     )
 
@@ -428,6 +443,7 @@ def test_no_route_of_any_service_lets_tenant_b_see_or_change_tenant_a_s_data(
         secrets = {seeded.canary, seeded.secret}
         a_ids = {v for k, v in ids.items() if k not in ("kind", "locale", "dimension", "theme")}
         failures: list[str] = []
+        erasures: list[str] = []
         for (service, method, template), call in sorted(ROUTES.items()):
             path = fill(template, ids)
             query = fill(dict(call.query), ids)
@@ -455,8 +471,18 @@ def test_no_route_of_any_service_lets_tenant_b_see_or_change_tenant_a_s_data(
             }[call.expect]
             if not expected:
                 failures.append(f"{where} (expected {call.expect}): {reply.text[:300]}")
+            if (method, template) == ("POST", "/v1/privacy/erasures") and expected:
+                erasures.append(stack.url(service) + reply.headers["location"])
             if shown:
                 failures.append(f"{where} shows A's {shown}")
+        for status in erasures:
+            # B's erasure of the address of A's customer, done by all four services before A
+            # reads its data again.
+
+            def completed(status: str = status) -> bool | None:
+                return b.get(status).json()["status"] == "completed" or None
+
+            eventually(completed, what="B's erasure")
         after = snapshot(stack, a, ids)
         # A's opt-out is still there: A setting it again finds it (200, not 201).
         again = a.post(f"{stack.url('notifier')}/v1/opt-outs", json={"email": ids["email"]})
