@@ -61,6 +61,30 @@ async def list_messages(
     limit: int = 100,
 ) -> dict[str, Any]:
     """The tenant's messages, newest first, optionally of one case, response or status."""
+    query = message_list_query(
+        tenant_id=tenant_id,
+        case_id=case_id,
+        response_id=response_id,
+        status=status,
+        kind=kind,
+        campaign_id=campaign_id,
+        limit=limit,
+    )
+    rows = await session.execute(query)
+    return {"tenant_id": tenant_id, "messages": [dict(row._mapping) for row in rows]}
+
+
+def message_list_query(
+    *,
+    tenant_id: str,
+    case_id: uuid.UUID | None = None,
+    response_id: str | None = None,
+    status: MessageStatus | None = None,
+    kind: str | None = None,
+    campaign_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> sa.Select[Any]:
+    """The statement of `list_messages` (newest first: `ix_messages_tenant_created`)."""
     query = sa.select(*(messages.c[f] for f in MESSAGE_FIELDS)).where(
         messages.c.tenant_id == tenant_id
     )
@@ -76,8 +100,7 @@ async def list_messages(
         query = query.where(messages.c.kind == kind)
     if campaign_id is not None:
         query = query.where(messages.c.campaign_id == campaign_id)
-    rows = await session.execute(query.order_by(messages.c.created_at.desc()).limit(limit))
-    return {"tenant_id": tenant_id, "messages": [dict(row._mapping) for row in rows]}
+    return query.order_by(messages.c.created_at.desc()).limit(limit)
 
 
 def opt_out_view(tenant_id: str, key: str) -> dict[str, str]:

@@ -58,6 +58,9 @@ messages = sa.Table(
     sa.Index("ix_messages_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("ix_messages_lease", "lease_until", postgresql_where=sa.text("status = 'sending'")),
     sa.Index("ix_messages_case", "tenant_id", "case_id"),
+    # The message list (`GET /v1/messages`, newest first): read from the index, not by sorting
+    # every message of the tenant (the soak found its p99 doubling as the table grew).
+    sa.Index("ix_messages_tenant_created", "tenant_id", "created_at"),
     sa.Index(
         "ix_messages_recipient_sent",
         "tenant_id",
