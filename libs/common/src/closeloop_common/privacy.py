@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -148,3 +148,23 @@ async def report_erasure(
             "rows": rows,
         },
     )
+
+
+def exported_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A database row (`row._mapping`) as plain JSON values, for an export (article 15)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        elif isinstance(value, list | tuple):
+            out[key] = list(value)
+        elif value is not None and not isinstance(value, str | int | float | bool | dict):
+            out[key] = str(value)  # uuids, decimals
+        else:
+            out[key] = value
+    return out
+
+
+def rows_touched(result: Any) -> int:
+    """The rows an UPDATE or DELETE changed (its `rowcount`), for an erasure's report."""
+    return int(result.rowcount or 0)

@@ -45,6 +45,7 @@ from closeloop_common.privacy import (
     address_key,
     anonymised_customer,
     pseudonym_of,
+    rows_touched,
 )
 from closeloop_ingest.adapters.tables import erasures, metadata
 
@@ -191,13 +192,9 @@ async def erase_own(
     return {
         "responses": len(responses),
         "invitations": len(invitations),
-        "deliveries": _rowcount(deliveries),
-        "outbox": _rowcount(outbox),
+        "deliveries": rows_touched(deliveries),
+        "outbox": rows_touched(outbox),
     }
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 async def request_erasure(

@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.events import CloudEvent, ErasureRequestedV1
 from closeloop_common.handlers import HandlerContext
-from closeloop_common.privacy import ERASED, SubjectIdentifiers, report_erasure
+from closeloop_common.privacy import (
+    ERASED,
+    SubjectIdentifiers,
+    exported_row,
+    report_erasure,
+    rows_touched,
+)
 
 _P = "CAST(:pseudonym AS text)"
 _ANONYMISE_CASES = sa.text(
@@ -95,16 +101,12 @@ async def erase(
     )
     return {
         "cases": len(case_ids),
-        "case_history": _count(notes),
-        "responses": _count(responses),
-        "invitations": _count(invitations),
-        "structural_issue_cases": _count(issue_cases),
-        "outbox": _count(outbox),
+        "case_history": rows_touched(notes),
+        "responses": rows_touched(responses),
+        "invitations": rows_touched(invitations),
+        "structural_issue_cases": rows_touched(issue_cases),
+        "outbox": rows_touched(outbox),
     }
-
-
-def _count(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 async def on_erasure_requested(ctx: HandlerContext, event: CloudEvent[ErasureRequestedV1]) -> None:
@@ -146,20 +148,6 @@ _INVITATIONS = sa.text(
 )
 
 
-def _jsonable(row: sa.Row[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row._mapping.items():
-        if hasattr(value, "isoformat"):
-            out[key] = value.isoformat()
-        elif isinstance(value, (list, tuple)):
-            out[key] = list(value)
-        elif value is not None and not isinstance(value, (str, int, float, bool, dict)):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
-
-
 async def export(
     session: AsyncSession, *, tenant_id: str, ids: SubjectIdentifiers
 ) -> dict[str, Any]:
@@ -175,8 +163,8 @@ async def export(
     ).all()
     return {
         "service": "orchestrator",
-        "cases": [_jsonable(c) for c in cases],
-        "case_history": [_jsonable(h) for h in history],
-        "responses": [_jsonable(r) for r in responses],
-        "invitations": [_jsonable(i) for i in invitations],
+        "cases": [exported_row(c._mapping) for c in cases],
+        "case_history": [exported_row(h._mapping) for h in history],
+        "responses": [exported_row(r._mapping) for r in responses],
+        "invitations": [exported_row(i._mapping) for i in invitations],
     }

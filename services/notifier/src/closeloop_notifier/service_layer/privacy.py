@@ -31,7 +31,13 @@ from closeloop_common.clock import Clock
 from closeloop_common.events import CloudEvent, ErasureRequestedV1
 from closeloop_common.handlers import HandlerContext
 from closeloop_common.identifiers import case_id_for, no_response_case_id_for
-from closeloop_common.privacy import ERASED, SubjectIdentifiers, report_erasure
+from closeloop_common.privacy import (
+    ERASED,
+    SubjectIdentifiers,
+    exported_row,
+    report_erasure,
+    rows_touched,
+)
 from closeloop_notifier.service_layer.policy import remember_erased
 
 _MINIMUM_NAME = 3  # a shorter name would match unrelated digests
@@ -95,10 +101,6 @@ _DELETE_PUBLISHED = sa.text(
     "DELETE FROM notifier.outbox WHERE tenant_id = :t AND published_at IS NOT NULL "
     "AND key = ANY(:keys)"
 )
-
-
-def _count(result: Any) -> int:
-    return int(result.rowcount or 0)
 
 
 async def case_ids_of(
@@ -206,15 +208,15 @@ class Erasure:
             {"t": tenant_id, "keys": [f"{tenant_id}:{c}" for c in ids.customer_ids]},
         )
         return {
-            "messages": _count(messages) + _count(digests),
-            "messages_cancelled": _count(cancelled),
-            "case_view": _count(case_view),
+            "messages": rows_touched(messages) + rows_touched(digests),
+            "messages_cancelled": rows_touched(cancelled),
+            "case_view": rows_touched(case_view),
             "contacts": len(contacts),
-            "respondents": _count(respondents),
-            "invitations": _count(invitations),
-            "opt_outs": _count(opt_outs),
+            "respondents": rows_touched(respondents),
+            "invitations": rows_touched(invitations),
+            "opt_outs": rows_touched(opt_outs),
             "erased_recipients": erased,
-            "outbox": _count(outbox),
+            "outbox": rows_touched(outbox),
         }
 
 
@@ -235,18 +237,6 @@ _OPT_OUTS = sa.text(
     "SELECT email, created_at FROM notifier.opt_outs WHERE tenant_id = :t "
     "AND email = ANY(:emails) ORDER BY email"
 )
-
-
-def _jsonable(row: sa.Row[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row._mapping.items():
-        if hasattr(value, "isoformat"):
-            out[key] = value.isoformat()
-        elif isinstance(value, uuid.UUID):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
 
 
 async def export(
@@ -270,8 +260,8 @@ async def export(
     cases = (await session.execute(_CASE_VIEW, {"t": tenant_id, "case_ids": case_ids})).all()
     opt_outs = (await session.execute(_OPT_OUTS, {"t": tenant_id, "emails": match["emails"]})).all()
     return {
-        "messages": [_jsonable(m) for m in messages],
-        "contacts": [_jsonable(c) for c in contacts],
-        "cases": [_jsonable(c) for c in cases],
-        "opt_outs": [_jsonable(o) for o in opt_outs],
+        "messages": [exported_row(m._mapping) for m in messages],
+        "contacts": [exported_row(c._mapping) for c in contacts],
+        "cases": [exported_row(c._mapping) for c in cases],
+        "opt_outs": [exported_row(o._mapping) for o in opt_outs],
     }
