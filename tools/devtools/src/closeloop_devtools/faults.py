@@ -43,10 +43,11 @@ from closeloop_common.kafka.topics import ensure_topics
 from closeloop_common.services import service
 from closeloop_common.settings import CommonSettings
 from closeloop_common.tokens import generate_key_pair, mint_token
-from closeloop_devtools.faults_checks import Check, Verdict, final_checks, latency_summary
+from closeloop_devtools.faults_checks import Check, Verdict, check, final_checks, latency_summary
 from closeloop_devtools.faults_infra import ROOT, PrivateKafka, PrivatePostgres, require_free
 from closeloop_devtools.faults_poison import Poison, feed_poison
 from closeloop_devtools.faults_stream import CONSUMERS, Observer, Stream, consumer_lag
+from closeloop_devtools.logscan import scan, secrets_of
 from closeloop_devtools.mailsink import MailSink
 from closeloop_devtools.stack import DEMO_MESSAGING, Stack
 
@@ -477,9 +478,19 @@ async def run_faults(config: FaultConfig, *, keep_logs: Path | None = None) -> F
             )
         finally:
             await scenario.observer.stop()
+        # Outages, kills and poison make the services log errors: none of those lines may carry
+        # a secret or a customer's address.
+        needles = {
+            **secrets_of(env),
+            "bearer token": token,
+            # Every customer's address ends so (`Stream.email`), and nothing else does.
+            "a customer's address": "@" + scenario.stream.email(0).partition("@")[2],
+        }
+        leaks = [str(f) for f in scan(sorted(stack.log_dir.glob("*.log")), needles)]
+        log_check = check("secrets and customers' addresses in the services' logs", [], leaks)
         result = FaultRun(
             recoveries=scenario.recoveries,
-            checks=[*checks, *latency_checks],
+            checks=[*checks, *latency_checks, log_check],
             latency=latency,
             duration=time.monotonic() - started,
             accepted=len(scenario.stream.accepted()),
