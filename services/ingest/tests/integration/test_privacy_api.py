@@ -223,6 +223,44 @@ async def test_erasure_by_address_erases_ingests_copy_and_asks_every_service(
         assert "Kowalska" not in line
 
 
+async def test_erasure_by_customer_id_finds_the_address_and_erases_it_under_other_ids_too(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    bearer: Callable[..., dict[str, str]],
+) -> None:
+    tenant = f"it-privacy-{uuid.uuid4().hex[:10]}"
+    writer = bearer(tenant, "responses:write", "read")
+    admin = bearer(tenant, "admin")
+    piotr = a_response("c-piotr", "piotr.zielinski@klient.example.pl", "Piotr Zieliński")
+    # The same address under another customer id (a second system): found through the address.
+    piotr_crm = a_response("c-piotr-crm", "piotr.zielinski@klient.example.pl", "P. Zieliński")
+    jan = a_response("c-jan", JAN, "Jan Nowak")
+    for body in (piotr, piotr_crm, jan):
+        assert (await client.post("/v1/responses", json=body, headers=writer)).status_code == 202
+
+    asked = await client.post(
+        "/v1/privacy/erasures", json={"customer_id": "c-piotr"}, headers=admin
+    )
+
+    assert asked.status_code == 202, asked.text
+    pseudonym = f"erased:{asked.json()['erasure_id']}"
+    [requested] = await events(sessions, tenant, ErasureRequestedV1.EVENT_TYPE)
+    # The id given and its address: every service also matches the address, so what was held
+    # under the other customer id is erased too (below, and downstream).
+    assert requested.data.customer_ids == ("c-piotr",)
+    assert requested.data.emails == ("piotr.zielinski@klient.example.pl",)
+    async with sessions() as session:
+        stored = {
+            r.response_id: r
+            for r in await session.execute(
+                sa.select(responses).where(responses.c.tenant_id == tenant)
+            )
+        }
+    assert {stored[b["response_id"]].customer_id for b in (piotr, piotr_crm)} == {pseudonym}
+    assert stored[piotr_crm["response_id"]].payload["comment"] == ERASED
+    assert stored[jan["response_id"]].customer_id == "c-jan"
+
+
 async def test_status_becomes_completed_when_every_service_reported(
     app: FastAPI,
     client: httpx.AsyncClient,
