@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_common.events import CloudEvent, ErasureRequestedV1
 from closeloop_common.handlers import HandlerContext
-from closeloop_common.privacy import SubjectIdentifiers, report_erasure
+from closeloop_common.privacy import SubjectIdentifiers, exported_row, report_erasure
 from closeloop_scoring.adapters.tables import cells, invitations, responses, root_causes
 
 
@@ -78,10 +78,7 @@ async def export(
         .order_by(invitations.c.invitation_id)
     )
     return {
-        "responses": [
-            {**row._asdict(), "day": row.day.isoformat(), "themes": list(row.themes)}
-            for row in counted
-        ],
-        "root_causes": [{**row._asdict(), "tags": list(row.tags)} for row in causes],
-        "invitations": [{**row._asdict(), "day": row.day.isoformat()} for row in invited],
+        "responses": [exported_row(row._mapping) for row in counted],
+        "root_causes": [exported_row(row._mapping) for row in causes],
+        "invitations": [exported_row(row._mapping) for row in invited],
     }
